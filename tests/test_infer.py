@@ -1,0 +1,111 @@
+"""Every row of the design's inference table, on Programs built directly."""
+
+import pytest
+
+from tests.builders import LOC, body, deploy, value
+from tova.config import build_config
+from tova.errors import ConfigError, Location
+from tova.infer import build_manifest
+from tova.lang.program import (AuthDecl, BrowserBlock, DataBlock, DataSource, DbDecl, Field, Program,
+                               SecurityBlock, ServerBlock, SseDecl, SubBlock, Body)
+
+
+def db_decl(**fields):
+    return DbDecl(tuple(Field(k, value(v), LOC) for k, v in fields.items()), LOC)
+
+
+def program(tmp_path, *, servers=(ServerBlock(None, LOC),), deploys=None, **kw):
+    return Program(project_name="myapp", root=str(tmp_path), source_dir=str(tmp_path),
+                   deploys=tuple(deploys or [deploy()]), servers=tuple(servers), **kw)
+
+
+def manifest(prog, env="prod"):
+    return build_manifest(prog, build_config(prog.deploys, env, prog.project_name), prog.root)
+
+
+def test_server_block_means_bun_caddy_ufw(tmp_path):
+    m = manifest(program(tmp_path))
+    assert m.system == ("bun", "caddy", "ufw")
+    assert m.databases == () and m.secrets.required == () and m.secrets.auto == ()
+
+
+def test_no_server_block_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no server block"):
+        manifest(program(tmp_path, servers=()))
+
+
+@pytest.mark.parametrize("fields", [{"driver": "postgres"}, {"type": "postgres"}, {"type": "postgresql"}])
+def test_postgres(tmp_path, fields):
+    m = manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(**fields),))]))
+    pg = m.database("postgres")
+    assert (pg.name, pg.port) == ("myapp_db", 5432)
+    assert "postgresql" in m.system and m.secrets.auto == ("DATABASE_URL",)
+
+
+def test_redis_and_sqlite_paths(tmp_path):
+    servers = [ServerBlock(None, LOC, dbs=(db_decl(type="redis"),)),
+               ServerBlock("api", LOC, dbs=(db_decl(path="app.db"), db_decl(driver="sqlite", path="db/b.db")))]
+    m = manifest(program(tmp_path, servers=servers))
+    assert [d.engine for d in m.databases] == ["redis", "sqlite"]
+    assert m.database("sqlite").paths == ("app.db", "db/b.db")
+    assert m.system == ("bun", "caddy", "ufw", "redis") and m.secrets.auto == ("REDIS_URL",)
+
+
+def test_unsupported_driver(tmp_path):
+    with pytest.raises(ConfigError, match="not supported"):
+        manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))]))
+
+
+def test_overrides_merge_and_never_drop(tmp_path):
+    d = deploy(db=Body((), (SubBlock("postgres", LOC, body({"name": "shop_prod", "port": 5433})),
+                            SubBlock("redis", LOC, body({"maxmemory": "256mb"})))))
+    servers = [ServerBlock(None, LOC, dbs=(db_decl(driver="postgres"), db_decl(path="x.db")))]
+    m = manifest(program(tmp_path, servers=servers, deploys=[d]))
+    assert [x.engine for x in m.databases] == ["postgres", "redis", "sqlite"]
+    assert (m.database("postgres").name, m.database("postgres").port) == ("shop_prod", 5433)
+    assert m.database("redis").maxmemory_bytes == 256 * 1024**2
+    assert m.database("sqlite").paths == ("x.db",)
+
+
+def test_ws_sse_browser_cors(tmp_path):
+    servers = [ServerBlock(None, LOC, websockets=(LOC,), sse=(SseDecl("/events", LOC), SseDecl(None, LOC)))]
+    sec = SecurityBlock(LOC, cors_origins=(value("https://a.com"), value("https://b.com:8443")))
+    m = manifest(program(tmp_path, servers=servers, browsers=(BrowserBlock(None, LOC),), securities=(sec,)))
+    assert m.proxy.websocket and m.proxy.sse and m.proxy.static
+    assert m.proxy.sse_paths == ("/events",)
+    assert m.proxy.cors_origins == ("https://a.com", "https://b.com:8443")
+
+
+@pytest.mark.parametrize("origin", ["https://a.com\nevil", "https://a.com}", "javascript:x", 'https://"a'])
+def test_hostile_cors_origin_rejected(tmp_path, origin):
+    sec = SecurityBlock(LOC, cors_origins=(value(origin),))
+    with pytest.raises(ConfigError, match="cors origin"):
+        manifest(program(tmp_path, securities=(sec,)))
+
+
+def test_auth_secrets(tmp_path):
+    sec = SecurityBlock(LOC, auths=(AuthDecl("jwt", (), LOC), AuthDecl("api_key", ("API_KEYS", "PORT"), LOC)))
+    m = manifest(program(tmp_path, securities=(sec,)))
+    assert m.secrets.required == ("JWT_SECRET", "API_KEYS")
+
+
+def test_data_files(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.csv").write_text("a\n")
+    data = DataBlock(LOC, sources=(DataSource("x", "data/x.csv", LOC), DataSource("r", "https://e.com/r.json", LOC),
+                                   DataSource("y", None, LOC)))
+    assert manifest(program(tmp_path, datas=(data,))).data_files == ("data/x.csv",)
+
+
+@pytest.mark.parametrize("path, message", [("missing.csv", "not in the project"), ("../x.csv", "relative path"),
+                                           ("/etc/passwd", "relative path")])
+def test_bad_data_files(tmp_path, path, message):
+    data = DataBlock(LOC, sources=(DataSource("x", path, Location("src/d.tova", 3, 5)),))
+    with pytest.raises(ConfigError, match=message) as info:
+        manifest(program(tmp_path, datas=(data,)))
+    assert str(info.value.loc) == "src/d.tova:3:5"
+
+
+def test_instances_and_env(tmp_path):
+    m = manifest(program(tmp_path, deploys=[deploy(fields={"instances": 3}, env={"NODE_ENV": "production"})]))
+    assert m.instances == 3 and m.env_vars == (("NODE_ENV", "production"),)

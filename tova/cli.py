@@ -1,0 +1,209 @@
+"""`tova`: the deploy toolkit's command line (`tova deploy`, `tova env`).
+
+Any other subcommand belongs to the Tova compiler, whose CLI is also called `tova`:
+we hand it over when one is configured (TOVA_COMPILER) or found on PATH."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tova.errors import EXIT_USAGE, TovaError
+
+OUR_COMMANDS = ("deploy", "env")
+
+DEPLOY_EPILOG = """examples:
+  tova deploy prod --plan              show what a deploy would do (nothing is changed)
+  tova deploy prod --plan --json       the same as one JSON object
+  tova deploy prod --render out/       write provision.sh, Caddy and systemd files to out/
+  tova deploy prod --setup-git         prepare the server and add the git remote "prod"
+  tova deploy prod                     deploy (push the branch, stream the server's progress)
+  tova deploy prod --status            instances, databases, certificate, last deploy
+  tova deploy prod --logs --since "1 hour ago"
+  tova deploy prod --rollback --to v3
+  tova deploy --list --server root@203.0.113.7
+"""
+
+ENV_EPILOG = """examples:
+  tova env prod list                   secret names (never values)
+  tova env prod set JWT_SECRET=s3cret 'GREETING=hello world'
+  tova env prod unset OLD_KEY
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tova",
+        description="tova-deploy: deploy Tova apps to your own Linux servers. "
+        "Other subcommands go to the Tova compiler.",
+    )
+    from tova import __version__
+
+    parser.add_argument("--version", action="version", version=f"tova-deploy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{deploy,env}")
+
+    d = sub.add_parser(
+        "deploy",
+        help="plan, deploy and manage an environment of this project",
+        epilog=DEPLOY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("env", nargs="?", help='the deploy block\'s name, e.g. "prod"')
+    d.add_argument("--project", default=".", metavar="DIR", help="project directory (default: .)")
+    actions = d.add_mutually_exclusive_group()
+    actions.add_argument("--plan", action="store_true", help="show the plan, change nothing")
+    actions.add_argument("--render", metavar="DIR", help="write every generated file into DIR")
+    actions.add_argument("--setup-git", action="store_true", help="set up the server and the git remote")
+    actions.add_argument("--rollback", action="store_true", help="roll back to the previous release")
+    actions.add_argument("--logs", action="store_true", help="show the app's logs (journalctl)")
+    actions.add_argument("--status", action="store_true", help="instances, databases, certificate")
+    actions.add_argument("--ssh", action="store_true", help="open a shell on the server")
+    actions.add_argument("--remove", action="store_true", help="remove the app (data is archived)")
+    actions.add_argument("--list", action="store_true", help="list the apps on --server")
+    d.add_argument("--json", action="store_true", help="machine-readable output (plan, status, list)")
+    d.add_argument("--registry", metavar="FILE", help="with --render/--plan: take ports from this registry.json")
+    d.add_argument("--local", action="store_true", help="with --plan: do not contact the server")
+    d.add_argument("--to", metavar="vN", help="with --rollback: the release to go back to")
+    d.add_argument("--since", metavar="TIME", help='with --logs: e.g. "1 hour ago"')
+    d.add_argument("--instance", type=int, metavar="N", help="with --logs: only instance N (1-based)")
+    d.add_argument("--follow", "-f", action="store_true", help="with --logs: keep streaming")
+    d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    d.add_argument("--offline", action="store_true", help="with --setup-git: upload dependencies too")
+    d.add_argument("--server", metavar="TARGET", help="with --list: the SSH target")
+
+    e = sub.add_parser(
+        "env",
+        help="list, set and unset an environment's secrets on its server",
+        epilog=ENV_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("env", help='the deploy block\'s name, e.g. "prod"')
+    e.add_argument("action", choices=("list", "set", "unset"))
+    e.add_argument("items", nargs="*", metavar="KEY[=VALUE]")
+    e.add_argument("--project", default=".", metavar="DIR", help="project directory (default: .)")
+    e.add_argument("--json", action="store_true", help="with list: JSON output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in OUR_COMMANDS:
+        return hand_over_to_compiler(argv)
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "deploy":
+            return run_deploy(args)
+        return run_env(args)
+    except TovaError as err:
+        print(err.render(), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    if args.list:
+        if not args.server:
+            raise TovaError("--list needs --server", hint="tova deploy --list --server root@your-server")
+        from tova.client.commands import cmd_list
+
+        return cmd_list(args.server, json=args.json)
+    if not args.env:
+        raise TovaError("which environment?", hint="name a deploy block, e.g. tova deploy prod --plan")
+    project = Path(args.project)
+    from tova.project import load_manifest
+
+    manifest = load_manifest(project, args.env)
+    if args.plan:
+        from tova.plan_cmd import run_plan
+
+        return run_plan(project, manifest, as_json=args.json, registry=args.registry, local_only=args.local)
+    if args.render:
+        from tova.plan_cmd import run_render
+
+        return run_render(manifest, Path(args.render), registry=args.registry)
+    from tova.client import commands as c
+
+    if args.setup_git:
+        return c.cmd_setup_git(project, manifest, offline=args.offline)
+    if args.rollback:
+        return c.cmd_rollback(project, manifest, to=args.to)
+    if args.logs:
+        return c.cmd_logs(project, manifest, since=args.since, instance=args.instance, follow=args.follow)
+    if args.status:
+        return c.cmd_status(project, manifest, json=args.json)
+    if args.ssh:
+        return c.cmd_ssh(project, manifest)
+    if args.remove:
+        return c.cmd_remove(project, manifest, yes=args.yes)
+    return c.cmd_deploy(project, manifest, yes=args.yes)
+
+
+def run_env(args: argparse.Namespace) -> int:
+    from tova.client.commands import cmd_env
+    from tova.project import load_manifest
+
+    manifest = load_manifest(Path(args.project), args.env)
+    items = list(args.items)
+    if args.json:
+        items.append("--json")
+    return cmd_env(Path(args.project), manifest, args.action, items)
+
+
+def hand_over_to_compiler(argv: list[str]) -> int:
+    compiler = find_compiler()
+    if compiler is None:
+        print(
+            f"tova: '{argv[0]}' is a Tova compiler command; this `tova` is the deploy toolkit "
+            "(deploy, env). Set TOVA_COMPILER=/path/to/tova or put the compiler's `tova` on PATH.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    import shlex
+
+    cmd = shlex.split(compiler) + argv
+    env = dict(os.environ, TOVA_DEPLOY_HANDED_OVER="1")
+    try:
+        os.execvpe(cmd[0], cmd, env)
+    except OSError as exc:
+        print(f"tova: cannot run the compiler {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
+        print("hint: check TOVA_COMPILER or the compiler's `tova` on PATH", file=sys.stderr)
+        return EXIT_USAGE
+    return 0  # not reached
+
+
+def find_compiler() -> str | None:
+    """TOVA_COMPILER, else another `tova` on PATH that is not this toolkit."""
+    if os.environ.get("TOVA_DEPLOY_HANDED_OVER"):
+        return None  # the compiler handed back to us: never loop
+    configured = os.environ.get("TOVA_COMPILER")
+    if configured:
+        return configured
+    ours = {os.path.realpath(sys.argv[0])} if sys.argv and sys.argv[0] else set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory or ".", "tova")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            real = os.path.realpath(candidate)
+            if real in ours or _is_this_toolkit(real):
+                continue
+            return candidate
+    return None
+
+
+def _is_this_toolkit(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2048)
+    except OSError:
+        return False
+    return b"tova.cli" in head
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Errors as values with a location and a hint, turned into text once, at the CLI edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Exit codes a script can rely on.
+EXIT_OK = 0
+EXIT_FAILED = 1          # a deploy or command ran and failed (e.g. rolled back)
+EXIT_USAGE = 2           # bad input: .tova errors, bad deploy config, bad arguments
+EXIT_MISSING_SECRETS = 3  # required secrets are not set on the server
+EXIT_LOCKED = 4          # another deploy of the same app holds the lock
+EXIT_REMOTE = 5          # SSH / server unreachable or not set up
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a .tova file; line and col are 1-based."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class TovaError(Exception):
+    """A user-facing error: one line of cause, one of remedy, and an exit code."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        loc: Location | None = None,
+        source_line: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.loc = loc
+        self.source_line = source_line
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def render(self) -> str:
+        head = f"{self.loc}: {self.message}" if self.loc else f"error: {self.message}"
+        lines = [head]
+        if self.loc and self.source_line is not None:
+            text = self.source_line.rstrip("\n").expandtabs(1)
+            lines.append(f"  {text}")
+            lines.append("  " + " " * max(self.loc.col - 1, 0) + "^")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class TovaSyntaxError(TovaError):
+    """The reader could not make sense of a .tova file."""
+
+
+class ConfigError(TovaError):
+    """A deploy block is invalid."""
+
+
+class DeployError(TovaError):
+    """A deploy step failed on the server."""
+
+    exit_code = EXIT_FAILED
+
+
+class MissingSecretsError(TovaError):
+    exit_code = EXIT_MISSING_SECRETS
+
+    def __init__(self, names: list[str], env: str) -> None:
+        self.names = names
+        cmds = " ".join(f"{n}=..." for n in names)
+        super().__init__(
+            f"missing required secrets: {', '.join(names)}",
+            hint=f"set them with: tova env {env} set {cmds}",
+        )
+
+
+class LockedError(TovaError):
+    exit_code = EXIT_LOCKED
+
+
+class RemoteError(TovaError):
+    exit_code = EXIT_REMOTE

@@ -1,0 +1,201 @@
+"""Infrastructure inference: one small function per row of the design's table.
+
+Pure: Program + DeployConfig in, Manifest out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tova.config import DeployConfig, check_relative_path
+from tova.errors import ConfigError
+from tova.lang.program import Program, Value
+from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
+
+ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
+SSE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%/:@!$&()*+,;=-]*$")
+# Names the platform provides: never asked of the user.
+PROVIDED_ENV = frozenset({"PORT", "DATABASE_URL", "REDIS_URL", "NODE_ENV"})
+
+
+def build_manifest(program: Program, config: DeployConfig, project_root: str | Path | None = None) -> Manifest:
+    _require_server(program)
+    databases = _merge_overrides(config, infer_databases(program, config))
+    engines = {d.engine for d in databases}
+    return Manifest(
+        env=config.env,
+        app=config.app,
+        project=program.project_name,
+        server=config.server,
+        domain=config.domain,
+        instances=config.instances,
+        memory_bytes=config.memory_bytes,
+        branch=config.branch,
+        health=HealthCheck(config.health, config.health_interval, config.health_timeout),
+        restart_on_failure=config.restart_on_failure,
+        keep_releases=config.keep_releases,
+        env_vars=config.env_vars,
+        databases=databases,
+        system=infer_system(program, engines),
+        proxy=infer_proxy(program),
+        secrets=infer_secrets(program, engines),
+        data_files=infer_data_files(program, project_root or program.root),
+    )
+
+
+def _require_server(program: Program) -> None:
+    if not program.servers:
+        raise ConfigError(
+            "this project has no server block, so there is nothing to run",
+            hint="tova-deploy runs the app's server { } block; add one to a .tova file",
+        )
+
+
+def infer_system(program: Program, engines: set[str]) -> tuple[str, ...]:
+    """server { } → Bun (systemd is always there); domain → Caddy; always UFW."""
+    system = ["bun", "caddy", "ufw"]
+    if "postgres" in engines:
+        system.append("postgresql")
+    if "redis" in engines:
+        system.append("redis")
+    return tuple(system)
+
+
+def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
+    """server db { driver/type: postgres|redis } → that engine; a path or sqlite → SQLite."""
+    found: dict[str, Database] = {}
+    sqlite_paths: list[str] = []
+    for server in program.servers:
+        for db in server.dbs:
+            fields = {f.key: f.value for f in db.fields}
+            engine = _db_engine(fields, db.loc)
+            if engine == "sqlite":
+                path = fields.get("path")
+                if path is not None and path.kind == "string":
+                    p = check_relative_path(str(path.value), path.loc, "sqlite path")
+                    if p not in sqlite_paths:
+                        sqlite_paths.append(p)
+                found.setdefault("sqlite", Database("sqlite"))
+            elif engine == "postgres":
+                found.setdefault("postgres", Database("postgres", name=default_pg_name(config.app), port=5432))
+            else:
+                found.setdefault("redis", Database("redis"))
+    if "sqlite" in found:
+        found["sqlite"] = Database("sqlite", paths=tuple(sqlite_paths))
+    return [found[e] for e in ("postgres", "redis", "sqlite") if e in found]
+
+
+def default_pg_name(app: str) -> str:
+    return app.replace("-", "_") + "_db"
+
+
+def _db_engine(fields: dict[str, Value], loc) -> str:
+    for key in ("driver", "type"):
+        v = fields.get(key)
+        if v is None:
+            continue
+        if v.kind != "string":
+            raise ConfigError(f"db {key} must be a string literal to deploy", loc=v.loc)
+        name = str(v.value).lower()
+        aliases = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres",
+                   "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
+        if name not in aliases:
+            raise ConfigError(
+                f"db {key} {v.value!r} is not supported by tova-deploy",
+                hint="supported: postgres, redis, sqlite",
+                loc=v.loc,
+            )
+        return aliases[name]
+    return "sqlite"  # the compiler's default driver
+
+
+def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Database, ...]:
+    """Deploy db { } overrides adjust inferred engines or add new ones; never drop one."""
+    by_engine = {d.engine: d for d in inferred}
+    for o in config.db_overrides:
+        current = by_engine.get(o.engine)
+        if o.engine == "postgres":
+            base = current or Database("postgres", name=default_pg_name(config.app), port=5432)
+            by_engine["postgres"] = Database(
+                "postgres",
+                name=str(o.settings.get("name", base.name)),
+                port=int(o.settings.get("port", base.port)),
+            )
+        elif o.engine == "redis":
+            base = current or Database("redis")
+            by_engine["redis"] = Database("redis", maxmemory_bytes=o.settings.get("maxmemory", base.maxmemory_bytes))
+        else:
+            base = current or Database("sqlite")
+            paths = list(base.paths)
+            if "path" in o.settings and o.settings["path"] not in paths:
+                paths.insert(0, str(o.settings["path"]))
+            by_engine["sqlite"] = Database("sqlite", paths=tuple(paths))
+    return tuple(by_engine[e] for e in ("postgres", "redis", "sqlite") if e in by_engine)
+
+
+def infer_proxy(program: Program) -> Proxy:
+    """ws → WebSocket; sse → long-lived unbuffered streams; browser → static; cors → headers."""
+    websocket = any(s.websockets for s in program.servers)
+    sse_paths: list[str] = []
+    sse = False
+    for server in program.servers:
+        for decl in server.sse:
+            sse = True
+            if decl.path is not None:
+                if not SSE_PATH_RE.match(decl.path):
+                    raise ConfigError(f"sse path {decl.path!r} is not a plain URL path", loc=decl.loc)
+                if decl.path not in sse_paths:
+                    sse_paths.append(decl.path)
+    origins: list[str] = []
+    for sec in program.securities:
+        for v in sec.cors_origins:
+            if v.kind != "string" or not ORIGIN_RE.match(str(v.value)):
+                raise ConfigError(
+                    f"cors origin `{v.text}` is not an origin tova-deploy can put in Caddy's config",
+                    hint='write literal origins such as "https://app.example.com" or "*"',
+                    loc=v.loc,
+                )
+            if v.value not in origins:
+                origins.append(str(v.value))
+    return Proxy(
+        websocket=websocket,
+        sse=sse,
+        sse_paths=tuple(sse_paths),
+        static=bool(program.browsers),
+        cors_origins=tuple(origins),
+    )
+
+
+def infer_secrets(program: Program, engines: set[str]) -> Secrets:
+    """security auth → its env("X") names (JWT_SECRET for jwt even when unspelled)."""
+    required: list[str] = []
+    for sec in program.securities:
+        for auth in sec.auths:
+            names = list(auth.env_refs)
+            if auth.kind == "jwt":
+                names.append("JWT_SECRET")
+            for n in names:
+                if n not in PROVIDED_ENV and n not in required:
+                    required.append(n)
+    auto = [name for engine, name in (("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")) if engine in engines]
+    return Secrets(required=tuple(required), auto=tuple(auto))
+
+
+def infer_data_files(program: Program, root: str | Path) -> tuple[str, ...]:
+    """data { source x = read("relative/path") } → files uploaded to data/; URLs stay remote."""
+    files: list[str] = []
+    for data in program.datas:
+        for src in data.sources:
+            path = src.path
+            if path is None or re.match(r"^[a-z][a-z0-9+.-]*://", path):
+                continue
+            clean = check_relative_path(path, src.loc, f"data source {src.name}")
+            if not (Path(root) / clean).is_file():
+                raise ConfigError(
+                    f"data source {src.name} reads {path!r}, which is not in the project",
+                    hint=f"add the file at {clean} (relative to the project root) or read it from a URL",
+                    loc=src.loc,
+                )
+            if clean not in files:
+                files.append(clean)
+    return tuple(files)

@@ -1,0 +1,130 @@
+"""What the reader returns: the top-level blocks of a project and the few facts that
+imply infrastructure. Pure data; built by tova.lang.reader, read by config and infer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tova.errors import Location
+
+ValueKind = Literal["string", "int", "float", "bool", "nil", "array", "expr"]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A field value as written in source.
+
+    kind "string": value is the decoded str (escapes processed). A string holding an
+    interpolation `{...}` has kind "expr" (it is not a literal).
+    kind "int"/"float"/"bool"/"nil": value is the Python value.
+    kind "array": value is a tuple of Value.
+    kind "expr": anything else (identifiers, calls, `-1`, arithmetic); value is None.
+    text is always the exact source text of the value.
+    """
+
+    kind: ValueKind
+    value: object
+    text: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    value: Value
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Body:
+    """`key: value` fields and named sub-blocks (`env { ... }`, `db { postgres { ... } }`),
+    in source order."""
+
+    fields: tuple[Field, ...] = ()
+    blocks: tuple["SubBlock", ...] = ()
+
+
+@dataclass(frozen=True)
+class SubBlock:
+    name: str
+    loc: Location
+    body: Body
+
+
+@dataclass(frozen=True)
+class DeployBlock:
+    name: str
+    loc: Location
+    body: Body
+
+
+@dataclass(frozen=True)
+class DbDecl:
+    """A `db { ... }` inside a server block (at any depth of route groups)."""
+
+    fields: tuple[Field, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class SseDecl:
+    path: str | None  # None when the path is not a plain string literal
+    loc: Location
+
+
+@dataclass(frozen=True)
+class ServerBlock:
+    name: str | None
+    loc: Location
+    dbs: tuple[DbDecl, ...] = ()
+    websockets: tuple[Location, ...] = ()
+    sse: tuple[SseDecl, ...] = ()
+
+
+@dataclass(frozen=True)
+class BrowserBlock:
+    name: str | None
+    loc: Location
+
+
+@dataclass(frozen=True)
+class AuthDecl:
+    kind: str  # "jwt" when not written
+    env_refs: tuple[str, ...]  # names in env("NAME") calls inside the auth block
+    loc: Location
+
+
+@dataclass(frozen=True)
+class SecurityBlock:
+    loc: Location
+    auths: tuple[AuthDecl, ...] = ()
+    cors_origins: tuple[Value, ...] = ()  # elements of `cors { origins: [...] }`
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    path: str | None  # the literal argument of read("..."), None if not a literal
+    loc: Location
+
+
+@dataclass(frozen=True)
+class DataBlock:
+    loc: Location
+    sources: tuple[DataSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class Program:
+    project_name: str
+    root: str  # project directory
+    source_dir: str  # directory whose *.tova files were read
+    files: tuple[str, ...] = ()  # paths read, sorted
+    deploys: tuple[DeployBlock, ...] = ()
+    servers: tuple[ServerBlock, ...] = ()
+    browsers: tuple[BrowserBlock, ...] = ()
+    securities: tuple[SecurityBlock, ...] = ()
+    datas: tuple[DataBlock, ...] = ()
+    line_count: int = 0
+    extra: dict = field(default_factory=dict, compare=False)

@@ -1,0 +1,74 @@
+"""`tova deploy <env> --plan` and `--render DIR`: local, read-only views of a deploy."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tova.errors import TovaError
+from tova.manifest import Manifest
+from tova.settings import ServerSettings
+
+
+def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSettings) -> list[int]:
+    """Ports from a registry file when given, else the first free block from first_port."""
+    if registry is None:
+        return list(range(settings.first_port, settings.first_port + manifest.instances))
+    from tova.server.registry import ports_for_app, read_registry_file
+
+    data = read_registry_file(Path(registry))
+    return ports_for_app(data, manifest.app, manifest.instances, settings.first_port)
+
+
+def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool) -> int:
+    from tova.plan import plan_dict, render_plan
+
+    settings = ServerSettings()
+    ports = plan_ports(manifest, registry, settings)
+    server_view: dict = {"contacted": False}
+    if local_only:
+        server_view["reason"] = "--local"
+    else:
+        server_view = _server_view(project, manifest)
+    if as_json:
+        print(json.dumps(plan_dict(manifest, ports, settings.bun_version, server_view), indent=2, sort_keys=True))
+        return 0
+    lines = _server_lines(server_view)
+    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines))
+    return 0
+
+
+def _server_view(project: Path, manifest: Manifest) -> dict:
+    try:
+        from tova.client.commands import cmd_plan_remote
+    except ImportError:
+        return {"contacted": False, "reason": "the SSH client is not available"}
+    try:
+        return cmd_plan_remote(project, manifest)
+    except TovaError as err:
+        return {"contacted": False, "reason": err.message}
+
+
+def _server_lines(view: dict) -> list[str]:
+    if not view.get("contacted"):
+        reason = view.get("reason")
+        return [f"Server not contacted ({reason}); showing the local plan only." if reason
+                else "Server not contacted; showing the local plan only."]
+    try:
+        from tova.client.commands import format_plan_remote
+    except ImportError:
+        return []
+    return format_plan_remote(view).splitlines()
+
+
+def run_render(manifest: Manifest, out_dir: Path, *, registry: str | None) -> int:
+    from tova.render import render_all, write_rendered
+
+    settings = ServerSettings()
+    ports = plan_ports(manifest, registry, settings)
+    files = render_all(manifest, ports, settings)
+    write_rendered(files, out_dir)
+    for name in sorted(files):
+        print(out_dir / name)
+    return 0

@@ -1,0 +1,71 @@
+"""Server-wide settings: /opt/tova/config.toml, overridable per run by environment
+variables (TOVA_<NAME in upper case>). Defaults work on a stock Debian or Ubuntu server."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from tova.errors import TovaError
+
+DEFAULT_ROOT = "/opt/tova"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    root: str = DEFAULT_ROOT  # TOVA_ROOT: everything of ours lives below it
+    # The Tova compiler: the command (split like a shell would) and how provisioning
+    # installs it when it is missing ("" = do not install; the command must exist).
+    compiler: str = "tova"
+    compiler_install: str = ""
+    # Bun: pinned version; source "npm" (the `bun` package through npm, registry only)
+    # or "archive" (bun_archive_url verified against bun_archive_sha256).
+    bun_version: str = "1.4.5"
+    bun_source: str = "npm"
+    bun_archive_url: str = ""
+    bun_archive_sha256: str = ""
+    # Seconds a restarted instance may take to answer its health check.
+    startup_deadline: float = 30.0
+    # Seconds a deploy waits for another deploy of the same app.
+    lock_wait: float = 300.0
+    first_port: int = 3000
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.root) / "config.toml"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
+    """Defaults, then <root>/config.toml, then TOVA_* environment variables."""
+    env = os.environ if environ is None else environ
+    settings = ServerSettings(root=env.get("TOVA_ROOT", DEFAULT_ROOT))
+    path = settings.config_path
+    values: dict[str, object] = {}
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise TovaError(f"{path}: {exc}", hint="fix the TOML syntax of the settings file")
+    for f in fields(ServerSettings):
+        key = "TOVA_" + f.name.upper()
+        if key in env and f.name != "root":
+            values[f.name] = env[key]
+    known = {f.name: f for f in fields(ServerSettings)}
+    coerced: dict[str, object] = {}
+    for name, raw in values.items():
+        if name not in known:
+            raise TovaError(
+                f"{path}: unknown setting {name!r}",
+                hint="known settings: " + ", ".join(sorted(known)),
+            )
+        default = getattr(settings, name)
+        try:
+            coerced[name] = type(default)(raw)
+        except (TypeError, ValueError):
+            raise TovaError(
+                f"setting {name!r}: {raw!r} is not a {type(default).__name__}",
+                hint=f"fix it in {path} or in TOVA_{name.upper()}",
+            )
+    return replace(settings, **coerced)
