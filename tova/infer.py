@@ -34,7 +34,7 @@ def build_manifest(program: Program, config: DeployConfig, project_root: str | P
         health=HealthCheck(config.health, config.health_interval, config.health_timeout),
         restart_on_failure=config.restart_on_failure,
         keep_releases=config.keep_releases,
-        env_vars=config.env_vars,
+        env_vars=tuple(sorted(config.env_vars)),
         databases=databases,
         system=infer_system(program, engines),
         proxy=infer_proxy(program),

@@ -31,6 +31,9 @@ class ServerSettings:
     # Seconds a deploy waits for another deploy of the same app.
     lock_wait: float = 300.0
     first_port: int = 3000
+    # Certificates: "auto" (Let's Encrypt / ZeroSSL through Caddy's automatic HTTPS) or
+    # "internal" (Caddy's own local CA: for test servers without public DNS).
+    tls: str = "auto"
 
     @property
     def config_path(self) -> Path:

@@ -1,0 +1,321 @@
+"""Manifest + ports + server settings -> the generated files (pure: no I/O but
+`write_rendered`). Every value reaches a file through a quoting filter of tova.quoting."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote as url_quote
+
+import jinja2
+
+from tova import quoting
+from tova.errors import ConfigError
+from tova.manifest import Manifest, canonical_json
+from tova.settings import ServerSettings
+
+BUN_PATH = "/usr/local/bin/bun"
+SERVER_ENTRY = "server.js"  # the pipeline guarantees this entry in every release
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_APP = re.compile(r"[a-z][a-z0-9-]{0,39}")
+_MAX_USER = 32  # useradd's limit on user names
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tova", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        # Bash's ${#array[@]} would open a default jinja comment.
+        comment_start_string="{##",
+        comment_end_string="##}",
+    )
+    env.filters.update(quoting.FILTERS)
+    return env
+
+
+_ENV = _environment()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every server path of one app, derived from the settings' root."""
+
+    root: str
+    app: str
+
+    @property
+    def app_dir(self) -> str:
+        return f"{self.root}/apps/{self.app}"
+
+    @property
+    def current(self) -> str:
+        return f"{self.app_dir}/current"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.app_dir}/releases"
+
+    @property
+    def data(self) -> str:
+        return f"{self.app_dir}/data"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.app_dir}/.env.production"
+
+    @property
+    def provision(self) -> str:
+        return f"{self.app_dir}/provision.sh"
+
+    @property
+    def health_script(self) -> str:
+        return f"{self.app_dir}/health-check.sh"
+
+    @property
+    def caddy_dir(self) -> str:
+        return f"{self.root}/caddy"
+
+    @property
+    def caddy_master(self) -> str:
+        return f"{self.caddy_dir}/Caddyfile"
+
+    @property
+    def caddy_app(self) -> str:
+        return f"{self.caddy_dir}/apps/{self.app}.caddy"
+
+
+def app_user(app: str) -> str:
+    """The app's system user: tova-<app>, shortened with a hash past useradd's limit."""
+    name = f"tova-{app}"
+    if len(name) <= _MAX_USER:
+        return name
+    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
+    return f"tova-{app[:_MAX_USER - 14]}-{digest}"
+
+
+def pg_role(app: str) -> str:
+    return "tova_" + app.replace("-", "_")
+
+
+def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -> dict[str, str]:
+    """All generated files of one app, keyed by path relative to the output directory."""
+    ctx = _context(manifest, ports, settings)
+    app = manifest.app
+    try:
+        files = {
+            "caddy/Caddyfile": _render("Caddyfile.j2", ctx),
+            f"caddy/apps/{app}.caddy": _render("app.caddy.j2", ctx),
+            f"systemd/tova-{app}@.service": _render("app.service.j2", ctx),
+            f"systemd/tova-{app}-health.service": _render("health.service.j2", ctx),
+            f"systemd/tova-{app}-health.timer": _render("health.timer.j2", ctx),
+            "health-check.sh": _render("health-check.sh.j2", ctx),
+        }
+        # (template variable, delimiter variable, file) for each file provision.sh carries.
+        embedded = [
+            ("caddy_master_text", "delim_caddy_master", "caddy/Caddyfile"),
+            ("caddy_app_text", "delim_caddy", f"caddy/apps/{app}.caddy"),
+            ("app_unit_text", "delim_unit", f"systemd/tova-{app}@.service"),
+            ("health_service_text", "delim_health_service", f"systemd/tova-{app}-health.service"),
+            ("health_timer_text", "delim_health_timer", f"systemd/tova-{app}-health.timer"),
+            ("health_script_text", "delim_health_script", "health-check.sh"),
+        ]
+        for text_var, delim_var, rel in embedded:
+            # Quoted here-documents carry each file verbatim; the delimiter is not a line of it.
+            ctx[text_var] = files[rel]
+            ctx[delim_var] = quoting.heredoc_delimiter(files[rel])
+        files["provision.sh"] = _render("provision.sh.j2", ctx)
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot generate the server files for {app}: {exc}",
+            hint="change the value in the deploy block (or the settings) to something plainer",
+        ) from exc
+    data = manifest.to_dict()
+    data["ports"] = list(ports)
+    files[".tova-manifest.json"] = canonical_json(data) + "\n"
+    return files
+
+
+def write_rendered(files: dict[str, str], out_dir: Path) -> None:
+    """Write rendered files below out_dir; scripts are executable."""
+    for rel, text in files.items():
+        if os.path.isabs(rel) or ".." in Path(rel).parts:
+            raise ConfigError(f"refusing to write {rel!r} outside {out_dir}")
+        path = Path(out_dir) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o755 if rel.endswith(".sh") else 0o644)
+
+
+def _render(name: str, ctx: dict) -> str:
+    text = _ENV.get_template(name).render(**ctx)
+    if not text.endswith("\n"):
+        text += "\n"
+    return text
+
+
+def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
+    _validate(m, ports, s)
+    p = Paths(root=s.root.rstrip("/") or "/", app=m.app)
+    pg = m.database("postgres")
+    redis = m.database("redis")
+    sqlite = m.database("sqlite")
+    packages = ["curl", "ca-certificates", "ufw"]
+    if pg:
+        packages.append("postgresql")
+    if redis:
+        packages.append("redis-server")
+    if s.bun_source == "npm":
+        packages += ["nodejs", "npm"]
+    elif s.bun_archive_url.endswith(".zip"):
+        packages.append("unzip")
+    after = []
+    if pg:
+        after.append("postgresql.service")
+    if redis:
+        after.append("redis-server.service")
+    cors = list(m.proxy.cors_origins)
+    sqlite_dirs = sorted(
+        {os.path.normpath(f"{p.data}/{os.path.dirname(path)}") for path in sqlite.paths}
+        if sqlite
+        else set()
+    )
+    if sqlite and p.data not in sqlite_dirs:
+        sqlite_dirs.insert(0, p.data)
+    return {
+        "app": m.app,
+        "env": m.env,
+        "domain": m.domain,
+        "tls_internal": s.tls == "internal",
+        "infra_hash": m.infra_hash(),
+        "ports": list(ports),
+        "upstreams": [f"127.0.0.1:{port}" for port in ports],
+        "root": p.root,
+        "app_dir": p.app_dir,
+        "releases_dir": p.releases,
+        "data_dir": p.data,
+        "current_dir": p.current,
+        "env_file": p.env_file,
+        "provision_path": p.provision,
+        "health_script": p.health_script,
+        "caddy_dir": p.caddy_dir,
+        "caddy_master": p.caddy_master,
+        "caddy_app_file": p.caddy_app,
+        "caddy_apps_glob": f"{p.caddy_dir}/apps/*.caddy",
+        "public_dir": f"{p.current}/public",
+        "user": app_user(m.app),
+        "packages": packages,
+        "bun_version": s.bun_version,
+        "bun_source": s.bun_source,
+        "bun_archive_url": s.bun_archive_url,
+        "bun_archive_sha256": s.bun_archive_sha256.lower(),
+        "bun_path": BUN_PATH,
+        "server_entry": f"{p.current}/{SERVER_ENTRY}",
+        "compiler_cmd": s.compiler,
+        "compiler_install": s.compiler_install,
+        "postgres": bool(pg),
+        "pg_role": pg_role(m.app),
+        "pg_db": (pg.name or f"{m.app.replace('-', '_')}_db") if pg else "",
+        "pg_db_url_path": url_quote((pg.name or f"{m.app.replace('-', '_')}_db"), safe="") if pg else "",
+        "pg_port": (pg.port or 5432) if pg else 5432,
+        "redis": bool(redis),
+        "redis_user": f"tova-{m.app}",
+        "redis_keys": f"{m.app}:*",
+        "redis_port": (redis.port or 6379) if redis else 6379,
+        "redis_maxmemory": str(redis.maxmemory_bytes) if redis and redis.maxmemory_bytes else "",
+        "sqlite": bool(sqlite),
+        "sqlite_dirs": sqlite_dirs,
+        "required_secrets": list(m.secrets.required),
+        "auto_secrets": list(m.secrets.auto),
+        "env_vars": list(m.env_vars),
+        "memory_bytes": m.memory_bytes,
+        "restart_on_failure": m.restart_on_failure,
+        "health_path": m.health.path,
+        "health_interval": m.health.interval,
+        "health_timeout": m.health.timeout,
+        "startup_deadline": max(1, math.ceil(s.startup_deadline)),
+        "after_units": after,
+        "websocket": m.proxy.websocket,
+        "static": m.proxy.static,
+        "sse_paths": list(m.proxy.sse_paths) if m.proxy.sse else [],
+        "cors_origins": cors,
+        "cors_any": "*" in cors,
+    }
+
+
+def _fail(message: str, hint: str) -> None:
+    raise ConfigError(message, hint=hint)
+
+
+def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:
+    """Checks that quoting alone cannot express: the shape of names, numbers and paths."""
+    if not _APP.fullmatch(m.app):
+        _fail(f"invalid app name {m.app!r}", "app names are [a-z][a-z0-9-]{0,39}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", m.env):
+        _fail(f"invalid environment name {m.env!r}", "use letters, digits, _ . -")
+    if not re.fullmatch(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", m.domain):
+        _fail(f"invalid domain {m.domain!r}", "e.g. myapp.com")
+    if s.tls not in ("auto", "internal"):
+        _fail(f"setting tls: {s.tls!r}", 'use "auto" or "internal"')
+    try:
+        quoting.systemd_path(s.root)
+    except ValueError as exc:
+        _fail(f"setting root: {exc}", "use a plain absolute path such as /opt/tova")
+    if not ports or len(set(ports)) != len(ports):
+        _fail(f"bad port list {ports!r}", "give one distinct port per instance")
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            _fail(f"bad port {port!r}", "ports are integers 1-65535")
+    for name in (*m.secrets.required, *m.secrets.auto, *(k for k, _ in m.env_vars)):
+        if not _NAME.fullmatch(name):
+            _fail(f"invalid environment variable name {name!r}", "use letters, digits and _")
+    for label, value in (
+        ("memory", m.memory_bytes),
+        ("health_interval", m.health.interval),
+        ("health_timeout", m.health.timeout),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            _fail(f"{label} must be a positive integer, not {value!r}", f"fix {label} in the deploy block")
+    if not m.health.path.startswith("/") or re.search(r"\s", m.health.path):
+        _fail(f"health path {m.health.path!r} must start with / and have no spaces", "e.g. /healthz")
+    for path in m.proxy.sse_paths:
+        if not path.startswith("/"):
+            _fail(f"sse path {path!r} must start with /", "e.g. sse \"/events\"")
+    for origin in m.proxy.cors_origins:
+        if origin != "*" and (origin.startswith("*") or origin.endswith("*") or not origin):
+            # Caddy's header matcher treats a leading or trailing * as a wildcard.
+            _fail(f"CORS origin {origin!r} is not an exact origin", "list origins like https://app.example.com")
+    pg = m.database("postgres")
+    if pg:
+        name = pg.name or f"{m.app.replace('-', '_')}_db"
+        if len(name.encode()) > 63 or re.search(r"[\x00-\x1f\x7f]", name):
+            _fail(f"PostgreSQL database name {name!r} is too long or has control characters",
+                  "use at most 63 bytes of printable text")
+        if pg.port is not None and not 1 <= pg.port <= 65535:
+            _fail(f"bad PostgreSQL port {pg.port!r}", "ports are 1-65535")
+    redis = m.database("redis")
+    if redis and redis.port is not None and not 1 <= redis.port <= 65535:
+        _fail(f"bad Redis port {redis.port!r}", "ports are 1-65535")
+    sqlite = m.database("sqlite")
+    for path in sqlite.paths if sqlite else ():
+        parts = path.split("/")
+        if path.startswith("/") or ".." in parts or "\x00" in path:
+            _fail(f"SQLite path {path!r} must stay inside the data directory", "use a relative path")
+    if s.bun_source not in ("npm", "archive"):
+        _fail(f"bun_source {s.bun_source!r} is not npm or archive", "set bun_source in config.toml")
+    if s.bun_source == "archive" and not (
+        s.bun_archive_url.startswith("https://") and re.fullmatch(r"[0-9a-fA-F]{64}", s.bun_archive_sha256)
+    ):
+        _fail(
+            "bun_source is archive but bun_archive_url (https) or bun_archive_sha256 is missing",
+            "set both in config.toml, or use bun_source = \"npm\"",
+        )
+    if not re.fullmatch(r"[0-9A-Za-z.+-]+", s.bun_version):
+        _fail(f"bad bun_version {s.bun_version!r}", "e.g. 1.4.5")
+    if not s.compiler.split():
+        _fail("the compiler setting is empty", "set compiler in config.toml, e.g. \"tova\"")
