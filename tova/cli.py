@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_deploy(args)
         return run_env(args)
     except TovaError as err:
-        print(err.render(), file=sys.stderr)
+        if not getattr(err, "already_shown", False):  # a remote command already printed it
+            print(err.render(), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

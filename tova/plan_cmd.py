@@ -15,10 +15,15 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
     """Ports from a registry file when given, else the first free block from first_port."""
     if registry is None:
         return list(range(settings.first_port, settings.first_port + manifest.instances))
-    from tova.server.registry import ports_for_app, read_registry_file
+    from tova.server.registry import allocate
 
-    data = read_registry_file(Path(registry))
-    return ports_for_app(data, manifest.app, manifest.instances, settings.first_port)
+    try:
+        data = json.loads(Path(registry).read_text())
+        data.setdefault("apps", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise TovaError(f"cannot read the registry {registry}: {exc}",
+                        hint="pass a registry.json copied from the server (/opt/tova/registry.json)")
+    return allocate(data, manifest.app, manifest.instances, settings.first_port)
 
 
 def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from tova.config import DeployConfig, build_config
+from tova.errors import Location, TovaError
 from tova.lang.program import Program
 from tova.manifest import Manifest
 
@@ -22,5 +26,26 @@ def load_config(program: Program, env: str) -> DeployConfig:
 def load_manifest(project_dir: str | Path, env: str) -> Manifest:
     from tova.infer import build_manifest
 
-    program = read_program(project_dir)
-    return build_manifest(program, load_config(program, env), project_dir)
+    with located_in(Path(project_dir)):
+        program = read_program(project_dir)
+        return build_manifest(program, load_config(program, env), project_dir)
+
+
+@contextmanager
+def located_in(project_dir: Path) -> Iterator[None]:
+    """Errors name files as the user can open them (relative to the current directory)
+    and show the offending line under the message."""
+    try:
+        yield
+    except TovaError as err:
+        if err.loc is not None and not os.path.isabs(err.loc.file):
+            full = project_dir / err.loc.file
+            if err.source_line is None:
+                try:
+                    lines = full.read_text(encoding="utf-8").splitlines()
+                    if 0 < err.loc.line <= len(lines):
+                        err.source_line = lines[err.loc.line - 1]
+                except (OSError, UnicodeDecodeError):
+                    pass
+            err.loc = Location(os.path.relpath(full), err.loc.line, err.loc.col)
+        raise

@@ -14,7 +14,7 @@ def _env():
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
-        trim_blocks=False,
+        trim_blocks=True,
     )
 
 

@@ -1,0 +1,169 @@
+"""The lexer: every lexical rule of docs/tova-syntax.md section 1, as token tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from tova.errors import TovaSyntaxError
+from tova.lang.lexer import lex, string_value, tokenize
+
+
+def kinds(src: str) -> list[tuple[str, str]]:
+    return [(t.kind, t.text) for t in tokenize(src)]
+
+
+@pytest.mark.parametrize(
+    "src, expected",
+    [
+        # separators and layout
+        ("a;b", [("name", "a"), (";", ";"), ("name", "b")]),
+        # double-quoted string with an interpolation holding a string holding "}"
+        ('"a {f("}")} b" x', [("str", '"a {f("}")} b"'), ("name", "x")]),
+        # interpolation nested twice
+        ('"a {g("b {h("}")}")} c" x', [("str", '"a {g("b {h("}")}")} c"'), ("name", "x")]),
+        ("\"a {g('}')} c\" x", [("str", "\"a {g('}')} c\""), ("name", "x")]),
+        ('"a {"""q"""} c" x', [("str", '"a {"""q"""} c"'), ("name", "x")]),
+        # \{ is a literal brace: no interpolation opened
+        (r'"a \{ b" }', None),
+        (r'"a \{ b" x', [("str", r'"a \{ b"'), ("name", "x")]),
+        # single quotes never interpolate
+        ("'{' x", [("str", "'{'"), ("name", "x")]),
+        ("'it\\'s' x", [("str", "'it\\'s'"), ("name", "x")]),
+        # triple quotes may hold bare " and interpolate
+        ('"""say "hi" {n}""" x', [("str", '"""say "hi" {n}"""'), ("name", "x")]),
+        # raw strings end at the first "
+        (r'r"C:\dir\" x', [("str", r'r"C:\dir\"'), ("name", "x")]),
+        ('f"a {b}" x', [("str", 'f"a {b}"'), ("name", "x")]),
+        # r and f only as whole identifiers
+        ('br"x"', [("name", "br"), ("str", '"x"')]),
+        # comments
+        ("a // } { \" '\nb", [("name", "a"), ("name", "b")]),
+        ("a /// doc {\nb", [("name", "a"), ("name", "b")]),
+        ("a /* x /* y */ z } */ b", [("name", "a"), ("name", "b")]),
+        # shebang only at the very start
+        ("#!/usr/bin/env tova\nx", [("name", "x")]),
+        # regex after a non-value, with braces, quotes, / in a class and escaped /
+        ('x = /[{"\'/]+\\/}/gi', [("name", "x"), ("op", "="), ("regex", '/[{"\'/]+\\/}/gi')]),
+        ("return /a/", [("name", "return"), ("regex", "/a/")]),
+        ("(/a/)", [("(", "("), ("regex", "/a/"), (")", ")")]),
+        # division after values: identifier, number, string, ), ], }, true
+        ("a / b / c", [("name", "a"), ("op", "/"), ("name", "b"), ("op", "/"), ("name", "c")]),
+        ("(a) / 2", [("(", "("), ("name", "a"), (")", ")"), ("op", "/"), ("num", "2")]),
+        ("[1] / 2", [("[", "["), ("num", "1"), ("]", "]"), ("op", "/"), ("num", "2")]),
+        ("{} / 2", [("{", "{"), ("}", "}"), ("op", "/"), ("num", "2")]),
+        ('"s" / 2', [("str", '"s"'), ("op", "/"), ("num", "2")]),
+        ("true / 2", [("name", "true"), ("op", "/"), ("num", "2")]),
+        ("a /= 2", [("name", "a"), ("op", "/="), ("num", "2")]),
+        # numbers
+        ("1_000 0x1F 0b1010 0o17 1.5e3 2E-2", [("num", "1_000"), ("num", "0x1F"),
+                                             ("num", "0b1010"), ("num", "0o17"),
+                                             ("num", "1.5e3"), ("num", "2E-2")]),
+        ("512mb", [("num", "512"), ("name", "mb")]),
+        ("1..10", [("num", "1"), ("op", ".."), ("num", "10")]),
+        ("15.minutes", [("num", "15"), ("op", "."), ("name", "minutes")]),
+        # style blocks: CSS counted by braces only, quotes and // are not special
+        ("style { a { b: url(https://x.com/a.png); c: \"it's\" } } x",
+         [("style", "style { a { b: url(https://x.com/a.png); c: \"it's\" } }"), ("name", "x")]),
+        ("style(scoped) { a { } } x", [("style", "style(scoped) { a { } }"), ("name", "x")]),
+        ("style = 1", [("name", "style"), ("op", "="), ("num", "1")]),
+        # markup after a non-value; text rules inside
+        ('x = <p>a } b // c</p> y',
+         [("name", "x"), ("op", "="), ("jsx", "<p>a } b // c</p>"), ("name", "y")]),
+        ("x = <p>it's a } trap's</p> y",
+         [("name", "x"), ("op", "="), ("jsx", "<p>it's a } trap's</p>"), ("name", "y")]),
+        ('x = <p>"Don\'t {x}" {"}"}</p> y',
+         [("name", "x"), ("op", "="), ("jsx", '<p>"Don\'t {x}" {"}"}</p>'), ("name", "y")]),
+        ('x = <ul>{items.map(fn(i) <li key={i}>"{i}"</li>)}</ul> y',
+         [("name", "x"), ("op", "="), ("jsx", '<ul>{items.map(fn(i) <li key={i}>"{i}"</li>)}</ul>'),
+          ("name", "y")]),
+        ('x = <div><br><img src="a.png"><Card a={1} /></div> y',
+         [("name", "x"), ("op", "="), ("jsx", '<div><br><img src="a.png"><Card a={1} /></div>'),
+          ("name", "y")]),
+        ('x = <ul>for u in us { <li>"{u}"</li> }</ul> y',
+         [("name", "x"), ("op", "="), ("jsx", '<ul>for u in us { <li>"{u}"</li> }</ul>'),
+          ("name", "y")]),
+        ('x = <div>if a < b { <p>"x"</p> } else { <p>"y"</p> }</div> y',
+         [("name", "x"), ("op", "="),
+          ("jsx", '<div>if a < b { <p>"x"</p> } else { <p>"y"</p> }</div>'), ("name", "y")]),
+        # fragments inside markup
+        ('x = <div><>"a"<p /></></div> y',
+         [("name", "x"), ("op", "="), ("jsx", '<div><>"a"<p /></></div>'), ("name", "y")]),
+        # less-than after a value is comparison
+        ("a <b", [("name", "a"), ("op", "<"), ("name", "b")]),
+        ("a <= b", [("name", "a"), ("op", "<="), ("name", "b")]),
+    ],
+)
+def test_token_table(src: str, expected: list[tuple[str, str]] | None) -> None:
+    if expected is None:
+        with pytest.raises(TovaSyntaxError):
+            tokenize(src)
+    else:
+        assert kinds(src) == expected
+
+
+def test_positions_are_one_based_line_and_column() -> None:
+    toks = tokenize('x = 1\n  server {\n\t"a"\n}')
+    assert [(t.text, t.line, t.col) for t in toks] == [
+        ("x", 1, 1), ("=", 1, 3), ("1", 1, 5), ("server", 2, 3), ("{", 2, 10),
+        ('"a"', 3, 2), ("}", 4, 1),
+    ]
+
+
+def test_brackets_are_matched() -> None:
+    lx = lex("a { b ( c [ d ] ) } e")
+    pairs = {lx.tok_text(o) + lx.tok_text(c) for o, c in lx.closes.items()}
+    assert pairs == {"{}", "()", "[]"}
+    assert lx.closes[1] == 9
+
+
+@pytest.mark.parametrize(
+    "src, message, line, col",
+    [
+        ('x = 1\ny = "abc\n', "unterminated string", 2, 5),
+        ("y = 'abc", "unterminated string", 1, 5),
+        ('y = """abc ""', "unterminated triple-quoted string", 1, 5),
+        ('y = r"abc', "unterminated raw string", 1, 5),
+        ('y = "a {b', "unterminated string interpolation", 1, 5),
+        ('y = "a {b"', "unterminated string", 1, 10),
+        ("a\n  /* x /* y */\n", "unterminated block comment", 2, 3),
+        ("x = /abc\n/", "unterminated regex literal", 1, 5),
+        ("server {\n  fn a() {\n}\n", "'{' is never closed", 1, 8),
+        ("f(a, [b)", "')' does not match '['", 1, 8),
+        ("x = 1 }", "unexpected '}'", 1, 7),
+        ("style { a { }", "unterminated style block", 1, 1),
+        ("x = <div><p>", "unterminated markup element", 1, 5),
+        ("x = 1 # no", "'#' is not allowed", 1, 7),
+    ],
+)
+def test_lexical_errors_have_exact_locations(src: str, message: str, line: int, col: int) -> None:
+    with pytest.raises(TovaSyntaxError) as info:
+        lex(src, "app.tova")
+    err = info.value
+    assert message in err.message
+    assert (err.loc.file, err.loc.line, err.loc.col) == ("app.tova", line, col)
+    assert err.source_line == src.split("\n")[line - 1]
+    assert err.hint
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_crash() -> None:
+    src = "x = " + "<a>{" * 200 + "}</a>" * 200
+    with pytest.raises(TovaSyntaxError, match="too deep"):
+        lex(src)
+
+
+@pytest.mark.parametrize(
+    "src, value",
+    [
+        ('"a\\nb"', "a\nb"),
+        ('"a \\{ b \\}"', "a { b }"),
+        ('"x {y}"', None),
+        ("'a {b}'", "a {b}"),
+        ("'it\\'s'", "it's"),
+        (r'r"C:\dir\"', "C:\\dir\\"),
+        ('f"plain"', "plain"),
+        ('"""\n    a "q"\n      b\n    """', 'a "q"\n  b'),
+        ('"\\d"', "\\d"),
+    ],
+)
+def test_string_values(src: str, value: str | None) -> None:
+    assert string_value(src) == value
