@@ -74,7 +74,7 @@ browser {{
   }}
   style {{
     .counter {{ background: url(https://example.com/bg{i}.png); padding: 4px; }}
-    h2::after {{ content: "}}"; }}
+    h2::after {{ content: "»"; }}
   }}
 }}
 '''

@@ -8,6 +8,8 @@ over balanced token groups reads the inside of the blocks that matter.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -102,7 +104,31 @@ class _TopLevelTokens(LarkLexer):
 @lru_cache(maxsize=1)
 def _grammar() -> lark.Lark:
     text = Path(__file__).with_name("tova.lark").read_text(encoding="utf-8")
-    return lark.Lark(text, parser="lalr", lexer=_TopLevelTokens, maybe_placeholders=True)
+    options = dict(parser="lalr", lexer=_TopLevelTokens, maybe_placeholders=True)
+    cache = _grammar_cache_file()
+    if cache is not None:
+        try:
+            # Building the LALR tables costs ~50 ms a run; lark checks the cached copy
+            # against the grammar's hash before it trusts it.
+            return lark.Lark(text, cache=str(cache), **options)
+        except (OSError, EOFError, ValueError, AttributeError, ImportError):
+            pass
+    return lark.Lark(text, **options)
+
+
+def _grammar_cache_file() -> Path | None:
+    """A private (0700) per-user cache directory: lark's cache is a pickle, so it must
+    never live where another user could write it (such as /tmp)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = Path(base) / "tova-deploy"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = directory.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return None
+    except OSError:
+        return None
+    return directory / f"grammar-lark{lark.__version__}.cache"
 
 
 # -- the reader ------------------------------------------------------------------------
