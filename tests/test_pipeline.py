@@ -1,0 +1,160 @@
+"""The deploy pipeline end to end on this machine: a real bare repo with the installed hook,
+a real `git push`, the LocalSystem adapter and real app processes on loopback ports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from release_harness import Site
+from tova.server import envfile
+from tova.server.system import LocalSystem
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+def _provision_runs(site):
+    return LocalSystem(site.layout).provision_runs()
+
+
+def test_first_push_deploys_then_app_only_change(site):
+    site.write_app("hello v1")
+    site.commit("one")
+    res = site.push()
+    assert res.returncode == 0, res.stderr
+    out = res.stderr  # git shows the hook's output as "remote:" lines on stderr
+    assert "[tova] Received push to main" in out
+    assert "Live at https://myapp.example.com (v1)" in out, out
+    ports = site.ports()
+    assert len(ports) == 2 and ports[0] == site.first_port
+    assert all(site.get(p) == (200, "hello v1") for p in ports)
+    assert _provision_runs(site)[-1]["layers"] == ["system", "databases", "app", "secrets", "proxy", "services"]
+    assert site.current() == "v1"
+    assert (site.app.current / "server.js").is_symlink()
+    meta = json.loads((site.app.current / ".tova-manifest.json").read_text())
+    assert meta["commit"] == site.git("rev-parse", "HEAD").stdout.strip()
+    assert meta["branch"] == "main" and meta["app"] == "myapp"
+
+    site.write_app("hello v2")
+    site.commit("two")
+    res = site.push()
+    out = res.stderr
+    assert "→ Infrastructure: no changes" in out, out
+    assert "→ App: 1 file changed" in out
+    assert "Live at https://myapp.example.com (v2)" in out
+    assert len(_provision_runs(site)) == 1  # no layer ran
+    assert site.ports() == ports
+    assert all(site.get(p) == (200, "hello v2") for p in ports)
+    history = [json.loads(l) for l in site.app.history.read_text().splitlines()]
+    assert [h["outcome"] for h in history] == ["ok", "ok"]
+    assert history[1]["infra_changed"] == []
+
+
+def test_failed_health_check_rolls_back(site):
+    site.write_app("good")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    site.write_app("broken", health="fail")
+    site.commit()
+    out = site.push().stderr
+    assert "Health check /healthz..." in out and "FAILED" in out, out
+    assert "⚠ Health check failed, rolling back..." in out
+    assert "current → releases/v1 (was v2)" in out
+    assert "✗ Deploy failed. Rolled back to v1." in out
+    assert "Run `tova deploy prod --logs` to investigate." in out
+    assert site.current() == "v1"
+    assert (site.app.releases / "v2" / ".tova-failed").exists()
+    assert all(site.get(p) == (200, "good") for p in site.ports())
+    rel = json.loads(site.release("releases", "--json", check=True).stdout)["releases"]
+    assert [(r["version"], r["status"]) for r in rel] == [("v2", "failed"), ("v1", "current")]
+    # the next good push is v3: numbers are never reused
+    site.write_app("fixed")
+    site.commit()
+    assert "(v3)" in site.push().stderr
+    assert all(site.get(p) == (200, "fixed") for p in site.ports())
+
+
+def test_first_deploy_failing_has_nothing_to_roll_back(site):
+    site.write_app("broken", health="fail", instances=1)
+    site.commit()
+    out = site.push().stderr
+    assert "Nothing to roll back to" in out, out
+    assert site.current() is None
+    assert not site.app.current.exists()
+    assert all(site.get(p)[0] == 0 for p in site.ports())
+
+
+def test_build_failure_changes_nothing(site):
+    site.write_app("v1")
+    site.commit()
+    site.push()
+    before = site.pids()
+    site.write_app("v2", marker="// fixture: compile-error\n")
+    site.commit()
+    res = site.push()
+    assert "fixture compile error" in res.stderr  # the compiler's output reaches the pusher
+    assert "the build failed" in res.stderr
+    assert site.current() == "v1"
+    assert site.pids() == before
+    assert sorted(p.name for p in site.app.releases.iterdir()) == ["v1"]
+    assert not any(site.app.build_dir.iterdir()) if site.app.build_dir.exists() else True
+
+
+def test_other_refs_are_ignored(site):
+    site.write_app("v1")
+    site.commit()
+    site.git("checkout", "-q", "-b", "feature")
+    res = site.push("feature")
+    assert "Not deploying feature: the prod deploy block deploys branch main" in res.stderr
+    site.git("tag", "t1")
+    res = site.push("refs/tags/t1")
+    assert "Ignoring refs/tags/t1: only pushes to a branch deploy" in res.stderr
+    res = site.push(":feature")
+    assert "Ignoring deletion of refs/heads/feature" in res.stderr
+    assert site.current() is None
+
+
+def test_missing_secret_stops_then_env_set_and_deploy(site):
+    site.write_app("v1", extra='security {\n  auth jwt { secret: env("JWT_SECRET") }\n}\n')
+    site.commit()
+    res = site.push()
+    assert "missing required secrets: JWT_SECRET" in res.stderr, res.stderr
+    assert "tova env prod set JWT_SECRET=..." in res.stderr
+    assert site.current() is None
+    value = 'a b="c" #d $e `f` \\g'
+    r = site.release("env", "myapp", "set", stdin=json.dumps({"JWT_SECRET": value}))
+    assert r.returncode == 0, r.stderr
+    assert value not in r.stdout + r.stderr  # never printed
+    assert json.loads(site.release("env", "myapp", "list", "--json").stdout) == {"names": ["JWT_SECRET"]}
+    r = site.release("deploy", "myapp", "--rev", "main")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(v1)" in r.stdout
+    assert all(site.get(p, "/__env/JWT_SECRET") == (200, value) for p in site.ports())
+    # set again through KEY=VALUE: instances restart and see the new value
+    site.release("env", "myapp", "set", "JWT_SECRET=second", check=True)
+    assert all(site.get(p, "/__env/JWT_SECRET") == (200, "second") for p in site.ports())
+    assert envfile.read(site.app.env_file) == {"JWT_SECRET": "second"}
+
+
+def test_instance_changes_keep_ports_stable(site):
+    site.write_app("v1", instances=2)
+    site.commit()
+    site.push()
+    first = site.ports()
+    site.write_app("v1", instances=3)
+    site.commit()
+    out = site.push().stderr
+    assert "Infrastructure: proxy, services" in out, out
+    assert site.ports()[:2] == first and len(site.ports()) == 3
+    site.write_app("v1", instances=1)
+    site.commit()
+    site.push()
+    assert site.ports() == first[:1]
+    dropped = first[1]
+    assert site.get(dropped)[0] == 0  # the removed instance was stopped

@@ -1,0 +1,65 @@
+"""The system adapter's command builders (exact argv, never shell strings) and the health
+check against a real loopback server."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from tova.errors import TovaError
+from tova.server.health import check_once, wait_healthy
+from tova.server.layout import Layout
+from tova.server.system import LocalSystem, SystemdSystem, select_system
+
+
+def test_systemd_commands_are_exact_argv():
+    assert SystemdSystem.restart_cmds("my-app", 3001) == [
+        ["systemctl", "enable", "--quiet", "tova-my-app@3001.service"],
+        ["systemctl", "restart", "tova-my-app@3001.service"]]
+    assert SystemdSystem.provision_cmd(Path("/opt/tova/apps/a b/provision.sh"), ["proxy", "services"]) == [
+        "bash", "/opt/tova/apps/a b/provision.sh", "--only", "proxy,services"]
+    assert SystemdSystem.logs_cmd("a", [3000, 3001], "1 hour ago; rm -rf /", True) == [
+        "journalctl", "--no-pager", "-o", "short-iso", "-u", "tova-a@3000.service",
+        "-u", "tova-a@3001.service", "--since", "1 hour ago; rm -rf /", "--follow"]
+
+
+def test_select_system(tmp_path):
+    layout = Layout.of(tmp_path)
+    assert isinstance(select_system(layout, {"TOVA_SYSTEM": "local"}), LocalSystem)
+    assert isinstance(select_system(layout, {}), SystemdSystem)
+    with pytest.raises(TovaError):
+        select_system(layout, {"TOVA_SYSTEM": "docker"})
+
+
+def test_app_names_are_checked_before_becoming_paths(tmp_path):
+    for bad in ("../etc", "A", "a b", "a;b", ""):
+        with pytest.raises(TovaError):
+            Layout.of(tmp_path).app(bad)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ok" else 500)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_health_checks_real_http():
+    srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        port = srv.server_address[1]
+        assert check_once(port, "/ok", 2).ok
+        bad = wait_healthy(port, "/bad", 1, deadline=0.3)
+        assert not bad.ok and bad.status == 500
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    gone = wait_healthy(port, "/ok", 0.2, deadline=0.3)
+    assert not gone.ok and gone.status is None

@@ -1,0 +1,51 @@
+"""The post-receive hook's logic: read git's `old new ref` lines and deploy a push to the
+environment's branch through the one pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from dulwich.repo import Repo
+
+from tova.errors import TovaError
+from tova.server.layout import Layout
+from tova.server.pipeline import ZERO, deploy
+from tova.server.system import System
+from tova.server.ui import Out
+from tova.settings import ServerSettings
+
+
+def repo_identity(repo: Repo) -> tuple[str, str]:
+    """The app and environment this repository deploys (set by `tova-release init`)."""
+    cfg = repo.get_config()
+    try:
+        return cfg.get((b"tova",), b"app").decode(), cfg.get((b"tova",), b"env").decode()
+    except KeyError:
+        raise TovaError("this repository is not set up for tova (no tova.app / tova.env in its config)",
+                        hint="run: tova deploy <env> --setup-git", exit_code=5)
+
+
+def run_hook(lines: Iterable[str], git_dir: Path, settings: ServerSettings, system: System,
+             out: Out) -> int:
+    repo = Repo(str(git_dir))
+    app_name, env = repo_identity(repo)
+    layout = Layout.of(settings.root)
+    app = layout.app(app_name)
+    status = 0
+    for raw in lines:
+        parts = raw.split()
+        if len(parts) != 3:
+            continue
+        _old, new, ref = parts
+        if new == ZERO:
+            out.info(f"Ignoring deletion of {ref}: nothing to deploy")
+            continue
+        if not ref.startswith("refs/heads/"):
+            out.info(f"Ignoring {ref}: only pushes to a branch deploy")
+            continue
+        branch = ref[len("refs/heads/"):]
+        out.info(f"Received push to {branch}")
+        outcome = deploy(settings, layout, app, env, repo, system, out, new.encode(), branch)
+        status = max(status, outcome.exit_code)
+    return status

@@ -1,0 +1,230 @@
+"""`tova-release`: the server-side command (the hook and the client call it over SSH).
+Errors are printed once, here, as `err.render()` on stderr with their exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from dulwich.repo import Repo
+
+import tova
+from tova.errors import EXIT_USAGE, TovaError
+from tova.server.atomic import write_atomic
+from tova.server.checkout import resolve_commit
+from tova.server.layout import Layout, check_app_name
+from tova.server.ops import Server
+from tova.server.pipeline import deploy
+from tova.server.system import select_system
+from tova.server.ui import Out
+from tova.settings import load_settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors go through TovaError too
+        raise TovaError(message, hint=f"see: {self.prog} --help", exit_code=EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tova-release", description="tova-deploy's server side")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    s = sub.add_parser("version"); s.add_argument("--json", action="store_true")
+    s = sub.add_parser("init"); s.add_argument("app"); s.add_argument("--env", required=True)
+    s.add_argument("--branch"); s.add_argument("--json", action="store_true")
+    sub.add_parser("hook")
+    s = sub.add_parser("deploy"); s.add_argument("app"); s.add_argument("--rev", required=True)
+    s = sub.add_parser("rollback"); s.add_argument("app", nargs="?"); s.add_argument("--to")
+    s.add_argument("--json", action="store_true")
+    for name in ("releases", "status"):
+        s = sub.add_parser(name); s.add_argument("app", nargs="?"); s.add_argument("--json", action="store_true")
+    s = sub.add_parser("apps"); s.add_argument("--json", action="store_true")
+    s = sub.add_parser("logs"); s.add_argument("app"); s.add_argument("--since")
+    s.add_argument("--instance", type=int); s.add_argument("--follow", action="store_true")
+    s = sub.add_parser("env"); s.add_argument("app")
+    esub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    e = esub.add_parser("list"); e.add_argument("--json", action="store_true")
+    e = esub.add_parser("set"); e.add_argument("pairs", nargs="*")
+    e = esub.add_parser("unset"); e.add_argument("keys", nargs="+")
+    s = sub.add_parser("remove"); s.add_argument("app"); s.add_argument("--yes", action="store_true")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return run(args)
+    except TovaError as err:
+        sys.stdout.flush()
+        print(err.render(), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _emit(data: dict) -> None:
+    print(json.dumps(data, sort_keys=True))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "version":
+        if args.json:
+            _emit({"version": tova.__version__})
+        else:
+            print(f"tova-release {tova.__version__}")
+        return 0
+    settings = load_settings()
+    layout = Layout.of(settings.root)
+    server = Server(settings, layout, select_system(layout))
+    # A structured answer must own stdout: progress goes to stderr then.
+    quiet = getattr(args, "json", False)
+    out = Out(sys.stderr if quiet else sys.stdout)
+
+    if args.cmd == "init":
+        return cmd_init(args, layout, settings)
+    if args.cmd == "hook":
+        from tova.hook import run_hook
+        git_dir = Path(os.environ.get("GIT_DIR", "."))
+        return run_hook(sys.stdin, git_dir.resolve(), settings, server.system, out)
+    if args.cmd == "deploy":
+        from tova.hook import repo_identity
+        app = server.resolve_app(args.app)
+        repo = Repo(str(app.repo))
+        app_name, env = repo_identity(repo)
+        commit = resolve_commit(repo, args.rev)
+        outcome = deploy(settings, layout, app, env, repo, server.system, out, commit.id, None)
+        return outcome.exit_code
+    if args.cmd == "rollback":
+        version = server.rollback(server.resolve_app(args.app), args.to, out)
+        if args.json:
+            _emit({"version": version})
+        return 0
+    if args.cmd == "releases":
+        rows = server.releases(server.resolve_app(args.app))
+        if args.json:
+            _emit({"releases": rows})
+        else:
+            for r in rows:
+                print(f"{r['version']:>6}  {(r['commit'] or '')[:12]:12}  {r['status']:8}  {r['time'] or ''}")
+        return 0
+    if args.cmd == "status":
+        st = server.status(server.resolve_app(args.app))
+        if args.json:
+            _emit(st)
+        else:
+            print(f"{st['app']} ({st['env']}) {st['domain'] or ''}  {st['version'] or 'not deployed'}")
+            for i in st["instances"]:
+                print(f"  @{i['port']}  {i['state']}")
+        return 0
+    if args.cmd == "apps":
+        data = server.apps()
+        if args.json:
+            _emit(data)
+        else:
+            for a in data["apps"]:
+                print(f"{a['app']:16} {a['domain'] or '':28} {a['version'] or '-':6} "
+                      f"{a['instances']} instance{'s' if a['instances'] != 1 else ''}  {a['state']}")
+        return 0
+    if args.cmd == "logs":
+        app = server.resolve_app(args.app)
+        ports = server.ports(app)
+        if args.instance is not None:
+            ports = [ports[args.instance - 1]] if 1 <= args.instance <= len(ports) else \
+                [p for p in ports if p == args.instance]
+            if not ports:
+                raise TovaError(f"no instance {args.instance}", hint="instances are numbered from 1")
+        return server.system.logs(app.name, ports, args.since, args.follow)
+    if args.cmd == "env":
+        return cmd_env(args, server, out)
+    if args.cmd == "remove":
+        if not args.yes:
+            raise TovaError(f"removing {args.app} needs confirmation", hint="pass --yes")
+        result = server.remove(server.resolve_app(args.app), out)
+        if args.json:
+            _emit(result)
+        return 0
+    raise TovaError(f"unknown command {args.cmd}", hint="see: tova-release --help")
+
+
+def cmd_env(args: argparse.Namespace, server: Server, out: Out) -> int:
+    from tova.server import envfile
+    app = server.resolve_app(args.app)
+    if args.action == "list":
+        names = sorted(envfile.read(app.env_file))
+        if args.json:
+            _emit({"names": names})
+        else:
+            print("\n".join(names))
+        return 0
+    if args.action == "set":
+        values: dict[str, str] = {}
+        if args.pairs:
+            for pair in args.pairs:
+                key, sep, value = pair.partition("=")
+                if not sep:
+                    raise TovaError(f"expected KEY=VALUE, got {key!r}", hint="e.g. JWT_SECRET=...")
+                values[key] = value
+        else:
+            try:
+                data = json.loads(sys.stdin.read() or "{}")
+            except json.JSONDecodeError as exc:
+                raise TovaError(f"stdin is not a JSON object: {exc.msg}", hint='send {"KEY": "value"}')
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise TovaError("stdin must be a JSON object of strings", hint='send {"KEY": "value"}')
+            values = data
+        if not values:
+            raise TovaError("nothing to set", hint="pass KEY=VALUE or a JSON object on stdin")
+        server.env_set(app, values, out)
+        return 0
+    server.env_unset(app, args.keys, out)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, layout: Layout, settings) -> int:
+    app = layout.app(check_app_name(args.app))
+    created = not app.repo.exists()
+    app.dir.mkdir(parents=True, exist_ok=True)
+    repo = Repo.init_bare(str(app.repo), mkdir=True) if created else Repo(str(app.repo))
+    cfg = repo.get_config()
+    try:
+        existing = cfg.get((b"tova",), b"env").decode()
+    except KeyError:
+        existing = None
+    if existing and existing != args.env:
+        raise TovaError(f"{args.app} is already set up for environment {existing!r}",
+                        hint="one app name per environment: give this environment its own app name")
+    cfg.set((b"tova",), b"app", args.app.encode())
+    cfg.set((b"tova",), b"env", args.env.encode())
+    cfg.set((b"tova",), b"root", str(layout.root).encode())
+    cfg.set((b"tova",), b"toolkit", str(layout.root / "toolkit").encode())
+    cfg.write_to_path()
+    if args.branch:
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + args.branch.encode())
+    hook_text = resources.files("tova").joinpath("data/post-receive").read_bytes()
+    hook = app.repo / "hooks" / "post-receive"
+    hook_installed = not hook.exists() or hook.read_bytes() != hook_text
+    if hook_installed:
+        write_atomic(hook, hook_text, mode=0o755)
+    for d in (app.data, app.releases):
+        d.mkdir(parents=True, exist_ok=True)
+    result = {"app": args.app, "env": args.env, "repo": str(app.repo), "created": created,
+              "hook_installed": hook_installed}
+    if args.json:
+        _emit(result)
+    else:
+        if created:
+            print(f"→ Creating bare repo at {app.repo}  ✓")
+        if hook_installed:
+            print("→ Installing post-receive hook  ✓")
+        if not created and not hook_installed:
+            print(f"→ {app.repo} and its hook are already in place  ✓")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Every path under the toolkit's root, in one place. No other module spells /opt/tova."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tova.errors import TovaError
+
+# App names become directory names, unit names and database names: keep them boring.
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+RELEASE_RE = re.compile(r"^v(\d+)$")
+
+
+def check_app_name(app: str) -> str:
+    if not APP_NAME_RE.match(app):
+        raise TovaError(
+            f"invalid app name {app!r}",
+            hint="app names use lower-case letters, digits and '-', starting with a letter",
+        )
+    return app
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @classmethod
+    def of(cls, root: str | Path) -> "Layout":
+        return cls(Path(root))
+
+    # server-wide
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry.json"
+
+    @property
+    def registry_lock(self) -> Path:
+        return self.root / ".registry.lock"
+
+    @property
+    def apps_dir(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def caddy_dir(self) -> Path:
+        return self.root / "caddy"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def toolkit_bin(self) -> Path:
+        return self.root / "toolkit" / "bin"
+
+    @property
+    def run_dir(self) -> Path:
+        """Runtime state of the LocalSystem adapter (pid files, logs)."""
+        return self.root / "run"
+
+    # per app
+    def app(self, app: str) -> "AppLayout":
+        return AppLayout(self.apps_dir / check_app_name(app), app)
+
+
+@dataclass(frozen=True)
+class AppLayout:
+    dir: Path
+    name: str
+
+    @property
+    def repo(self) -> Path:
+        return self.dir / "repo.git"
+
+    @property
+    def releases(self) -> Path:
+        return self.dir / "releases"
+
+    def release(self, version: str) -> Path:
+        return self.releases / version
+
+    @property
+    def current(self) -> Path:
+        return self.dir / "current"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def env_file(self) -> Path:
+        return self.dir / ".env.production"
+
+    @property
+    def provision_script(self) -> Path:
+        return self.dir / "provision.sh"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.dir / "build"
+
+    @property
+    def history(self) -> Path:
+        return self.dir / "history.jsonl"
+
+    @property
+    def deploy_lock(self) -> Path:
+        return self.dir / ".deploy.lock"
+
+    @property
+    def lock_info(self) -> Path:
+        return self.dir / ".deploy.lock.info"
+
+    @property
+    def release_counter(self) -> Path:
+        return self.dir / ".release-counter"
+
+    @property
+    def failed_marker_name(self) -> str:
+        return ".tova-failed"
+
+    def current_version(self) -> str | None:
+        """The release `current` points at, or None when there is none."""
+        try:
+            target = self.current.readlink()
+        except (FileNotFoundError, OSError):
+            return None
+        name = target.name
+        return name if RELEASE_RE.match(name) else None

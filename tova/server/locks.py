@@ -1,0 +1,48 @@
+"""The per-app deploy lock around the whole pipeline. flock-based (filelock), so the kernel
+drops it when its holder dies, even by SIGKILL: nothing stale can block the next deploy."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from tova.errors import LockedError
+from tova.server.atomic import write_atomic
+from tova.server.layout import AppLayout
+
+
+def _holder(app: AppLayout) -> str:
+    try:
+        info = json.loads(app.lock_info.read_text())
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["time"]))
+        return f"pid {info['pid']} since {since} ({info.get('what', 'deploy')})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def deploy_lock(app: AppLayout, wait: float, what: str = "deploy") -> Iterator[None]:
+    app.dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(app.deploy_lock), timeout=wait)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockedError(
+            f"{app.name} is locked by {_holder(app)}",
+            hint="wait for that deploy to finish, then push again",
+        )
+    try:
+        # Who holds it, for the message above; informational only (the flock decides).
+        write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}))
+        yield
+    finally:
+        try:
+            app.lock_info.unlink()
+        except FileNotFoundError:
+            pass
+        lock.release()

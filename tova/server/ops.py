@@ -1,0 +1,224 @@
+"""The other server operations behind `tova-release`: rollback, secrets, status, listing,
+removal. Each returns data; release_cli prints it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.repo import Repo
+
+from tova.errors import DeployError, TovaError
+from tova.server import envfile, history, releases
+from tova.server.atomic import flip_symlink
+from tova.server.layout import AppLayout, Layout
+from tova.server.locks import deploy_lock
+from tova.server.pipeline import restart_all
+from tova.server.registry import Registry, release as registry_release
+from tova.server.system import System, read_current_manifest, read_release_manifest, unit
+from tova.server.ui import Out
+from tova.settings import ServerSettings
+
+
+@dataclass
+class Server:
+    settings: ServerSettings
+    layout: Layout
+    system: System
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.layout, self.settings.first_port, self.settings.lock_wait)
+
+    def resolve_app(self, app: str | None) -> AppLayout:
+        """An explicit app, or the only app on this server."""
+        if app:
+            a = self.layout.app(app)
+            if not a.dir.is_dir():
+                raise TovaError(f"no app {app!r} on this server",
+                                hint="set it up with: tova deploy <env> --setup-git", exit_code=5)
+            return a
+        names = sorted(p.name for p in self.layout.apps_dir.glob("*") if p.is_dir()) \
+            if self.layout.apps_dir.is_dir() else []
+        if len(names) == 1:
+            return self.layout.app(names[0])
+        raise TovaError("which app?" if names else "no apps on this server",
+                        hint="name the app: " + ", ".join(names) if names else "deploy one first",
+                        exit_code=2 if names else 5)
+
+    def ports(self, app: AppLayout) -> list[int]:
+        entry = self.registry.app(app.name) or {}
+        return list(entry.get("ports", []))
+
+    def app_env(self, app: AppLayout) -> str:
+        try:
+            value = Repo(str(app.repo)).get_config().get((b"tova",), b"env")
+            return value.decode()
+        except (KeyError, OSError, ValueError, NotGitRepository):  # no repo or no tova.env: fall back
+            m = read_current_manifest(app)
+            return m.env if m else "prod"
+
+    # --- rollback ------------------------------------------------------------------
+    def rollback(self, app: AppLayout, to: str | None, out: Out) -> str:
+        with deploy_lock(app, self.settings.lock_wait, what="rollback"):
+            current = app.current_version()
+            if to:
+                target = releases.get(app, to)
+                if target is None:
+                    raise TovaError(f"no release {to} of {app.name}",
+                                    hint="list them with: tova-release releases " + app.name)
+            else:
+                target = releases.previous_good(app, current)
+                if target is None:
+                    raise TovaError(f"{app.name} has no earlier successful release to roll back to",
+                                    hint="list them with: tova-release releases " + app.name, exit_code=1)
+            if target.version == current:
+                raise TovaError(f"{target.version} is already the current release", hint="nothing to do")
+            manifest = read_release_manifest(target.path)
+            if manifest is None:
+                raise DeployError(f"release {target.version} has no readable .tova-manifest.json",
+                                  hint="choose another release with --to")
+            ports = self.ports(app)
+            start = time.time()
+            out.line(f"Rolling back {app.name}...")
+            flip_symlink(app.current, f"releases/{target.version}")
+            out.sub(f"current → releases/{target.version} (was {current or 'none'})", True)
+            failure = restart_all(self.system, app, ports, manifest, self.settings)
+            out.sub("Services restarted", True)
+            out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+            meta = target.meta()
+            history.append(app.history, {
+                "version": target.version, "commit": meta.get("commit"), "branch": meta.get("branch"),
+                "start": start, "end": time.time(),
+                "outcome": "rollback" if failure is None else "rollback_unhealthy",
+                "step": None, "infra_changed": [], "rolled_back_from": current})
+            with self.registry.transaction() as data:
+                if app.name in data["apps"]:
+                    data["apps"][app.name]["version"] = target.version
+            if failure is not None:
+                port, result = failure
+                raise DeployError(f"{unit(app.name, port)} is not healthy after the rollback: {result.detail}",
+                                  hint=f"run `tova deploy {self.app_env(app)} --logs` to investigate")
+            out.line()
+            out.line(f"{out.ok_mark} Rolled back to {target.version}")
+            return target.version
+
+    # --- secrets -------------------------------------------------------------------
+    def env_set(self, app: AppLayout, values: dict[str, str], out: Out) -> list[str]:
+        with deploy_lock(app, self.settings.lock_wait, what="env set"):
+            names = envfile.set_values(app.env_file, values)
+            out.info("Set " + ", ".join(names))
+            self._restart_if_deployed(app, out)
+            return names
+
+    def env_unset(self, app: AppLayout, keys: list[str], out: Out) -> list[str]:
+        for k in keys:
+            envfile.check_key(k)
+        with deploy_lock(app, self.settings.lock_wait, what="env unset"):
+            removed = envfile.unset(app.env_file, keys)
+            out.info("Removed " + (", ".join(removed) if removed else "nothing (not set)"))
+            if removed:
+                self._restart_if_deployed(app, out)
+            return removed
+
+    def _restart_if_deployed(self, app: AppLayout, out: Out) -> None:
+        manifest = read_current_manifest(app)
+        ports = self.ports(app)
+        if manifest is None or not ports:
+            return
+        out.begin("Restarting services...")
+        failure = restart_all(self.system, app, ports, manifest, self.settings)
+        out.end(failure is None)
+        if failure is not None:
+            port, result = failure
+            raise DeployError(f"{unit(app.name, port)} is not healthy with the new values: {result.detail}",
+                              hint=f"run `tova deploy {manifest.env} --logs` to investigate")
+
+    # --- inspection ----------------------------------------------------------------
+    def releases(self, app: AppLayout) -> list[dict]:
+        current = app.current_version()
+        out = []
+        for r in reversed(releases.listing(app)):
+            meta = r.meta()
+            status = "current" if r.version == current else ("failed" if r.failed else "ok")
+            out.append({"version": r.version, "commit": meta.get("commit"), "status": status,
+                        "time": meta.get("time")})
+        return out
+
+    def status(self, app: AppLayout) -> dict:
+        manifest = read_current_manifest(app)
+        entry = self.registry.app(app.name) or {}
+        ports = list(entry.get("ports", []))
+        meta = releases.Release(app.current_version() or "", 0, app.current, False).meta() \
+            if app.current_version() else {}
+        return {
+            "app": app.name,
+            "env": entry.get("env") or (manifest.env if manifest else self.app_env(app)),
+            "domain": entry.get("domain"),
+            "ports": ports,
+            "version": app.current_version(),
+            "commit": meta.get("commit"),
+            "branch": meta.get("branch"),
+            "manifest": manifest.to_dict() if manifest else None,
+            "instances": [self.system.instance_info(app, p) for p in ports],
+            "databases": self.system.databases(manifest),
+            "certificate": None,
+            "last_deploy": history.last(app.history),
+            "releases_kept": len(releases.listing(app)),
+            "keep_releases": manifest.keep_releases if manifest else 5,
+        }
+
+    def apps(self) -> dict:
+        data = self.registry.read()
+        rows = []
+        for name, entry in sorted(data["apps"].items()):
+            a = self.layout.app(name)
+            ports = list(entry.get("ports", []))
+            running = sum(1 for p in ports if self.system.instance_running(a, p))
+            state = "running" if ports and running == len(ports) else ("degraded" if running else "stopped")
+            rows.append({"app": name, "domain": entry.get("domain"), "version": a.current_version(),
+                         "instances": len(ports), "ports": ports, "state": state})
+        disk = shutil.disk_usage(self.layout.root if self.layout.root.exists() else "/")
+        return {"apps": rows, "memory": _memory(), "disk": {"used": disk.used, "total": disk.total},
+                "services": {s: self.system.service_state(u) for s, u in
+                             (("postgresql", "postgresql"), ("redis", "redis-server"), ("caddy", "caddy"))}}
+
+    # --- removal -------------------------------------------------------------------
+    def remove(self, app: AppLayout, out: Out) -> dict:
+        with deploy_lock(app, self.settings.lock_wait, what="remove"):
+            manifest = read_current_manifest(app)
+            ports = self.ports(app)
+            archive = self.layout.archive_dir / f"{app.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            archive.mkdir(parents=True)
+            out.line(f"Removing {app.name}...")
+            for done in self.system.remove_app(app, ports, manifest, archive):
+                out.sub(done, True)
+            # Releases are rebuilt from the repository; everything else is kept.
+            shutil.rmtree(app.releases, ignore_errors=True)
+            shutil.rmtree(app.build_dir, ignore_errors=True)
+            app.current.unlink(missing_ok=True)
+            shutil.move(str(app.dir), str(archive / "app"))
+            out.sub(f"Archive data to {archive}", True)
+            with self.registry.transaction() as data:
+                freed = registry_release(data, app.name, self.settings.first_port)
+            if freed:
+                out.sub("Release ports " + ", ".join(map(str, freed)), True)
+            out.line()
+            out.line(f"{out.ok_mark} Removed (data archived, not deleted)")
+            return {"archive": str(archive), "ports_freed": freed}
+
+
+def _memory() -> dict:
+    info = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            info[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {"used": None, "total": None}
+    total = info.get("MemTotal")
+    avail = info.get("MemAvailable")
+    return {"used": total - avail if total and avail is not None else None, "total": total}

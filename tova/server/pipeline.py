@@ -1,0 +1,407 @@
+"""The deploy pipeline: one list of named steps run by the hook, `tova-release deploy` and
+(through them) `tova deploy`:
+
+    checkout, build, manifest, provision, release, switch, restart, verify, prune
+
+Each step is idempotent and is a fault-injection point: TOVA_FAULT_INJECT=<step> makes the
+process SIGKILL itself right before that step (used by the crash-safety tests only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dulwich.repo import Repo
+
+from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
+from tova.manifest import Manifest, changed_layers
+from tova.server import envfile, history, releases
+from tova.server.atomic import flip_symlink, write_atomic
+from tova.server.checkout import changed_files, checkout
+from tova.server.health import HealthResult, check_once, wait_healthy
+from tova.server.layout import AppLayout, Layout
+from tova.server.locks import deploy_lock
+from tova.server.registry import Registry, allocate
+from tova.server.system import System, read_current_manifest, read_release_manifest, unit
+from tova.server.ui import Out
+from tova.settings import ServerSettings
+
+STEPS = ("checkout", "build", "manifest", "provision", "release", "switch", "restart", "verify", "prune")
+ZERO = "0" * 40
+
+
+def fault_point(step: str) -> None:
+    if os.environ.get("TOVA_FAULT_INJECT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Deploy:
+    """Everything one deploy knows, filled in step by step."""
+
+    settings: ServerSettings
+    layout: Layout
+    app: AppLayout
+    env: str
+    repo: Repo
+    system: System
+    out: Out
+    commit: bytes
+    branch: str | None  # None: deploy whatever branch the manifest names (tova-release deploy)
+    started: float = field(default_factory=time.time)
+    workdir: Path | None = None
+    checkout_dir: Path | None = None
+    output_dir: Path | None = None
+    manifest: Manifest | None = None
+    old_manifest: Manifest | None = None
+    old_commit: str | None = None
+    previous: str | None = None  # the release `current` pointed at before this deploy
+    old_ports: list[int] | None = None
+    ports: list[int] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+    files_changed: int | None = None
+    version: str | None = None
+    release_dir: Path | None = None
+    skipped: bool = False  # pushed branch is not the environment's
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.layout, self.settings.first_port, self.settings.lock_wait)
+
+
+# --- the steps -------------------------------------------------------------------------
+
+def step_checkout(d: Deploy) -> None:
+    from tova.project import load_manifest
+
+    d.app.build_dir.mkdir(parents=True, exist_ok=True)
+    d.workdir = Path(tempfile.mkdtemp(prefix="deploy-", dir=d.app.build_dir))
+    d.checkout_dir = d.workdir / "src"
+    checkout(d.repo, d.repo[d.commit], d.checkout_dir)
+    # The branch that deploys is named in the pushed commit's own deploy block.
+    d.manifest = load_manifest(d.checkout_dir, d.env)
+    if d.manifest.app != d.app.name:
+        raise ConfigError(
+            f"this repository deploys app {d.app.name!r} but the project's deploy block is for {d.manifest.app!r}",
+            hint="push to the repository of that app (tova deploy <env> --setup-git sets it up)",
+        )
+    if d.branch is None:
+        d.branch = d.manifest.branch
+    elif d.branch != d.manifest.branch:
+        d.out.info(f"Not deploying {d.branch}: the {d.env} deploy block deploys branch {d.manifest.branch}")
+        d.skipped = True
+
+
+def _source_dir(checkout_dir: Path) -> Path:
+    """Where the .tova files are: the project root, or src/ when only it has them."""
+    src = checkout_dir / "src"
+    if not any(checkout_dir.glob("*.tova")) and src.is_dir() and any(src.glob("*.tova")):
+        return src
+    return checkout_dir
+
+
+def step_build(d: Deploy) -> None:
+    assert d.workdir and d.checkout_dir
+    d.output_dir = d.workdir / "out"
+    argv = [*shlex.split(d.settings.compiler), "build", str(_source_dir(d.checkout_dir)),
+            "--production", "--output", str(d.output_dir)]
+    d.out.begin("Compiling .tova files...")
+    try:
+        proc = subprocess.Popen(argv, cwd=d.checkout_dir, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+    except OSError as exc:
+        d.out.end(False)
+        raise DeployError(f"cannot run the compiler {argv[0]!r}: {exc.strerror}",
+                          hint="install it, or set `compiler` in the server's config.toml")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        d.out.passthrough(line)
+    rc = proc.wait()
+    if rc != 0:
+        d.out.end(False)
+        raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed",
+                          hint="fix the errors above and push again")
+    _ensure_server_js(d.output_dir)
+    d.out.end(True)
+
+
+def _ensure_server_js(out: Path) -> None:
+    if (out / "server.js").exists():
+        return
+    candidates = sorted(p.name for p in out.glob("*.server.js"))
+    if len(candidates) == 1:
+        os.symlink(candidates[0], out / "server.js")  # relative: the release stays movable
+        return
+    raise DeployError(
+        "the build produced no server.js" if not candidates
+        else f"the build produced several server files ({', '.join(candidates)}) and no server.js",
+        hint="the service runs server.js from the build output",
+    )
+
+
+def step_manifest(d: Deploy) -> None:
+    assert d.manifest
+    d.out.info("Analyzing changes...")
+    d.previous = d.app.current_version()
+    d.old_manifest = read_current_manifest(d.app)
+    meta = _release_meta(d.app.current)
+    d.old_commit = meta.get("commit")
+    d.files_changed = changed_files(d.repo, d.old_commit.encode() if d.old_commit else None, d.commit)
+
+
+def _release_meta(release_dir: Path) -> dict:
+    try:
+        return json.loads((release_dir / ".tova-manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def step_provision(d: Deploy) -> None:
+    from tova.render import render_all
+
+    m = d.manifest
+    assert m
+    with d.registry.transaction() as data:
+        for name, entry in data["apps"].items():
+            if name != m.app and entry.get("domain") == m.domain:
+                raise ConfigError(f"domain {m.domain} is already served by app {name!r} on this server",
+                                  hint="use another domain, or remove that app first")
+        entry = data["apps"].get(m.app)
+        d.old_ports = list(entry["ports"]) if entry and entry.get("ports") else None
+        d.ports = allocate(data, m.app, m.instances, d.settings.first_port)
+        entry = data["apps"][m.app]
+        entry.update({"domain": m.domain, "env": m.env})
+        entry.setdefault("version", None)
+    old_ports = d.old_ports if d.old_manifest is not None else None
+    d.layers = changed_layers(d.old_manifest, m, old_ports, d.ports)
+    if d.layers:
+        d.out.sub("Infrastructure: " + ", ".join(d.layers) + (" (first deploy)" if d.old_manifest is None else ""))
+    else:
+        d.out.sub("Infrastructure: no changes")
+    if d.files_changed is not None:
+        d.out.sub(f"App: {d.files_changed} file{'s' if d.files_changed != 1 else ''} changed")
+
+    d.app.data.mkdir(parents=True, exist_ok=True)
+    envfile.ensure(d.app.env_file)
+    missing = envfile.missing(d.app.env_file, m.secrets.required)
+    if missing:
+        raise MissingSecretsError(missing, d.env)
+
+    files = render_all(m, d.ports, d.settings)
+    write_atomic(d.app.provision_script, files["provision.sh"], mode=0o700)
+    if not d.layers:
+        return
+    d.out.begin("Provisioning " + ", ".join(d.layers) + "...")
+    rc = d.system.provision(d.app.provision_script, d.layers, _Passthrough(d.out))
+    d.out.end(rc == 0)
+    if rc == 3:
+        raise MissingSecretsError(envfile.missing(d.app.env_file, m.secrets.required) or ["(see above)"], d.env)
+    if rc != 0:
+        raise DeployError(f"provisioning failed (exit status {rc}); nothing was switched",
+                          hint=f"read {d.app.provision_script} and the output above")
+
+
+class _Passthrough:
+    """A file-like that feeds provision.sh output into the progress lines."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.out.passthrough(line)
+
+    def flush(self) -> None:
+        pass
+
+
+def step_release(d: Deploy) -> None:
+    assert d.manifest and d.output_dir and d.checkout_dir
+    d.version = releases.next_version(d.app)
+    d.out.begin(f"Deploying app ({d.version})...")
+    staged = releases.staging_dir(d.app, d.version)
+    d.output_dir.rename(staged)
+    public = d.checkout_dir / "public"
+    if public.is_dir() and not (staged / "public").exists():
+        shutil.copytree(public, staged / "public", symlinks=True)
+    meta = d.manifest.to_dict()
+    meta.update({
+        "version": d.version,
+        "commit": d.commit.decode(),
+        "branch": d.branch,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "previous_commit": d.old_commit,
+        "files_changed": d.files_changed,
+    })
+    write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _copy_data_files(d)
+    d.release_dir = releases.publish(d.app, staged, d.version)
+    d.out.end(True)
+
+
+def _copy_data_files(d: Deploy) -> None:
+    assert d.manifest and d.checkout_dir
+    root = d.checkout_dir.resolve()
+    for rel in d.manifest.data_files:
+        src = (d.checkout_dir / rel).resolve()
+        if root not in src.parents or not src.is_file():
+            raise DeployError(f"data file {rel!r} is not a file inside the project",
+                              hint="data sources read files from the project directory")
+        write_atomic(d.app.data / rel, src.read_bytes())
+
+
+def step_switch(d: Deploy) -> None:
+    flip_symlink(d.app.current, f"releases/{d.version}")
+
+
+def step_restart(d: Deploy) -> None:
+    assert d.manifest
+    for port in sorted(set(d.old_ports or []) - set(d.ports)):
+        d.system.stop_instance(d.app, port)  # the app shrank
+    d.out.begin("Restarting services...")
+    failure = restart_all(d.system, d.app, d.ports, d.manifest, d.settings)
+    d.out.end(failure is None)
+    if failure is not None:
+        port, result = failure
+        d.out.step(f"Health check {d.manifest.health.path}...", False, "FAILED")
+        d.out.sub(f"{unit(d.app.name, port)}: {result.detail}")
+        raise _HealthFailed()
+
+
+def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Manifest,
+                settings: ServerSettings) -> tuple[int, HealthResult] | None:
+    """Restart one instance at a time, each healthy before the next. The first failure."""
+    for port in ports:
+        system.restart_instance(app, port)
+        result = wait_healthy(port, manifest.health.path, manifest.health.timeout,
+                              settings.startup_deadline,
+                              alive=lambda p=port: system.instance_running(app, p))
+        if not result.ok:
+            return port, result
+    return None
+
+
+def step_verify(d: Deploy) -> None:
+    assert d.manifest
+    for port in d.ports:
+        result = check_once(port, d.manifest.health.path, d.manifest.health.timeout)
+        if not result.ok:
+            d.out.step(f"Health check {d.manifest.health.path}...", False, "FAILED")
+            d.out.sub(f"{unit(d.app.name, port)}: {result.detail}")
+            raise _HealthFailed()
+    d.out.step("Health check passed", True)
+    with d.registry.transaction() as data:
+        data["apps"][d.app.name]["version"] = d.version
+
+
+def step_prune(d: Deploy) -> None:
+    assert d.manifest
+    releases.prune(d.app, d.manifest.keep_releases, d.version)
+
+
+class _HealthFailed(Exception):
+    pass
+
+
+# --- running the steps -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "ok" | "skipped" | "rolled_back" | "failed"
+    version: str | None = None
+    exit_code: int = 0
+
+
+def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, repo: Repo,
+           system: System, out: Out, commit: bytes, branch: str | None) -> Outcome:
+    """Run the whole pipeline for one commit under the app's deploy lock."""
+    with deploy_lock(app, settings.lock_wait, what=f"deploy of {commit.decode()[:12]}"):
+        releases.clean_leftovers(app)  # half-made work of a deploy that died
+        d = Deploy(settings, layout, app, env, repo, system, out, commit, branch)
+        try:
+            return _run(d)
+        finally:
+            if d.workdir is not None:
+                shutil.rmtree(d.workdir, ignore_errors=True)
+
+
+def _run(d: Deploy) -> Outcome:
+    step = "checkout"
+    try:
+        for step in STEPS:
+            fault_point(step)
+            globals()[f"step_{step}"](d)
+            if d.skipped:
+                return Outcome("skipped")
+    except _HealthFailed:
+        return _roll_back(d)
+    except TovaError as err:
+        _record(d, "failed", step, error=err.message)
+        if d.version and d.release_dir:
+            releases.mark_failed(d.release_dir, f"failed at {step}: {err.message}")
+        raise
+    _record(d, "ok", None)
+    assert d.manifest
+    d.out.line()
+    d.out.line(f"{d.out.ok_mark} Live at https://{d.manifest.domain} ({d.version})")
+    return Outcome("ok", d.version)
+
+
+def _roll_back(d: Deploy) -> Outcome:
+    assert d.manifest and d.release_dir and d.version
+    releases.mark_failed(d.release_dir, "health check failed")
+    target = releases.get(d.app, d.previous) if d.previous else None
+    out = d.out
+    out.line()
+    if target is None or target.failed:
+        out.line("⚠ Health check failed and there is no earlier release to roll back to.")
+        for port in d.ports:
+            d.system.stop_instance(d.app, port)
+        d.app.current.unlink(missing_ok=True)
+        out.sub("Instances stopped", True)
+        _record(d, "failed", "verify", error="health check failed; nothing to roll back to")
+        out.line()
+        out.line(f"{out.fail_mark} Deploy failed. Nothing to roll back to: {d.app.name} is stopped.")
+        out.line(f"  Run `tova deploy {d.env} --logs` to investigate.")
+        return Outcome("failed", d.version, 1)
+    out.line("⚠ Health check failed, rolling back...")
+    flip_symlink(d.app.current, f"releases/{target.version}")
+    out.sub(f"current → releases/{target.version} (was {d.version})", True)
+    manifest = read_release_manifest(target.path) or d.manifest
+    failure = restart_all(d.system, d.app, d.ports, manifest, d.settings)
+    out.sub("Services restarted", True)
+    out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+    _record(d, "rolled_back", "verify", error="health check failed", rolled_back_to=target.version)
+    with d.registry.transaction() as data:
+        data["apps"][d.app.name]["version"] = target.version
+    out.line()
+    if failure is None:
+        out.line(f"{out.fail_mark} Deploy failed. Rolled back to {target.version}.")
+    else:
+        out.line(f"{out.fail_mark} Deploy failed. Rolled back to {target.version}, which is not healthy either.")
+    out.line(f"  Run `tova deploy {d.env} --logs` to investigate.")
+    return Outcome("rolled_back", target.version, 1)
+
+
+def _record(d: Deploy, outcome: str, step: str | None, **extra) -> None:
+    record = {
+        "version": d.version,
+        "commit": d.commit.decode(),
+        "branch": d.branch,
+        "start": d.started,
+        "end": time.time(),
+        "outcome": outcome,
+        "step": step,
+        "infra_changed": d.layers,
+        **extra,
+    }
+    history.append(d.app.history, record)

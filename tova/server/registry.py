@@ -1,0 +1,123 @@
+"""registry.json: every app on this server with its ports, domain, instances, version
+and environment. Written only under the registry lock, only through write_atomic.
+
+Ports are stable: a new app takes the lowest free block of the size it needs (gaps left
+by removed apps are reused), changing an app's instance count grows or shrinks that app's
+own list without moving any other app."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from filelock import FileLock, Timeout
+
+from tova.errors import LockedError, TovaError
+from tova.server.atomic import write_atomic
+from tova.server.layout import Layout
+
+MAX_PORT = 65535
+
+
+def empty(first_port: int) -> dict:
+    return {"apps": {}, "next_port": first_port}
+
+
+def used_ports(data: dict, except_app: str | None = None) -> set[int]:
+    return {
+        p
+        for name, entry in data["apps"].items()
+        if name != except_app
+        for p in entry.get("ports", [])
+    }
+
+
+def _free_block(taken: set[int], size: int, first_port: int) -> list[int]:
+    """The lowest run of `size` consecutive free ports at or above first_port."""
+    start = first_port
+    while start + size - 1 <= MAX_PORT:
+        block = range(start, start + size)
+        clash = [p for p in block if p in taken]
+        if not clash:
+            return list(block)
+        start = max(clash) + 1
+    raise TovaError("no free ports left for the app", hint="remove unused apps")
+
+
+def allocate(data: dict, app: str, instances: int, first_port: int) -> list[int]:
+    """Give `app` exactly `instances` ports in `data` (mutated) and return them."""
+    taken = used_ports(data, except_app=app)
+    entry = data["apps"].setdefault(app, {})
+    ports: list[int] = list(entry.get("ports", []))
+    if not ports:
+        ports = _free_block(taken, instances, first_port)
+    elif len(ports) > instances:
+        ports = ports[:instances]
+    else:
+        # Grow: prefer the ports right after our last one, else the lowest free ones.
+        candidate = ports[-1] + 1
+        while len(ports) < instances:
+            if candidate > MAX_PORT:
+                candidate = first_port
+            if candidate not in taken and candidate not in ports and candidate >= first_port:
+                ports.append(candidate)
+            candidate += 1
+    entry["ports"] = ports
+    entry["instances"] = instances
+    data["next_port"] = max([first_port - 1, *used_ports(data)]) + 1
+    return ports
+
+
+def release(data: dict, app: str, first_port: int) -> list[int]:
+    """Remove `app` from `data` (mutated); return the ports it held."""
+    entry = data["apps"].pop(app, None)
+    data["next_port"] = max([first_port - 1, *used_ports(data)]) + 1
+    return list(entry.get("ports", [])) if entry else []
+
+
+@dataclass
+class Registry:
+    layout: Layout
+    first_port: int = 3000
+    lock_wait: float = 30.0
+
+    def read(self) -> dict:
+        path = self.layout.registry
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return empty(self.first_port)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TovaError(
+                f"{path} is not valid JSON: {exc}",
+                hint="restore it from a backup; it is only ever replaced atomically",
+            )
+        data.setdefault("apps", {})
+        data.setdefault("next_port", self.first_port)
+        return data
+
+    def app(self, app: str) -> dict | None:
+        return self.read()["apps"].get(app)
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict]:
+        """Read-modify-write under the registry lock; written only if the block succeeds."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.layout.registry_lock), timeout=self.lock_wait)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockedError(
+                "the server registry is locked by another tova process",
+                hint="try again in a moment",
+            )
+        try:
+            data = self.read()
+            yield data
+            write_atomic(self.layout.registry, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        finally:
+            lock.release()

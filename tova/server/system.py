@@ -1,0 +1,368 @@
+"""THE adapter for system actions. No other module runs systemctl, journalctl, caddy,
+psql, pg_dump, redis-cli or provision.sh.
+
+SystemdSystem acts on a real server. LocalSystem (TOVA_SYSTEM=local) is for tests and
+development on a machine that is not the server: it runs app instances as plain child
+processes on loopback ports and records provisioning runs instead of executing
+provision.sh (which would install packages and change the firewall of this host)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from tova.errors import TovaError
+from tova.manifest import Manifest
+from tova.server import envfile
+from tova.server.layout import AppLayout, Layout
+
+SYSTEMD_DIR = Path("/etc/systemd/system")
+
+
+def unit(app: str, port: int) -> str:
+    return f"tova-{app}@{port}.service"
+
+
+class System:
+    """What the pipeline and the CLI need from the host."""
+
+    name = "abstract"
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    # instances
+    def restart_instance(self, app: AppLayout, port: int) -> None: raise NotImplementedError
+    def stop_instance(self, app: AppLayout, port: int) -> None: raise NotImplementedError
+    def instance_running(self, app: AppLayout, port: int) -> bool: raise NotImplementedError
+    def instance_info(self, app: AppLayout, port: int) -> dict: raise NotImplementedError
+    # provisioning
+    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int: raise NotImplementedError
+    # inspection
+    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int: raise NotImplementedError
+    def service_state(self, service: str) -> str: raise NotImplementedError
+    def databases(self, manifest: Manifest | None) -> list[dict]: raise NotImplementedError
+    # removal
+    def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
+        raise NotImplementedError
+
+
+def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, text=True, capture_output=True, **kw)
+
+
+class SystemdSystem(System):
+    name = "systemd"
+
+    # Pure command builders: argv lists, never shell strings.
+    @staticmethod
+    def restart_cmds(app: str, port: int) -> list[list[str]]:
+        return [["systemctl", "enable", "--quiet", unit(app, port)],
+                ["systemctl", "restart", unit(app, port)]]
+
+    @staticmethod
+    def stop_cmds(app: str, port: int) -> list[list[str]]:
+        return [["systemctl", "disable", "--quiet", unit(app, port)],
+                ["systemctl", "stop", unit(app, port)]]
+
+    @staticmethod
+    def provision_cmd(script: Path, layers: list[str]) -> list[str]:
+        return ["bash", str(script), "--only", ",".join(layers)]
+
+    @staticmethod
+    def logs_cmd(app: str, ports: list[int], since: str | None, follow: bool) -> list[str]:
+        argv = ["journalctl", "--no-pager", "-o", "short-iso"]
+        for p in ports:
+            argv += ["-u", unit(app, p)]
+        if since:
+            argv += ["--since", since]
+        if follow:
+            argv.append("--follow")
+        return argv
+
+    def _check(self, argv: list[str]) -> None:
+        res = _run(argv)
+        if res.returncode != 0:
+            raise TovaError(f"{' '.join(argv)} failed: {res.stderr.strip() or res.returncode}",
+                            hint="see `journalctl -xe` on the server", exit_code=1)
+
+    def restart_instance(self, app: AppLayout, port: int) -> None:
+        for argv in self.restart_cmds(app.name, port):
+            self._check(argv)
+
+    def stop_instance(self, app: AppLayout, port: int) -> None:
+        for argv in self.stop_cmds(app.name, port):
+            _run(argv)  # stopping something already stopped is fine
+
+    def instance_running(self, app: AppLayout, port: int) -> bool:
+        return _run(["systemctl", "is-active", "--quiet", unit(app.name, port)]).returncode == 0
+
+    def instance_info(self, app: AppLayout, port: int) -> dict:
+        res = _run(["systemctl", "show", unit(app.name, port), "-p",
+                    "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic"])
+        props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        uptime = None
+        start_us = _int(props.get("ActiveEnterTimestampMonotonic"))
+        if start_us:
+            uptime = max(0, int(time.monotonic() - start_us / 1e6))
+        cpu_ns = _int(props.get("CPUUsageNSec"))
+        cpu = round(cpu_ns / 1e9 / uptime * 100, 1) if cpu_ns and uptime else None
+        return {"port": port, "state": props.get("ActiveState", "unknown"),
+                "memory_bytes": _int(props.get("MemoryCurrent")), "cpu_percent": cpu,
+                "uptime_seconds": uptime}
+
+    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+        proc = subprocess.Popen(self.provision_cmd(script, layers), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+        return proc.wait()
+
+    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
+        return subprocess.call(self.logs_cmd(app, ports, since, follow))
+
+    def service_state(self, service: str) -> str:
+        res = _run(["systemctl", "is-active", service])
+        return res.stdout.strip() or "unknown"
+
+    def databases(self, manifest: Manifest | None) -> list[dict]:
+        out = []
+        for db in (manifest.databases if manifest else ()):
+            entry = {"engine": db.engine, "name": db.name}
+            if db.engine == "postgres":
+                entry["state"] = self.service_state("postgresql")
+            elif db.engine == "redis":
+                entry["state"] = self.service_state("redis-server")
+            else:
+                entry["state"] = "file"
+            out.append(entry)
+        return out
+
+    def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
+        done = []
+        for port in ports:
+            self.stop_instance(app, port)
+        done.append(f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}")
+        _run(["systemctl", "disable", "--now", f"tova-{app.name}-health.timer"])
+        for name in (f"tova-{app.name}@.service", f"tova-{app.name}-health.service",
+                     f"tova-{app.name}-health.timer"):
+            (SYSTEMD_DIR / name).unlink(missing_ok=True)
+        _run(["systemctl", "daemon-reload"])
+        done.append("Remove systemd services")
+        (self.layout.caddy_dir / "apps" / f"{app.name}.caddy").unlink(missing_ok=True)
+        _run(["systemctl", "reload", "caddy"])
+        done.append("Remove Caddy config")
+        pg = manifest.database("postgres") if manifest else None
+        if pg and pg.name:
+            dump = archive / f"{pg.name}.sql"
+            with open(dump, "w") as f:
+                subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", pg.name], stdout=f)
+            ident = '"' + pg.name.replace('"', '""') + '"'
+            _run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1",
+                  "-c", f"DROP DATABASE IF EXISTS {ident}"])
+            done.append(f"Drop database {pg.name} (dump archived)")
+        if manifest and manifest.database("redis"):
+            keys = _run(["redis-cli", "--scan", "--pattern", f"{app.name}:*"]).stdout.split()
+            for i in range(0, len(keys), 500):
+                _run(["redis-cli", "DEL", *keys[i:i + 500]])
+            done.append(f"Delete {len(keys)} Redis keys {app.name}:*")
+        return done
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if value < (1 << 63) - 1 else None  # systemd's "infinity"
+
+
+class LocalSystem(System):
+    name = "local"
+
+    def __init__(self, layout: Layout, runtime: str | None = None) -> None:
+        super().__init__(layout)
+        self._children: dict[tuple[str, int], subprocess.Popen] = {}
+        self.runtime = runtime or os.environ.get("TOVA_LOCAL_RUNTIME") or (
+            shutil.which("bun") or shutil.which("node") or "node")
+
+    def _pidfile(self, app: AppLayout, port: int) -> Path:
+        return self.layout.run_dir / app.name / f"{port}.pid"
+
+    def _logfile(self, app: AppLayout, port: int) -> Path:
+        return self.layout.run_dir / app.name / f"{port}.log"
+
+    def _pid(self, app: AppLayout, port: int) -> int | None:
+        try:
+            pid = int(self._pidfile(app, port).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _ours(pid, app) else None
+
+    def restart_instance(self, app: AppLayout, port: int) -> None:
+        self.stop_instance(app, port)
+        server = app.current / "server.js"
+        if not server.exists():
+            raise TovaError(f"{server} does not exist", hint="deploy the app first", exit_code=1)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(app.dir)}
+        manifest = read_current_manifest(app)
+        if manifest is not None:
+            env.update(dict(manifest.env_vars))
+        env.update(envfile.read(app.env_file))  # EnvironmentFile= wins over Environment=
+        env["PORT"] = str(port)
+        log = self._logfile(app, port)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as f:
+            proc = subprocess.Popen(
+                [self.runtime, str(server)], cwd=str(app.current.resolve()), env=env,
+                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the hook like a service would
+            )
+        self._children[(app.name, port)] = proc
+        self._pidfile(app, port).write_text(f"{proc.pid}\n")
+
+    def stop_instance(self, app: AppLayout, port: int) -> None:
+        child = self._children.pop((app.name, port), None)
+        pid = child.pid if child is not None and child.poll() is None else self._pid(app, port)
+        if pid is not None:
+            terminate(pid)
+        self._pidfile(app, port).unlink(missing_ok=True)
+
+    def instance_running(self, app: AppLayout, port: int) -> bool:
+        child = self._children.get((app.name, port))
+        if child is not None:  # started by us: may not have exec'd the runtime yet
+            return child.poll() is None
+        pid = self._pid(app, port)
+        return pid is not None and _alive(pid)
+
+    def instance_info(self, app: AppLayout, port: int) -> dict:
+        pid = self._pid(app, port)
+        if pid is None or not _alive(pid):
+            return {"port": port, "state": "inactive", "memory_bytes": None,
+                    "cpu_percent": None, "uptime_seconds": None}
+        mem = None
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    mem = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        uptime = int(time.time() - Path(f"/proc/{pid}").stat().st_mtime)
+        return {"port": port, "state": "active", "memory_bytes": mem, "cpu_percent": None,
+                "uptime_seconds": uptime}
+
+    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+        record = {"script": str(script), "layers": layers, "time": time.time()}
+        path = self.layout.run_dir / "provision.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return 0
+
+    def provision_runs(self) -> list[dict]:
+        path = self.layout.run_dir / "provision.jsonl"
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
+        a = self.layout.app(app)
+        for port in ports:
+            log = self._logfile(a, port)
+            if log.exists():
+                sys.stdout.write(log.read_text(errors="replace"))
+        sys.stdout.flush()
+        return 0
+
+    def service_state(self, service: str) -> str:
+        return "unknown"
+
+    def databases(self, manifest: Manifest | None) -> list[dict]:
+        return [{"engine": d.engine, "name": d.name, "state": "unknown"}
+                for d in (manifest.databases if manifest else ())]
+
+    def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
+        for port in ports:
+            self.stop_instance(app, port)
+        (self.layout.caddy_dir / "apps" / f"{app.name}.caddy").unlink(missing_ok=True)
+        return [f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}", "Remove Caddy config"]
+
+    def all_pids(self) -> list[int]:
+        """Every instance pid this adapter has recorded (test teardown)."""
+        out = []
+        for pidfile in self.layout.run_dir.glob("*/*.pid"):
+            try:
+                out.append(int(pidfile.read_text().strip()))
+            except (OSError, ValueError):
+                pass
+        return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    except ChildProcessError:
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def _ours(pid: int, app: AppLayout) -> bool:
+    """The pid still runs this app's server (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(app.dir).encode() in cmdline
+
+
+def terminate(pid: int, grace: float = 5.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not _alive(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while _alive(pid):
+        time.sleep(0.01)
+
+
+def read_current_manifest(app: AppLayout) -> Manifest | None:
+    return read_release_manifest(app.current)
+
+
+def read_release_manifest(release_dir: Path) -> Manifest | None:
+    try:
+        return Manifest.from_dict(json.loads((release_dir / ".tova-manifest.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def select_system(layout: Layout, environ: dict[str, str] | None = None) -> System:
+    env = os.environ if environ is None else environ
+    kind = env.get("TOVA_SYSTEM", "systemd")
+    if kind == "local":
+        return LocalSystem(layout, env.get("TOVA_LOCAL_RUNTIME"))
+    if kind == "systemd":
+        return SystemdSystem(layout)
+    raise TovaError(f"unknown TOVA_SYSTEM {kind!r}", hint="use 'systemd' or 'local'")

@@ -1,0 +1,87 @@
+"""Progress lines for the pusher, in the design's "Push Flow" style: `[tova]` prefix,
+✓/✗ aligned in one column, colour only on a terminal and never with NO_COLOR."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO
+
+WIDTH = 52  # column where ✓/✗ go, as in the design's examples
+PREFIX = "[tova] "
+SUB = " " * 9 + "→ "
+
+
+class Out:
+    def __init__(self, stream: IO[str] | None = None, color: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        if color is None:
+            color = (not os.environ.get("NO_COLOR")) and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.color = color
+        self._open: str | None = None  # a step line waiting for its mark
+        self._broken = False
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.color else text
+
+    @property
+    def ok_mark(self) -> str:
+        return self._paint("✓", "32")
+
+    @property
+    def fail_mark(self) -> str:
+        return self._paint("✗", "31")
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _close_open(self) -> None:
+        if self._open is not None:
+            if not self._broken:
+                self.write("\n")
+            self._open = None
+
+    def line(self, text: str = "") -> None:
+        self._close_open()
+        self.write(text + "\n")
+
+    def info(self, text: str) -> None:
+        self.line(PREFIX + text)
+
+    def sub(self, text: str, ok: bool | None = None, extra: str = "") -> None:
+        self.line(self._marked(SUB + text, ok, extra))
+
+    def begin(self, text: str) -> None:
+        """Start a step line; end() puts the mark on it, or on a repeat of it when tool
+        output came in between."""
+        self._close_open()
+        self._open = PREFIX + text
+        self._broken = False
+        self.write(self._open.ljust(WIDTH))
+
+    def end(self, ok: bool, extra: str = "") -> None:
+        if self._open is None:
+            return
+        if self._broken:
+            self.write(self._open.ljust(WIDTH))
+        mark = (self.ok_mark if ok else self.fail_mark) + (f" {extra}" if extra else "")
+        self.write(" " + mark + "\n")
+        self._open = None
+
+    def passthrough(self, text: str) -> None:
+        """Output of a tool the step runs (the compiler), shown as it arrives."""
+        if self._open is not None and not self._broken:
+            self.write("\n")
+            self._broken = True
+        self.write("  " + text.rstrip("\n") + "\n")
+
+    def step(self, text: str, ok: bool, extra: str = "") -> None:
+        self.begin(text)
+        self.end(ok, extra)
+
+    def _marked(self, text: str, ok: bool | None, extra: str) -> str:
+        if ok is None:
+            return text
+        mark = self.ok_mark if ok else self.fail_mark
+        return text.ljust(WIDTH) + " " + mark + (f" {extra}" if extra else "")
