@@ -1,0 +1,181 @@
+"""The client end to end through a real sshd: the toolkit installed over ssh into a temp
+root (offline wheels, the same path as on servers), then `tova env`, status and list."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import sshd_harness
+import tova
+from tova.client import commands
+from tova.errors import MissingSecretsError, TovaError
+from tova.manifest import Manifest, Secrets
+
+pytestmark = pytest.mark.skipif(not sshd_harness.available(), reason="needs openssh-server and ssh")
+
+HOSTILE = {
+    "SPACES": "a value with spaces",
+    "EQUALS": "k=v=w",
+    "QUOTES": "it's \"quoted\"",
+    "HASH": "#not-a-comment # really",
+    "SUBST": "$(touch /tmp/tova-env-pwned) `id`",
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("client-e2e")
+    server = sshd_harness.make_server(base / "sshd")
+    server.start()
+    root = base / "srv-root"  # the server refuses roots with spaces (they reach shell scripts)
+    links = base / "bin"
+    project = base / "project"
+    project.mkdir()
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (project / "app.tova").write_text('server { route GET "/" => fn() "hi" }\n')
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TOVA_SSH_CONFIG", str(server.ssh_config))
+    mp.setenv("TOVA_REMOTE_ROOT", str(root))
+    mp.setenv("TOVA_REMOTE_SYSTEM", "local")
+    mp.setenv("TOVA_REMOTE_LINK_DIR", str(links))
+    manifest = Manifest(
+        env="prod", app="myapp", project="myapp", server=server.target, domain="myapp.test",
+        secrets=Secrets(required=("JWT_SECRET",)),
+    )
+    yield {"server": server, "root": root, "links": links, "project": project, "manifest": manifest}
+    mp.undo()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def set_up(world):
+    """setup-git with --offline: wheels built here, uploaded over ssh, pip-installed."""
+    rc = commands.cmd_setup_git(world["project"], world["manifest"], offline=True)
+    assert rc == 0
+    return world
+
+
+def test_setup_git_installs_toolkit_repo_and_remote(set_up, capsys):
+    w = set_up
+    out = subprocess.run([str(w["root"] / "toolkit/bin/tova-release"), "version", "--json"], capture_output=True, text=True,
+                         env={"TOVA_ROOT": str(w["root"]), "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout)["version"] == tova.__version__
+    assert (w["links"] / "tova-release").resolve() == (w["root"] / "toolkit/bin/tova-release").resolve()
+    assert (w["root"] / "apps/myapp/repo.git").is_dir()
+    url = subprocess.run(["git", "-C", str(w["project"]), "remote", "get-url", "prod"], capture_output=True, text=True).stdout.strip()
+    assert url == f"ssh://root@127.0.0.1:{w['server'].port}{w['root']}/apps/myapp/repo.git"
+
+
+def test_setup_git_second_run_reports_everything_in_place(set_up, capsys):
+    capsys.readouterr()
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True) == 0
+    out = capsys.readouterr().out
+    assert f"Setting up git deployment on {set_up['server'].target}..." in out
+    assert f"Toolkit {tova.__version__} already installed" in out
+    assert "already in place" in out and "Installing toolkit" not in out
+    assert 'Git remote "prod" already in place' in out
+    assert "Done. You can now deploy with:\n    git push prod main" in out
+
+
+def test_setup_git_leaves_a_foreign_remote_alone(set_up, tmp_path, capsys):
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(set_up["project"]), str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "remote", "add", "prod", "git@elsewhere:x.git"], check=True)
+    commands.cmd_setup_git(other, set_up["manifest"], offline=True)
+    assert "points to git@elsewhere:x.git; left as is" in capsys.readouterr().out
+    url = subprocess.run(["git", "-C", str(other), "remote", "get-url", "prod"], capture_output=True, text=True).stdout.strip()
+    assert url == "git@elsewhere:x.git"
+
+
+def test_env_set_list_unset_with_hostile_values(set_up, capsys):
+    w = set_up
+    m = w["manifest"]
+    items = [f"{k}={v}" for k, v in HOSTILE.items()]
+    assert commands.cmd_env(w["project"], m, "set", items) == 0
+    printed = capsys.readouterr().out
+    for v in HOSTILE.values():
+        assert v not in printed  # values are never echoed
+    assert not Path("/tmp/tova-env-pwned").exists()
+    env_file = (w["root"] / "apps/myapp/.env.production").read_text()
+    assert "k=v=w" in env_file and "a value with spaces" in env_file
+    assert commands.cmd_env(w["project"], m, "list", ["--json"]) == 0
+    names = json.loads(capsys.readouterr().out)["names"]
+    assert set(HOSTILE) <= set(names)
+    assert commands.cmd_env(w["project"], m, "unset", ["SUBST", "HASH"]) == 0
+    commands.cmd_env(w["project"], m, "list", [])
+    listed = capsys.readouterr().out.split()
+    assert "SUBST" not in listed and "SPACES" in listed
+
+
+def test_env_set_rejects_bad_names_without_echoing(set_up):
+    with pytest.raises(TovaError) as e:
+        commands.cmd_env(set_up["project"], set_up["manifest"], "set", ["hunter2"])
+    assert "hunter2" not in str(e.value)
+    with pytest.raises(TovaError):
+        commands.cmd_env(set_up["project"], set_up["manifest"], "set", ["BAD-NAME=x"])
+
+
+def test_deploy_without_tty_lists_missing_secrets(set_up, monkeypatch):
+    monkeypatch.setattr(commands, "_is_tty", lambda: False)
+    with pytest.raises(MissingSecretsError) as e:
+        commands.cmd_deploy(set_up["project"], set_up["manifest"], yes=False)
+    assert e.value.exit_code == 3 and "tova env prod set JWT_SECRET=..." in e.value.hint
+
+
+def test_remove_refuses_without_tty_or_yes(set_up, monkeypatch):
+    monkeypatch.setattr(commands, "_is_tty", lambda: False)
+    with pytest.raises(TovaError) as e:
+        commands.cmd_remove(set_up["project"], set_up["manifest"], yes=False)
+    assert "--yes" in e.value.hint
+    assert (set_up["root"] / "apps/myapp/repo.git").is_dir()
+
+
+FIXTURE_COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
+EXAMPLE = Path(__file__).parent.parent / "examples" / "minimal"
+
+
+def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
+    """Real `git push` over ssh into the temp root's bare repo; the server's hook deploys
+    (LocalSystem, fixture compiler); a second deploy of the same commit goes through
+    `tova-release deploy --rev`."""
+    import shutil
+
+    w = set_up
+    if not (Path(tova.__file__).parent / "release_cli.py").exists():
+        pytest.skip("server side not available")
+    (w["root"] / "config.toml").write_text(f'compiler = "{FIXTURE_COMPILER}"\n')
+    project = w["project"]
+    shutil.copytree(EXAMPLE, project, dirs_exist_ok=True)
+    toml = project / "tova.toml"  # the app is named after the project: make it ours
+    toml.write_text(toml.read_text().replace('name = "minimal"', 'name = "myapp"'))
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], check=True)
+    m = w["manifest"]
+    commands.cmd_env(project, m, "set", ["JWT_SECRET=s3cret value"])
+    capsys.readouterr()
+    rc = commands.cmd_deploy(project, m, yes=True)
+    out = capsys.readouterr()
+    head = subprocess.run([*git, "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    pushed = subprocess.run(["git", "--git-dir", str(w["root"] / "apps/myapp/repo.git"), "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    assert pushed == head
+    assert rc == 0, out.out + out.err
+    rc2 = commands.cmd_deploy(project, m, yes=True)
+    out2 = capsys.readouterr()
+    assert "redeploying it" in out2.out and rc2 == 0, out2.out + out2.err
+    assert commands.cmd_status(project, m, json=True) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["commit"] == head
+    assert commands.cmd_list(m.server, json=False) == 0
+    assert "myapp" in capsys.readouterr().out
+    # remove: stops the instances (no process left behind) and archives the data
+    assert commands.cmd_remove(project, m, yes=True) == 0
+    assert 'Removed (data archived, not deleted)' in capsys.readouterr().out
+    assert not (w["root"] / "apps/myapp/current").exists()

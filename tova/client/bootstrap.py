@@ -1,0 +1,170 @@
+"""`tova deploy <env> --setup-git`: make a server ready for `git push <env> <branch>`.
+
+python3 + venv (apt when missing) → the toolkit venv at <root>/toolkit with the client's
+own version (wheels uploaded over ssh) → /usr/local/bin/tova-release → `tova-release init`
+→ the local git remote named after the environment. Every step checks first, so a second
+run reports everything in place."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tova
+from tova.client import errors, localgit, wheels
+from tova.client.out import WARN, heading, say, step
+from tova.client.remote import Probe, Server
+from tova.manifest import Manifest
+
+# $1 = link target, $2 = link path. Prints what it did.
+_LINK = r"""
+if [ "$(readlink "$2" 2>/dev/null)" = "$1" ]; then echo same; exit 0; fi
+mkdir -p "$(dirname "$2")" && ln -sfn "$1" "$2" && echo linked
+"""
+
+# $1 = python for the venv, $2 = venv dir. Creates the venv unless it has a python.
+_VENV = r"""
+[ -x "$2/bin/python" ] && exit 0
+"$1" -m venv "$2"
+"""
+
+
+@dataclass
+class SetupResult:
+    toolkit_installed: bool = False  # installed or upgraded during this run
+    toolkit_version: str = ""
+    repo_created: bool = False
+    hook_installed: bool = False
+    remote_added: bool = False
+    remote_conflict: str | None = None  # the URL an existing remote points to instead
+    lines: list[str] = field(default_factory=list)
+
+
+def ensure_python(server: Server, probe: Probe) -> Probe:
+    if probe.python3 and probe.venv and probe.git:
+        return probe
+    if not probe.apt:
+        raise errors.python_missing(server.display, "apt-get is not available")
+    for argv, what in (
+        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q"], "apt-get update"),
+        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "python3", "python3-venv", "git"], "apt-get install python3 python3-venv git"),
+    ):
+        res = server.run(argv, root_env=False)
+        if res.exit_code != 0:
+            raise errors.python_missing(server.display, f"{what} failed: {res.err.strip().splitlines()[-1:] or ''}")
+    probe = server.probe(refresh=True)
+    if not (probe.python3 and probe.venv and probe.git):
+        raise errors.python_missing(server.display, "python3, venv or git still missing after apt-get install")
+    return probe
+
+
+def installed_version(server: Server, probe: Probe) -> str | None:
+    if not probe.toolkit:
+        return None
+    res = server.release(["version", "--json"])
+    if res.exit_code != 0:
+        return None  # a broken toolkit venv: reinstall it
+    try:
+        import json
+
+        return str(json.loads(res.out)["version"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def install_toolkit(server: Server, probe: Probe, *, offline: bool) -> None:
+    """Upload the client's wheel (and, offline, its dependencies') and pip-install it into
+    <root>/toolkit. Dependencies come from the package index unless offline."""
+    with tempfile.TemporaryDirectory(prefix="tova-wheels-") as tmp:
+        out = Path(tmp)
+        own = wheels.own_wheel(out)
+        files = [own]
+        if offline:
+            files += wheels.dependency_wheels(own, out, pyver=probe.pyver, machine=probe.machine, libc=probe.libc)
+        remote_dir = server.run_checked(["mktemp", "-d", "/tmp/tova-toolkit.XXXXXX"], "mktemp").out.strip()
+        try:
+            for f in files:
+                dest = posixpath.join(remote_dir, f.name)
+                server.run_checked(["sh", "-c", 'cat > "$1"', "sh", dest], f"uploading {f.name}", stdin=f.read_bytes())
+            toolkit = server.renv.toolkit
+            server.run_checked(["mkdir", "-p", server.renv.root], "creating the toolkit root")
+            server.run_checked(["sh", "-c", _VENV, "sh", "python3", toolkit], "creating the toolkit venv")
+            pip = [posixpath.join(toolkit, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade"]
+            if offline:
+                pip += ["--no-index", "--find-links", remote_dir]
+            server.run_checked([*pip, posixpath.join(remote_dir, own.name)], "installing the toolkit with pip")
+        finally:
+            server.run(["rm", "-rf", "--", remote_dir], root_env=False)
+
+
+def link_toolkit(server: Server) -> bool:
+    link = posixpath.join(server.renv.link_dir, "tova-release")
+    res = server.run_checked(["sh", "-c", _LINK, "sh", server.renv.tova_release, link], "linking tova-release")
+    return res.out.strip() == "linked"
+
+
+def receive_pack(server: Server) -> str | None:
+    """The remote command git should run for a push, when plain `git-receive-pack` would
+    not do: not root (sudo), or a non-default root/system the hook must see."""
+    argv = server.privileged([*server.renv.prefix(), "git-receive-pack"])
+    return None if argv == ["git-receive-pack"] else shlex.join(argv)
+
+
+def ensure_remote(project: Path, manifest: Manifest, server: Server, result: SetupResult) -> None:
+    name = manifest.env
+    url = server.target.git_url(server.renv.repo_path(manifest.app))
+    current = localgit.remote_url(project, name)
+    if current is None:
+        localgit.add_remote(project, name, url)
+        result.remote_added = True
+        result.lines.append(step(f'Adding git remote "{name}" to local project'))
+    elif current == url:
+        result.lines.append(step(f'Git remote "{name}" already in place'))
+    else:
+        result.remote_conflict = current
+        result.lines.append(step(f'Git remote "{name}" points to {current}; left as is', WARN))
+        result.lines.append(f"      (expected {url}; change it with `git remote set-url {name} {url}`)")
+        return
+    rp = receive_pack(server)
+    if rp is not None:
+        localgit.git(project, "config", f"remote.{name}.receivepack", rp)
+
+
+def setup_git(project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True) -> SetupResult:
+    result = SetupResult()
+    localgit.require_repo(project)
+    if announce:
+        say(heading(f"Setting up git deployment on {server.display}..."))
+    probe = server.probe(manifest.app)
+    probe = ensure_python(server, probe)
+    version = installed_version(server, probe)
+    result.toolkit_version = tova.__version__
+    if version == tova.__version__:
+        result.lines.append(step(f"Toolkit {version} already installed"))
+    else:
+        install_toolkit(server, probe, offline=offline)
+        result.toolkit_installed = True
+        verb = f"Upgrading toolkit {version} → {tova.__version__}" if version else f"Installing toolkit {tova.__version__}"
+        result.lines.append(step(verb))
+    if link_toolkit(server):
+        result.lines.append(step(f"Linking {posixpath.join(server.renv.link_dir, 'tova-release')}"))
+    say(*result.lines)
+    result.lines.clear()
+
+    init = server.release_json(["init", manifest.app, "--env", manifest.env, "--branch", manifest.branch])
+    repo = init.get("repo") or server.renv.repo_path(manifest.app)
+    result.repo_created = bool(init.get("created"))
+    result.hook_installed = bool(init.get("hook_installed"))
+    lines = [
+        step(f"Creating bare repo at {repo}") if result.repo_created else step(f"Bare repo at {repo} already in place"),
+        step("Installing post-receive hook") if result.hook_installed else step("Post-receive hook already installed"),
+    ]
+    say(*lines)
+    ensure_remote(project, manifest, server, result)
+    say(*result.lines)
+    if announce:
+        say("", heading("Done. You can now deploy with:"), f"    git push {manifest.env} {manifest.branch}")
+    return result

@@ -1,0 +1,216 @@
+"""The server as the client sees it: `tova-release` invocations over one ssh connection.
+
+Where things live on the server comes from the environment of the *client*:
+  TOVA_REMOTE_ROOT   the server's root (default /opt/tova); passed on as TOVA_ROOT
+  TOVA_REMOTE_SYSTEM passed on as TOVA_SYSTEM (tests use `local`: plain processes)
+  TOVA_REMOTE_LINK_DIR where the tova-release symlink goes (default /usr/local/bin)
+Only non-default values are sent, as an `env NAME=value` prefix of the remote argv."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from tova.client import errors
+from tova.client.ssh import Connection, Result, Target
+from tova.errors import EXIT_REMOTE, TovaError
+from tova.settings import DEFAULT_ROOT
+
+DEFAULT_LINK_DIR = "/usr/local/bin"
+
+# Facts about the server in one round trip. $1 = root, $2 = app (may be empty).
+# A constant script with positional arguments: nothing is interpolated into it.
+_PROBE = r"""
+echo "uid=$(id -u)"
+echo "user=$(id -un)"
+if [ "$(id -u)" != 0 ]; then
+  if sudo -n true >/dev/null 2>&1; then echo sudo=1; else echo sudo=0; fi
+fi
+if command -v python3 >/dev/null 2>&1; then
+  echo python3=1
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && echo venv=1
+  python3 -c 'import sys, platform; print("pyver=%d.%d" % sys.version_info[:2]); print("machine=" + platform.machine()); print("libc=" + platform.libc_ver()[1])' 2>/dev/null
+fi
+command -v apt-get >/dev/null 2>&1 && echo apt=1
+command -v git-receive-pack >/dev/null 2>&1 && echo git=1
+[ -x "$1/toolkit/bin/tova-release" ] && echo toolkit=1
+[ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
+exit 0
+"""
+
+
+@dataclass(frozen=True)
+class RemoteEnv:
+    root: str = DEFAULT_ROOT
+    system: str | None = None
+    link_dir: str = DEFAULT_LINK_DIR
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> "RemoteEnv":
+        env = os.environ if environ is None else environ
+        return cls(
+            root=env.get("TOVA_REMOTE_ROOT") or DEFAULT_ROOT,
+            system=env.get("TOVA_REMOTE_SYSTEM") or None,
+            link_dir=env.get("TOVA_REMOTE_LINK_DIR") or DEFAULT_LINK_DIR,
+        )
+
+    def variables(self) -> dict[str, str]:
+        v: dict[str, str] = {}
+        if self.root != DEFAULT_ROOT:
+            v["TOVA_ROOT"] = self.root
+        if self.system:
+            v["TOVA_SYSTEM"] = self.system
+        return v
+
+    def prefix(self) -> list[str]:
+        v = self.variables()
+        return ["env", *(f"{k}={val}" for k, val in v.items())] if v else []
+
+    @property
+    def toolkit(self) -> str:
+        return posixpath.join(self.root, "toolkit")
+
+    @property
+    def tova_release(self) -> str:
+        return posixpath.join(self.root, "toolkit", "bin", "tova-release")
+
+    def repo_path(self, app: str) -> str:
+        return posixpath.join(self.root, "apps", app, "repo.git")
+
+
+@dataclass
+class Probe:
+    uid: int
+    user: str
+    sudo: bool = False
+    python3: bool = False
+    venv: bool = False
+    apt: bool = False
+    toolkit: bool = False
+    repo: bool = False
+    git: bool = False  # git-receive-pack, which `git push` over SSH runs on the server
+    pyver: str = ""
+    machine: str = ""
+    libc: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "Probe":
+        kv = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return cls(
+            uid=int(kv.get("uid", "-1") or -1),
+            user=kv.get("user", "?"),
+            sudo=kv.get("sudo") == "1",
+            python3=kv.get("python3") == "1",
+            venv=kv.get("venv") == "1",
+            apt=kv.get("apt") == "1",
+            toolkit=kv.get("toolkit") == "1",
+            repo=kv.get("repo") == "1",
+            git=kv.get("git") == "1",
+            pyver=kv.get("pyver", ""),
+            machine=kv.get("machine", ""),
+            libc=kv.get("libc", ""),
+        )
+
+
+@dataclass
+class Server:
+    """One server, one connection, for the length of one tova command."""
+
+    target: Target
+    env_name: str  # the deploy environment (for hints)
+    renv: RemoteEnv = field(default_factory=RemoteEnv.from_environ)
+    conn: Connection | None = None
+    _probe: Probe | None = None
+
+    def __post_init__(self) -> None:
+        if self.conn is None:
+            self.conn = Connection(self.target)
+
+    @property
+    def display(self) -> str:
+        return self.target.display()
+
+    def connect(self) -> None:
+        self.conn.open()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- facts ----
+    def probe(self, app: str = "", *, refresh: bool = False) -> Probe:
+        if self._probe is None or refresh:
+            res = self.conn.run(["sh", "-c", _PROBE, "sh", self.renv.root, app])
+            if res.exit_code != 0:
+                raise errors.from_remote_failure(self.display, "probing the server", res.exit_code, res.err)
+            self._probe = Probe.parse(res.out)
+            if self._probe.uid != 0 and not self._probe.sudo:
+                raise errors.not_root(self.display, self._probe.user)
+        return self._probe
+
+    def privileged(self, argv: list[str]) -> list[str]:
+        """argv as root: directly when we are root, else through passwordless sudo."""
+        p = self.probe()
+        return argv if p.uid == 0 else ["sudo", "-n", "--", *argv]
+
+    # ---- running ----
+    def run(self, argv: list[str], *, stdin: bytes | None = None, stream: bool = False, root_env: bool = True) -> Result:
+        full = (self.renv.prefix() if root_env else []) + argv
+        return self.conn.run(self.privileged(full), stdin=stdin, stream=stream)
+
+    def run_checked(self, argv: list[str], what: str, *, stdin: bytes | None = None) -> Result:
+        res = self.run(argv, stdin=stdin, root_env=False)
+        if res.exit_code != 0:
+            raise errors.from_remote_failure(self.display, what, res.exit_code, res.err)
+        return res
+
+    def release(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
+        """`tova-release ARGS`. A missing toolkit (exit 127) becomes the setup hint."""
+        res = self.run([self.renv.tova_release, *args], stdin=stdin, stream=stream)
+        if res.exit_code in (126, 127):
+            raise errors.toolkit_missing(self.display, self.env_name)
+        return res
+
+    def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
+        res = self.release(args, stdin=stdin, stream=stream)
+        if res.exit_code != 0:
+            raise release_error(res, stream=stream)
+        return res
+
+    def release_json(self, args: list[str], *, stdin: bytes | None = None) -> dict:
+        res = self.release_ok([*args, "--json"], stdin=stdin)
+        try:
+            value = json.loads(res.out)
+        except json.JSONDecodeError:
+            raise TovaError(
+                f"unexpected reply from tova-release {args[0]} on {self.display}",
+                hint="the toolkit on the server may be a different version: run `tova deploy "
+                f"{self.env_name} --setup-git` to upgrade it",
+                exit_code=EXIT_REMOTE,
+            )
+        if not isinstance(value, dict):
+            raise TovaError(f"unexpected reply from tova-release {args[0]}", exit_code=EXIT_REMOTE)
+        return value
+
+
+def release_error(res: Result, *, stream: bool = False) -> TovaError:
+    """tova-release's own `error: ...` / `hint: ...` lines, with its exit code kept."""
+    message, hint = "", None
+    for line in res.err.splitlines():
+        s = line.strip()
+        if s.startswith("hint:"):
+            hint = s[len("hint:") :].strip()
+        elif s.startswith("error:"):
+            message = s[len("error:") :].strip()
+        elif s and not message and not stream:
+            message = s
+    err = TovaError(message or f"the server reported a failure (exit status {res.exit_code})", hint=hint, exit_code=res.exit_code or 1)
+    err.already_shown = stream  # streamed output already reached the user
+    return err

@@ -1,0 +1,151 @@
+"""The client's screens (design sections 5 and 7): pure functions from the server's JSON
+replies to text. Missing fields show as "—" rather than failing: the server may be a
+different toolkit version."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+RULE = "─" * 46
+DASH = "—"
+
+
+def dot(state: str | None) -> str:
+    return "●" if state in ("running", "active", "ok", "valid", "healthy") else "○"
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return DASH
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{n:.1f} {unit}"
+        n /= 1024
+    return DASH  # unreachable
+
+
+def duration(seconds: float | None, *, long: bool = False) -> str:
+    if seconds is None:
+        return DASH
+    s = int(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if long:
+        parts = []
+        if d:
+            parts.append(f"{d} day{'s' if d != 1 else ''}")
+        if h:
+            parts.append(f"{h} hour{'s' if h != 1 else ''}")
+        if not d and (m or not parts):
+            parts.append(f"{m} minute{'s' if m != 1 else ''}")
+        return ", ".join(parts)
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s"
+
+
+def _when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return DASH
+    stamp = datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    ago = now - ts
+    rel = "just now" if ago < 60 else f"{duration(ago, long=True).split(',')[0]} ago"
+    return f"{stamp} ({rel})"
+
+
+def status_screen(s: dict, now: float | None = None) -> str:
+    """`tova deploy <env> --status`. Input: `tova-release status APP --json`."""
+    now = time.time() if now is None else now
+    instances = s.get("instances") or []
+    healthy = [i for i in instances if i.get("state") == "running"]
+    state = "running" if instances and len(healthy) == len(instances) else ("degraded" if healthy else "stopped")
+    if not s.get("version"):
+        state = "not deployed"
+    domain = s.get("domain")
+    lines = [f"  {s.get('app', '?')} — https://{domain}" if domain else f"  {s.get('app', '?')}", f"  {RULE}"]
+    version = f" ({s['version']})" if s.get("version") else ""
+    lines.append(f"  Status:     {dot('running' if state == 'running' else None)} {state}{version}")
+    uptimes = [i.get("uptime_seconds") for i in healthy if i.get("uptime_seconds") is not None]
+    if uptimes:
+        lines.append(f"  Uptime:     {duration(max(uptimes), long=True)}")
+    lines.append(f"  Instances:  {len(healthy)}/{len(instances)} healthy")
+    if instances:
+        lines.append("")
+        for i in instances:
+            cpu = i.get("cpu_percent")
+            cpu_s = f"{cpu:.1f}%" if isinstance(cpu, (int, float)) else DASH
+            lines.append(
+                f"    @{i.get('port', '?'):<6} {dot(i.get('state'))} {i.get('state', '?'):<9} "
+                f"mem: {human_bytes(i.get('memory_bytes')):<8} cpu: {cpu_s:<6} uptime: {duration(i.get('uptime_seconds'))}"
+            )
+    dbs = s.get("databases") or []
+    if dbs:
+        lines += ["", "  Database:"]
+        for db in dbs:
+            extra = "   ".join(f"{k}: {v}" for k, v in db.items() if k not in ("engine", "state", "name"))
+            name = db.get("name") or ""
+            lines.append(f"    {db.get('engine', '?'):<11} {dot(db.get('state'))} {db.get('state', '?'):<9} {name}   {extra}".rstrip())
+    cert = s.get("certificate")
+    if cert:
+        lines += ["", "  SSL:"]
+        expires = cert.get("expires") or DASH
+        days = f" ({cert['days_left']} days)" if cert.get("days_left") is not None else ""
+        lines.append(f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   expires: {expires}{days}")
+    last = s.get("last_deploy")
+    lines.append("")
+    if last:
+        outcome = last.get("outcome", "?")
+        suffix = "" if outcome == "ok" else f" — {outcome}"
+        lines.append(f"  Last deploy:  {_when(last.get('end') or last.get('start'), now)}{suffix}")
+    else:
+        lines.append("  Last deploy:  never")
+    kept = s.get("releases_kept")
+    keep = s.get("keep_releases")
+    if kept is not None:
+        lines.append(f"  Releases:     {kept}" + (f" (keeping last {keep})" if keep else ""))
+    return "\n".join(lines)
+
+
+def overview_screen(host: str, d: dict) -> str:
+    """`tova deploy --list --server X`. Input: `tova-release apps --json`."""
+    apps = d.get("apps") or []
+    lines = [f"  Apps on {host}", f"  {RULE}"]
+    if not apps:
+        lines.append("  (no apps)")
+    w_app = max([len(a.get("app", "")) for a in apps] + [5])
+    w_dom = max([len(a.get("domain") or "") for a in apps] + [6])
+    for a in apps:
+        n = a.get("instances") or 0
+        inst = f"{n} instance" + ("" if n == 1 else "s")
+        state = a.get("state") or "unknown"
+        lines.append(
+            f"  {a.get('app', '?'):<{w_app}}   {a.get('domain') or DASH:<{w_dom}}   {a.get('version') or DASH:<4} {inst:<13} {dot(state)} {state}"
+        )
+    services = d.get("services") or {}
+    if services:
+        names = {"postgresql": "PostgreSQL", "redis": "Redis", "caddy": "Caddy"}
+        parts = [f"{names.get(k, k)} {dot(v)}" for k, v in services.items() if v not in (None, "absent", "not-installed")]
+        if parts:
+            lines += ["", "  Resources: " + "  ".join(parts)]
+    for key, label in (("memory", "Memory"), ("disk", "Disk")):
+        r = d.get(key) or {}
+        if r.get("total"):
+            lines.append(f"  {label}: {human_bytes(r.get('used'))} / {human_bytes(r.get('total'))} used")
+    return "\n".join(lines)
+
+
+def removal_screen(app: str, host: str, d: dict) -> str:
+    """After `tova-release remove APP --json`: {"archive", "ports_freed", ...}."""
+    lines = [f'  Removed "{app}" from {host}']
+    ports = d.get("ports_freed") or []
+    if d.get("archive"):
+        lines.append(f"    → Data archived to {d['archive']}")
+    if ports:
+        span = f"{ports[0]}" if len(ports) == 1 else f"{min(ports)}-{max(ports)}"
+        lines.append(f"    → Released port{'s' if len(ports) > 1 else ''} {span}")
+    lines += ["", "  ✓ Removed (data archived, not deleted)"]
+    return "\n".join(lines)
+
