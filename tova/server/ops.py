@@ -165,7 +165,8 @@ class Server:
             "manifest": manifest.to_dict() if manifest else None,
             "instances": [self.system.instance_info(app, p) for p in ports],
             "databases": self.system.databases(manifest),
-            "certificate": None,
+            "certificate": self.system.certificate(entry.get("domain") or (manifest.domain if manifest else ""))
+            if (entry.get("domain") or manifest) else None,
             "last_deploy": history.last(app.history),
             "releases_kept": len(releases.listing(app)),
             "keep_releases": manifest.keep_releases if manifest else 5,

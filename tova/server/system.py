@@ -22,8 +22,24 @@ from tova.errors import TovaError
 from tova.manifest import Manifest
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
+from tova.naming import pg_role
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
+# Where Debian's caddy package (user caddy, HOME=/var/lib/caddy) keeps certificates.
+CADDY_STORAGE_DIRS = (
+    Path("/var/lib/caddy/.local/share/caddy/certificates"),
+    Path("/root/.local/share/caddy/certificates"),
+)
+
+
+def _utcnow():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _sql_literal(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def unit(app: str, port: int) -> str:
@@ -48,6 +64,7 @@ class System:
     # inspection
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int: raise NotImplementedError
     def service_state(self, service: str) -> str: raise NotImplementedError
+    def certificate(self, domain: str) -> dict | None: raise NotImplementedError
     def databases(self, manifest: Manifest | None) -> list[dict]: raise NotImplementedError
     # removal
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
@@ -135,17 +152,43 @@ class SystemdSystem(System):
         return res.stdout.strip() or "unknown"
 
     def databases(self, manifest: Manifest | None) -> list[dict]:
+        """State of each engine the app uses, with the app's own share of it."""
         out = []
+        app = manifest.app if manifest else ""
         for db in (manifest.databases if manifest else ()):
-            entry = {"engine": db.engine, "name": db.name}
+            entry: dict = {"engine": db.engine, "name": db.name}
             if db.engine == "postgres":
                 entry["state"] = self.service_state("postgresql")
+                res = _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(db.port or 5432), "-XAtq",
+                            "-c", f"SELECT pg_database_size('{_sql_literal(db.name or '')}')"])
+                entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
             elif db.engine == "redis":
                 entry["state"] = self.service_state("redis-server")
+                keys = _run(["redis-cli", "--scan", "--pattern", f"{app}:*", "--count", "1000"])
+                entry["keys"] = len(keys.stdout.split()) if keys.returncode == 0 else None
+                info = _run(["redis-cli", "INFO", "memory"])
+                used = next((line.split(":", 1)[1].strip() for line in info.stdout.splitlines()
+                             if line.startswith("used_memory:")), None)
+                entry["memory_bytes"] = _int(used)
             else:
                 entry["state"] = "file"
+                entry["paths"] = list(db.paths)
             out.append(entry)
         return out
+
+    def certificate(self, domain: str) -> dict | None:
+        """Expiry of the certificate Caddy keeps for `domain`, read from its storage."""
+        from tova.server.certs import find_certificate, parse_openssl_enddate
+
+        cert = find_certificate(CADDY_STORAGE_DIRS, domain)
+        if cert is None:
+            return None
+        res = _run(["openssl", "x509", "-enddate", "-noout", "-in", str(cert)])
+        expires = parse_openssl_enddate(res.stdout) if res.returncode == 0 else None
+        if expires is None:
+            return None
+        return {"domain": domain, "path": str(cert), "issuer_dir": cert.parent.parent.name,
+                "expires": expires.isoformat(), "days_left": (expires - _utcnow()).days}
 
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
         done = []
@@ -167,10 +210,16 @@ class SystemdSystem(System):
             with open(dump, "w") as f:
                 subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", pg.name], stdout=f)
             ident = '"' + pg.name.replace('"', '""') + '"'
-            _run(["runuser", "-u", "postgres", "--", "psql", "-v", "ON_ERROR_STOP=1",
+            _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(pg.port or 5432), "-v", "ON_ERROR_STOP=1",
                   "-c", f"DROP DATABASE IF EXISTS {ident}"])
-            done.append(f"Drop database {pg.name} (dump archived)")
+            role = '"' + pg_role(app.name).replace('"', '""') + '"'
+            _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(pg.port or 5432), "-v", "ON_ERROR_STOP=1",
+                  "-c", f"DROP ROLE IF EXISTS {role}"])
+            done.append(f"Drop database {pg.name} and role {pg_role(app.name)} (dump archived)")
         if manifest and manifest.database("redis"):
+            _run(["redis-cli", "ACL", "DELUSER", f"tova-{app.name}"])
+            _run(["redis-cli", "ACL", "SAVE"])
+            done.append(f"Remove Redis user tova-{app.name}")
             keys = _run(["redis-cli", "--scan", "--pattern", f"{app.name}:*"]).stdout.split()
             for i in range(0, len(keys), 500):
                 _run(["redis-cli", "DEL", *keys[i:i + 500]])
@@ -286,6 +335,9 @@ class LocalSystem(System):
 
     def service_state(self, service: str) -> str:
         return "unknown"
+
+    def certificate(self, domain: str) -> dict | None:
+        return None  # no Caddy runs in a local test root
 
     def databases(self, manifest: Manifest | None) -> list[dict]:
         return [{"engine": d.engine, "name": d.name, "state": "unknown"}
