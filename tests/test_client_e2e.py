@@ -175,6 +175,25 @@ def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     assert status["commit"] == head
     assert commands.cmd_list(m.server, json=False) == 0
     assert "myapp" in capsys.readouterr().out
+    # plan against the server: a code-only change since the deployed commit
+    (project / "src" / "app.tova").write_text((project / "src" / "app.tova").read_text() + "\n// a comment\n")
+    subprocess.run([*git, "commit", "-q", "-am", "code only"], check=True)
+    from dataclasses import replace as dc_replace
+
+    from tova.project import load_manifest
+
+    local = dc_replace(load_manifest(project, "prod"), server=m.server)  # the project's own manifest
+    view = commands.cmd_plan_remote(project, local)
+    assert view["contacted"] and view["deployed_commit"] == head
+    assert view["changed_layers"] == [] and view["app_files_changed"] == 1
+    text = commands.format_plan_remote(view)
+    assert "No changes from last deploy:" in text and "Changed: app bundle (1 file" in text
+    # rollback through the client: back to the release before the redeploy
+    releases_before = status["version"]
+    assert commands.cmd_rollback(project, m, to=None) == 0
+    capsys.readouterr()
+    assert commands.cmd_status(project, m, json=True) == 0
+    assert json.loads(capsys.readouterr().out)["version"] != releases_before
     # remove: stops the instances (no process left behind) and archives the data
     assert commands.cmd_remove(project, m, yes=True) == 0
     assert 'Removed (data archived, not deleted)' in capsys.readouterr().out
