@@ -29,27 +29,67 @@ class _Parser(argparse.ArgumentParser):
         raise TovaError(message, hint=f"see: {self.prog} --help", exit_code=EXIT_USAGE)
 
 
+EXAMPLES = {
+    "version": "tova-release version --json",
+    "init": "tova-release init myapp --env prod --branch main",
+    "hook": "(run by hooks/post-receive with git's `old new ref` lines on stdin)",
+    "deploy": "tova-release deploy myapp --rev 3f2a1c9",
+    "rollback": "tova-release rollback myapp --to v3",
+    "releases": "tova-release releases myapp --json",
+    "status": "tova-release status myapp --json",
+    "apps": "tova-release apps --json",
+    "logs": 'tova-release logs myapp --since "1 hour ago" --instance 1',
+    "env": "echo '{\"JWT_SECRET\": \"s3cret\"}' | tova-release env myapp set",
+    "remove": "tova-release remove myapp --yes",
+}
+HELP = {
+    "version": "print the toolkit's version",
+    "init": "create the app's bare repository and install its post-receive hook",
+    "hook": "the post-receive hook's entry point",
+    "deploy": "deploy a commit already in the app's repository (a redeploy)",
+    "rollback": "switch back to the previous successful release (or --to vN)",
+    "releases": "list the app's releases",
+    "status": "instances, databases, certificate and last deploy of an app",
+    "apps": "every app on this server, with memory and disk",
+    "logs": "the app's logs from journald",
+    "env": "list, set or unset the app's secrets (values are never printed)",
+    "remove": "stop and remove an app; data and a database dump are archived",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tova-release", description="tova-deploy's server side")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    s = sub.add_parser("version"); s.add_argument("--json", action="store_true")
-    s = sub.add_parser("init"); s.add_argument("app"); s.add_argument("--env", required=True)
+    p = _Parser(
+        prog="tova-release",
+        description="tova-deploy's server side (run as root on the server). "
+        "APP may be omitted where optional when the server has one app or when run inside an app's directory.",
+        epilog="exit codes: 0 ok, 1 failed (e.g. rolled back), 2 usage, 3 missing secrets, 4 locked, 5 not set up",
+    )
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=HELP[name], description=HELP[name],
+                              epilog=f"example:\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    s = command("version"); s.add_argument("--json", action="store_true")
+    s = command("init"); s.add_argument("app"); s.add_argument("--env", required=True)
     s.add_argument("--branch"); s.add_argument("--json", action="store_true")
-    sub.add_parser("hook")
-    s = sub.add_parser("deploy"); s.add_argument("app"); s.add_argument("--rev", required=True)
-    s = sub.add_parser("rollback"); s.add_argument("app", nargs="?"); s.add_argument("--to")
+    command("hook")
+    s = command("deploy"); s.add_argument("app"); s.add_argument("--rev", required=True, metavar="COMMIT")
+    s = command("rollback"); s.add_argument("app", nargs="?"); s.add_argument("--to", metavar="vN")
     s.add_argument("--json", action="store_true")
     for name in ("releases", "status"):
-        s = sub.add_parser(name); s.add_argument("app", nargs="?"); s.add_argument("--json", action="store_true")
-    s = sub.add_parser("apps"); s.add_argument("--json", action="store_true")
-    s = sub.add_parser("logs"); s.add_argument("app"); s.add_argument("--since")
-    s.add_argument("--instance", type=int); s.add_argument("--follow", action="store_true")
-    s = sub.add_parser("env"); s.add_argument("app")
+        s = command(name); s.add_argument("app", nargs="?"); s.add_argument("--json", action="store_true")
+    s = command("apps"); s.add_argument("--json", action="store_true")
+    s = command("logs"); s.add_argument("app"); s.add_argument("--since", metavar="TIME")
+    s.add_argument("--instance", type=int, metavar="N"); s.add_argument("--follow", action="store_true")
+    s = command("env"); s.add_argument("app")
     esub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    e = esub.add_parser("list"); e.add_argument("--json", action="store_true")
-    e = esub.add_parser("set"); e.add_argument("pairs", nargs="*")
-    e = esub.add_parser("unset"); e.add_argument("keys", nargs="+")
-    s = sub.add_parser("remove"); s.add_argument("app"); s.add_argument("--yes", action="store_true")
+    e = esub.add_parser("list", help="secret names"); e.add_argument("--json", action="store_true")
+    e = esub.add_parser("set", help="KEY=VALUE arguments, or a JSON object on stdin")
+    e.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    e = esub.add_parser("unset", help="remove keys"); e.add_argument("keys", nargs="+", metavar="KEY")
+    s = command("remove"); s.add_argument("app"); s.add_argument("--yes", action="store_true")
     s.add_argument("--json", action="store_true")
     return p
 
