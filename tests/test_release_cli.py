@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -84,7 +85,9 @@ def test_releases_status_apps_rollback_remove(site):
     assert r.returncode == 2 and "--yes" in r.stderr
     data = _json(site.release("remove", "myapp", "--yes", "--json"))
     assert data["ports_freed"] == ports
-    assert (site.layout.archive_dir / os.path.basename(data["archive"]) / "app" / ".env.production").exists()
+    archive = Path(data["archive"])
+    assert archive.parent == site.layout.archive_dir / "myapp"  # archive/<app>/<timestamp>/
+    assert (archive / "app" / ".env.production").exists()
     assert json.loads(site.layout.registry.read_text())["apps"] == {}
     assert all(site.get(p)[0] == 0 for p in ports)
     r = site.release("status", "myapp")

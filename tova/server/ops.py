@@ -192,7 +192,7 @@ class Server:
         with deploy_lock(app, self.settings.lock_wait, what="remove"):
             manifest = read_current_manifest(app)
             ports = self.ports(app)
-            archive = self.layout.archive_dir / f"{app.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
             archive.mkdir(parents=True)
             out.line(f"Removing {app.name}...")
             for done in self.system.remove_app(app, ports, manifest, archive):
