@@ -54,6 +54,10 @@ def test_first_push_deploys_then_app_only_change(site):
     history = [json.loads(l) for l in site.app.history.read_text().splitlines()]
     assert [h["outcome"] for h in history] == ["ok", "ok"]
     assert history[1]["infra_changed"] == []
+    # Every run also reaches the journal (LocalSystem's stand-in file), without colour.
+    journal = (site.layout.run_dir / "journal.log").read_text()
+    assert "tova-deploy: [tova] Received push to main" in journal
+    assert "Live at https://myapp.example.com (v2)" in journal and "\033[" not in journal
 
 
 def test_failed_health_check_rolls_back(site):

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     # A structured answer must own stdout: progress goes to stderr then.
     quiet = getattr(args, "json", False)
     out = Out(sys.stderr if quiet else sys.stdout)
+    out.journal = server.system.journal
 
     if args.cmd == "init":
         return cmd_init(args, layout, settings)

@@ -65,6 +65,7 @@ class System:
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int: raise NotImplementedError
     def service_state(self, service: str) -> str: raise NotImplementedError
     def certificate(self, domain: str) -> dict | None: raise NotImplementedError
+    def journal(self, line: str) -> None: raise NotImplementedError
     def databases(self, manifest: Manifest | None) -> list[dict]: raise NotImplementedError
     # removal
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
@@ -146,6 +147,13 @@ class SystemdSystem(System):
 
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
         return subprocess.call(self.logs_cmd(app, ports, since, follow))
+
+    def journal(self, line: str) -> None:
+        """Deploy output for `journalctl -t tova-deploy` (through syslog's /dev/log)."""
+        import syslog
+
+        syslog.openlog("tova-deploy", 0, syslog.LOG_USER)
+        syslog.syslog(syslog.LOG_INFO, line)
 
     def service_state(self, service: str) -> str:
         res = _run(["systemctl", "is-active", service])
@@ -338,6 +346,13 @@ class LocalSystem(System):
 
     def certificate(self, domain: str) -> dict | None:
         return None  # no Caddy runs in a local test root
+
+    def journal(self, line: str) -> None:
+        """The local stand-in for the journal: a log file under the root's run dir."""
+        path = self.layout.run_dir / "journal.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"tova-deploy: {line}\n")
 
     def databases(self, manifest: Manifest | None) -> list[dict]:
         return [{"engine": d.engine, "name": d.name, "state": "unknown"}

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
-from typing import IO
+from typing import IO, Callable
+
+_ANSI = re.compile(r"\033\[[0-9;]*m")
 
 WIDTH = 52  # column where ✓/✗ go, as in the design's examples
 PREFIX = "[tova] "
@@ -20,6 +23,9 @@ class Out:
         self.color = color
         self._open: str | None = None  # a step line waiting for its mark
         self._broken = False
+        # Every finished line also goes here (the journal on a server), without colour.
+        self.journal: Callable[[str], None] | None = None
+        self._pending = ""
 
     def _paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -35,6 +41,13 @@ class Out:
     def write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+        if self.journal is not None:
+            self._pending += text
+            *done, self._pending = self._pending.split("\n")
+            for line in done:
+                plain = _ANSI.sub("", line).rstrip()
+                if plain:
+                    self.journal(plain)
 
     def _close_open(self) -> None:
         if self._open is not None:
