@@ -18,18 +18,7 @@ from tova.client import errors, localgit, wheels
 from tova.client.out import WARN, heading, say, step
 from tova.client.remote import Probe, Server
 from tova.manifest import Manifest
-
-# $1 = link target, $2 = link path. Prints what it did.
-_LINK = r"""
-if [ "$(readlink "$2" 2>/dev/null)" = "$1" ]; then echo same; exit 0; fi
-mkdir -p "$(dirname "$2")" && ln -sfn "$1" "$2" && echo linked
-"""
-
-# $1 = python for the venv, $2 = venv dir. Creates the venv unless it has a python.
-_VENV = r"""
-[ -x "$2/bin/python" ] && exit 0
-"$1" -m venv "$2"
-"""
+from tova.client.scripts import server_script
 
 
 @dataclass
@@ -91,7 +80,7 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool) -> None:
                 server.run_checked(["sh", "-c", 'cat > "$1"', "sh", dest], f"uploading {f.name}", stdin=f.read_bytes())
             toolkit = server.renv.toolkit
             server.run_checked(["mkdir", "-p", server.renv.root], "creating the toolkit root")
-            server.run_checked(["sh", "-c", _VENV, "sh", "python3", toolkit], "creating the toolkit venv")
+            server.run_checked(["sh", "-c", server_script("make-venv.sh"), "sh", "python3", toolkit], "creating the toolkit venv")
             pip = [posixpath.join(toolkit, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade"]
             if offline:
                 pip += ["--no-index", "--find-links", remote_dir]
@@ -102,7 +91,7 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool) -> None:
 
 def link_toolkit(server: Server) -> bool:
     link = posixpath.join(server.renv.link_dir, "tova-release")
-    res = server.run_checked(["sh", "-c", _LINK, "sh", server.renv.tova_release, link], "linking tova-release")
+    res = server.run_checked(["sh", "-c", server_script("link-toolkit.sh"), "sh", server.renv.tova_release, link], "linking tova-release")
     return res.out.strip() == "linked"
 
 

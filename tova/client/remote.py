@@ -17,28 +17,10 @@ from tova.client import errors
 from tova.client.ssh import Connection, Result, Target
 from tova.errors import EXIT_REMOTE, TovaError
 from tova.settings import DEFAULT_ROOT
+from tova.client.scripts import server_script
 
 DEFAULT_LINK_DIR = "/usr/local/bin"
 
-# Facts about the server in one round trip. $1 = root, $2 = app (may be empty).
-# A constant script with positional arguments: nothing is interpolated into it.
-_PROBE = r"""
-echo "uid=$(id -u)"
-echo "user=$(id -un)"
-if [ "$(id -u)" != 0 ]; then
-  if sudo -n true >/dev/null 2>&1; then echo sudo=1; else echo sudo=0; fi
-fi
-if command -v python3 >/dev/null 2>&1; then
-  echo python3=1
-  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && echo venv=1
-  python3 -c 'import sys, platform; print("pyver=%d.%d" % sys.version_info[:2]); print("machine=" + platform.machine()); print("libc=" + platform.libc_ver()[1])' 2>/dev/null
-fi
-command -v apt-get >/dev/null 2>&1 && echo apt=1
-command -v git-receive-pack >/dev/null 2>&1 && echo git=1
-[ -x "$1/toolkit/bin/tova-release" ] && echo toolkit=1
-[ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
-exit 0
-"""
 
 
 @dataclass(frozen=True)
@@ -147,7 +129,7 @@ class Server:
     # ---- facts ----
     def probe(self, app: str = "", *, refresh: bool = False) -> Probe:
         if self._probe is None or refresh:
-            res = self.conn.run(["sh", "-c", _PROBE, "sh", self.renv.root, app])
+            res = self.conn.run(["sh", "-c", server_script("probe.sh"), "sh", self.renv.root, app])
             if res.exit_code != 0:
                 raise errors.from_remote_failure(self.display, "probing the server", res.exit_code, res.err)
             self._probe = Probe.parse(res.out)

@@ -83,7 +83,8 @@ def own_wheel(out: Path) -> Path:
 
 def _newer_sources(src: Path, wheel: Path) -> bool:
     stamp = wheel.stat().st_mtime
-    return any(p.stat().st_mtime > stamp for p in (src / "tova").rglob("*.py"))
+    # Templates, the grammar and server scripts count as much as Python files.
+    return any(p.stat().st_mtime > stamp for p in (src / "tova").rglob("*") if p.is_file())
 
 
 def requirements(wheel: Path) -> list[str]:

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Run on the server over ssh by the tova client (`sh -c "$(cat this)" sh ARGS`).
+# Facts about the server in one round trip, as key=value lines.
+# $1 = tova root, $2 = app (may be empty). Nothing is interpolated into this script.
+echo "uid=$(id -u)"
+echo "user=$(id -un)"
+if [ "$(id -u)" != 0 ]; then
+  if sudo -n true >/dev/null 2>&1; then echo sudo=1; else echo sudo=0; fi
+fi
+if command -v python3 >/dev/null 2>&1; then
+  echo python3=1
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 && echo venv=1
+  python3 -c 'import sys, platform; print("pyver=%d.%d" % sys.version_info[:2]); print("machine=" + platform.machine()); print("libc=" + platform.libc_ver()[1])' 2>/dev/null
+fi
+command -v apt-get >/dev/null 2>&1 && echo apt=1
+command -v git-receive-pack >/dev/null 2>&1 && echo git=1
+[ -x "$1/toolkit/bin/tova-release" ] && echo toolkit=1
+[ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
+exit 0
