@@ -22,3 +22,16 @@ def test_packaged_scripts_are_the_repository_ones():
     assert (data / "post-receive").read_bytes() == (REPO / "hooks" / "post-receive").read_bytes()
     for script in (REPO / "server_scripts").glob("*.sh"):
         assert (data / script.name).read_bytes() == script.read_bytes()
+
+
+def test_server_scripts_pass_shellcheck():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (./run-tests installs it)")
+    scripts = [*sorted((REPO / "server_scripts").glob("*.sh")), REPO / "hooks" / "post-receive"]
+    res = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
