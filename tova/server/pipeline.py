@@ -230,9 +230,11 @@ def step_release(d: Deploy) -> None:
     d.out.begin(f"Deploying app ({d.version})...")
     staged = releases.staging_dir(d.app, d.version)
     d.output_dir.rename(staged)
+    _copy_data_files(d)  # before public/ moves: a data file may live under it
     public = d.checkout_dir / "public"
     if public.is_dir() and not (staged / "public").exists():
-        shutil.copytree(public, staged / "public", symlinks=True)
+        # The checkout is thrown away after the deploy: move, don't copy.
+        public.rename(staged / "public")
     meta = d.manifest.to_dict()
     meta.update({
         "version": d.version,
@@ -243,7 +245,6 @@ def step_release(d: Deploy) -> None:
         "files_changed": d.files_changed,
     })
     write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    _copy_data_files(d)
     d.release_dir = releases.publish(d.app, staged, d.version)
     d.out.end(True)
 
