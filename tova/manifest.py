@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 LAYERS: tuple[str, ...] = ("system", "databases", "app", "secrets", "proxy", "services")
+# Entries of Manifest.system that the databases layer installs (not the system layer).
+DATABASE_SYSTEM: frozenset[str] = frozenset({"postgresql", "redis"})
 MANIFEST_VERSION = 1
 
 
@@ -86,7 +88,9 @@ class Manifest:
         """What each provisioning layer depends on. Ports are added by the caller
         (they come from the server's registry, not from the source)."""
         return {
-            "system": {"system": list(self.system)},
+            # Database servers are installed by the databases layer: adding Redis to an
+            # app runs that layer only, not the system one.
+            "system": {"system": [x for x in self.system if x not in DATABASE_SYSTEM]},
             "databases": {"app": self.app, "databases": [asdict(d) for d in self.databases]},
             "app": {"app": self.app, "sqlite": bool(self.database("sqlite"))},
             "secrets": {"required": list(self.secrets.required), "auto": list(self.secrets.auto)},

@@ -22,3 +22,8 @@ def pg_role(app: str) -> str:
 
 def redis_user(app: str) -> str:
     return f"tova-{app}"
+
+
+def pg_database(app: str, name: str | None = None) -> str:
+    """The app's PostgreSQL database: the deploy block's `name`, else <app>_db."""
+    return name or f"{app.replace('-', '_')}_db"

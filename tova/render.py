@@ -99,6 +99,9 @@ def app_user(app: str) -> str:
     return f"tova-{app[:_MAX_USER - 14]}-{digest}"
 
 
+from tova.naming import pg_database  # noqa: E402  (shared with the server side)
+
+
 def pg_role(app: str) -> str:
     return "tova_" + app.replace("-", "_")
 
@@ -166,10 +169,12 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
     redis = m.database("redis")
     sqlite = m.database("sqlite")
     packages = ["curl", "ca-certificates", "ufw"]
+    # Database servers belong to the databases layer (see Manifest.layer_inputs).
+    db_packages = []
     if pg:
-        packages.append("postgresql")
+        db_packages.append("postgresql")
     if redis:
-        packages.append("redis-server")
+        db_packages.append("redis-server")
     if s.bun_source == "npm":
         packages += ["nodejs", "npm"]
     elif s.bun_archive_url.endswith(".zip"):
@@ -210,6 +215,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "public_dir": f"{p.current}/public",
         "user": app_user(m.app),
         "packages": packages,
+        "db_packages": db_packages,
         "bun_version": s.bun_version,
         "bun_source": s.bun_source,
         "bun_archive_url": s.bun_archive_url,
@@ -220,7 +226,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "compiler_install": s.compiler_install,
         "postgres": bool(pg),
         "pg_role": pg_role(m.app),
-        "pg_db": (pg.name or f"{m.app.replace('-', '_')}_db") if pg else "",
+        "pg_db": pg_database(m.app, pg.name) if pg else "",
         "pg_db_url_path": url_quote((pg.name or f"{m.app.replace('-', '_')}_db"), safe="") if pg else "",
         "pg_port": (pg.port or 5432) if pg else 5432,
         "redis": bool(redis),

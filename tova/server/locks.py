@@ -7,7 +7,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -26,11 +26,18 @@ def _holder(app: AppLayout) -> str:
 
 
 @contextmanager
-def deploy_lock(app: AppLayout, wait: float, what: str = "deploy") -> Iterator[None]:
+def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
+                notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """notify (if given) hears one line when the lock is busy, before the wait."""
     app.dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(app.deploy_lock), timeout=wait)
     try:
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if notify is not None:
+                notify(f"Waiting for {_holder(app)} to finish (up to {wait:.0f}s)...")
+            lock.acquire()
     except Timeout:
         raise LockedError(
             f"{app.name} is locked by {_holder(app)}",

@@ -325,7 +325,7 @@ class Outcome:
 def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, repo: Repo,
            system: System, out: Out, commit: bytes, branch: str | None) -> Outcome:
     """Run the whole pipeline for one commit under the app's deploy lock."""
-    with deploy_lock(app, settings.lock_wait, what=f"deploy of {commit.decode()[:12]}"):
+    with deploy_lock(app, settings.lock_wait, what=f"deploy of {commit.decode()[:12]}", notify=out.info):
         releases.clean_leftovers(app)  # half-made work of a deploy that died
         d = Deploy(settings, layout, app, env, repo, system, out, commit, branch)
         try:

@@ -22,7 +22,7 @@ from tova.errors import TovaError
 from tova.manifest import Manifest
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
-from tova.naming import pg_role
+from tova.naming import pg_database, pg_role
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
 # Where Debian's caddy package (user caddy, HOME=/var/lib/caddy) keeps certificates.
@@ -213,17 +213,24 @@ class SystemdSystem(System):
         _run(["systemctl", "reload", "caddy"])
         done.append("Remove Caddy config")
         pg = manifest.database("postgres") if manifest else None
-        if pg and pg.name:
-            dump = archive / f"{pg.name}.sql"
+        if pg:
+            # An inferred database has no name in the manifest: the renderer's default.
+            db = pg_database(app.name, pg.name)
+            dump = archive / f"{db}.sql"
             with open(dump, "w") as f:
-                subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", pg.name], stdout=f)
-            ident = '"' + pg.name.replace('"', '""') + '"'
+                res = subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-p", str(pg.port or 5432), db],
+                                     stdout=f, stderr=subprocess.PIPE, text=True)
+            if res.returncode != 0:
+                # Never drop a database whose dump failed.
+                raise TovaError(f"pg_dump {db} failed: {res.stderr.strip()}",
+                                hint=f"the app is stopped; dump and drop {db} by hand, then remove again")
+            ident = '"' + db.replace('"', '""') + '"'
             _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(pg.port or 5432), "-v", "ON_ERROR_STOP=1",
                   "-c", f"DROP DATABASE IF EXISTS {ident}"])
             role = '"' + pg_role(app.name).replace('"', '""') + '"'
             _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(pg.port or 5432), "-v", "ON_ERROR_STOP=1",
                   "-c", f"DROP ROLE IF EXISTS {role}"])
-            done.append(f"Drop database {pg.name} and role {pg_role(app.name)} (dump archived)")
+            done.append(f"Drop database {db} and role {pg_role(app.name)} (dump archived)")
         if manifest and manifest.database("redis"):
             _run(["redis-cli", "ACL", "DELUSER", f"tova-{app.name}"])
             _run(["redis-cli", "ACL", "SAVE"])
