@@ -54,6 +54,8 @@ def test_first_push_deploys_then_app_only_change(site):
     history = [json.loads(l) for l in site.app.history.read_text().splitlines()]
     assert [h["outcome"] for h in history] == ["ok", "ok"]
     assert history[1]["infra_changed"] == []
+    # After each rolling restart Caddy is reloaded so its active checks start afresh.
+    assert len((site.layout.run_dir / "proxy-reloads").read_text().splitlines()) == 2
     # Every run also reaches the journal (LocalSystem's stand-in file), without colour.
     journal = (site.layout.run_dir / "journal.log").read_text()
     assert "tova-deploy: [tova] Received push to main" in journal

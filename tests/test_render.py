@@ -139,15 +139,15 @@ def test_caddy_site():
     assert '"shop.example.com" {' in site
     assert 'reverse_proxy "127.0.0.1:3000" "127.0.0.1:3001" "127.0.0.1:3002" {' in site
     for line in ("lb_policy round_robin", "lb_try_duration 10s", "lb_try_interval 100ms",
+                 'health_uri "/health/ready"', "health_interval 15s", "health_timeout 3s",
                  "flush_interval -1", 'header Origin "https://a.example.com"',
                  'root * "/opt/tova/apps/shop-2/current/public"'):
         assert line in site
     assert files["caddy/Caddyfile"].rstrip().endswith('import "/opt/tova/caddy/apps/*.caddy"')
     bare = render_all(minimal(), [3000], SETTINGS)["caddy/apps/blog.caddy"]
     assert "cors" not in bare and "file_server" not in bare and "flush_interval" not in bare
-    # No health checks in Caddy: active ones marked freshly started instances down.
+    # Active checks only: passive ones would hold requests for their whole fail_duration.
     directives = "\n".join(line for line in site.splitlines() if not line.strip().startswith("#"))
-    assert "health_uri" not in directives and "health_interval" not in directives
     assert "fail_duration" not in directives
 
 

@@ -188,4 +188,4 @@ def test_caddy_adapts_hostile_sites_exactly(tmp_path_factory, manifest):
     blob = json.dumps(data)
     assert json.dumps(list(manifest.proxy.sse_paths)) in blob
     assert json.dumps(list(manifest.proxy.cors_origins)) in blob
-    # The health path no longer reaches Caddy (no health checks in Caddy); see test_render.
+    assert json.dumps(manifest.health.path) in blob

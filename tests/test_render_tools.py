@@ -143,8 +143,10 @@ def test_caddy_accepts_the_site(case, tmp_path):
         assert p["load_balancing"]["selection_policy"]["policy"] == "round_robin"
         assert p["load_balancing"]["try_duration"] == 10_000_000_000
         assert p["load_balancing"]["try_interval"] == 100_000_000
-        # No health checks in Caddy (see app.caddy.j2): retries do the waiting.
-        assert "health_checks" not in p
+        active = p["health_checks"]["active"]
+        assert active["uri"] == manifest.health.path
+        assert active["interval"] == manifest.health.interval * 1_000_000_000
+        assert active["timeout"] == manifest.health.timeout * 1_000_000_000
     # Hostile values arrive byte-exact in the adapted JSON.
     if manifest.proxy.sse_paths:
         assert {"path": list(manifest.proxy.sse_paths)} in nodes

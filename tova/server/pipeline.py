@@ -288,6 +288,10 @@ def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Mani
                               alive=lambda p=port: system.instance_running(app, p))
         if not result.ok:
             return port, result
+    # Caddy's active health checks may have seen an instance down while it restarted
+    # (or before a first start) and would keep it out for a whole health_interval:
+    # a reload starts its checks afresh, on instances now known to be healthy.
+    system.reload_proxy()
     return None
 
 

@@ -66,6 +66,7 @@ class System:
     def service_state(self, service: str) -> str: raise NotImplementedError
     def certificate(self, domain: str) -> dict | None: raise NotImplementedError
     def journal(self, line: str) -> None: raise NotImplementedError
+    def reload_proxy(self) -> None: raise NotImplementedError
     def databases(self, manifest: Manifest | None) -> list[dict]: raise NotImplementedError
     # removal
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
@@ -147,6 +148,12 @@ class SystemdSystem(System):
 
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
         return subprocess.call(self.logs_cmd(app, ports, since, follow))
+
+    def reload_proxy(self) -> None:
+        """Graceful reload (Debian's unit reloads with --force, so the app's upstreams
+        and their active health checks start afresh). Nothing to do if Caddy is down."""
+        if self.service_state("caddy") == "active":
+            _run(["systemctl", "reload", "caddy"])
 
     def journal(self, line: str) -> None:
         """Deploy output for `journalctl -t tova-deploy` (through syslog's /dev/log)."""
@@ -353,6 +360,13 @@ class LocalSystem(System):
 
     def certificate(self, domain: str) -> dict | None:
         return None  # no Caddy runs in a local test root
+
+    def reload_proxy(self) -> None:
+        """No Caddy runs in a local test root; count the reloads for the tests."""
+        path = self.layout.run_dir / "proxy-reloads"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("reload\n")
 
     def journal(self, line: str) -> None:
         """The local stand-in for the journal: a log file under the root's run dir."""
