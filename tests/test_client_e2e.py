@@ -84,6 +84,20 @@ def test_setup_git_second_run_reports_everything_in_place(set_up, capsys):
     assert "Done. You can now deploy with:\n    git push prod main" in out
 
 
+def test_setup_git_updates_a_toolkit_whose_files_differ(set_up, capsys, monkeypatch):
+    """Same version number, other code (a development checkout): reinstalled, not kept."""
+    from tova.client import bootstrap
+
+    monkeypatch.setattr(bootstrap, "package_fingerprint", lambda: "0" * 64)
+    capsys.readouterr()
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True) == 0
+    out = capsys.readouterr().out
+    assert f"Updating toolkit {tova.__version__} (this client's files differ)" in out
+    monkeypatch.undo()
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True) == 0
+    assert f"Toolkit {tova.__version__} already installed" in capsys.readouterr().out
+
+
 def test_setup_git_leaves_a_foreign_remote_alone(set_up, tmp_path, capsys):
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(set_up["project"]), str(other)], check=True)
@@ -120,6 +134,26 @@ def test_env_set_rejects_bad_names_without_echoing(set_up):
     assert "hunter2" not in str(e.value)
     with pytest.raises(TovaError):
         commands.cmd_env(set_up["project"], set_up["manifest"], "set", ["BAD-NAME=x"])
+
+
+def test_missing_secret_is_asked_for_hidden_on_a_tty(set_up, monkeypatch, capsys):
+    from dataclasses import replace as dc_replace
+
+    m = dc_replace(set_up["manifest"], secrets=Secrets(required=("PROMPTED_SECRET",)))
+    prompts = []
+    monkeypatch.setattr(commands, "_is_tty", lambda: True)
+    monkeypatch.setattr(commands.getpass, "getpass", lambda prompt: prompts.append(prompt) or "t0p s3cret=#'\"")
+    with commands._server(m) as server:
+        commands.ensure_secrets(server, m)
+    out = capsys.readouterr()
+    assert prompts == ["      PROMPTED_SECRET: "]
+    assert "1 secret configured" in out.out and "t0p s3cret" not in out.out + out.err
+    commands.cmd_env(set_up["project"], m, "list", [])
+    assert "PROMPTED_SECRET" in capsys.readouterr().out.split()
+    env_file = set_up["root"] / "apps" / m.app / ".env.production"
+    assert "t0p s3cret" in env_file.read_text()  # stored, exactly once
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    commands.cmd_env(set_up["project"], m, "unset", ["PROMPTED_SECRET"])
 
 
 def test_deploy_without_tty_lists_missing_secrets(set_up, monkeypatch):

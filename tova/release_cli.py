@@ -114,7 +114,9 @@ def _emit(data: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.cmd == "version":
         if args.json:
-            _emit({"version": tova.__version__})
+            from tova.fingerprint import package_fingerprint
+
+            _emit({"version": tova.__version__, "fingerprint": package_fingerprint()})
         else:
             print(f"tova-release {tova.__version__}")
         return 0

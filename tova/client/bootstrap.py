@@ -19,6 +19,7 @@ from tova.client.out import WARN, heading, say, step
 from tova.client.remote import Probe, Server
 from tova.manifest import Manifest
 from tova.client.scripts import server_script
+from tova.fingerprint import package_fingerprint
 
 
 @dataclass
@@ -50,7 +51,8 @@ def ensure_python(server: Server, probe: Probe) -> Probe:
     return probe
 
 
-def installed_version(server: Server, probe: Probe) -> str | None:
+def installed_version(server: Server, probe: Probe) -> tuple[str, str] | None:
+    """(version, fingerprint) of the server's toolkit; None when missing or broken."""
     if not probe.toolkit:
         return None
     res = server.release(["version", "--json"])
@@ -59,12 +61,13 @@ def installed_version(server: Server, probe: Probe) -> str | None:
     try:
         import json
 
-        return str(json.loads(res.out)["version"])
+        data = json.loads(res.out)
+        return str(data["version"]), str(data.get("fingerprint", ""))
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def install_toolkit(server: Server, probe: Probe, *, offline: bool) -> None:
+def install_toolkit(server: Server, probe: Probe, *, offline: bool, same_version: bool = False) -> None:
     """Upload the client's wheel (and, offline, its dependencies') and pip-install it into
     <root>/toolkit. Dependencies come from the package index unless offline."""
     with tempfile.TemporaryDirectory(prefix="tova-wheels-") as tmp:
@@ -84,6 +87,8 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool) -> None:
             pip = [posixpath.join(toolkit, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade"]
             if offline:
                 pip += ["--no-index", "--find-links", remote_dir]
+            if same_version:  # pip keeps an installed version as it is unless forced
+                pip += ["--force-reinstall", "--no-deps"]
             server.run_checked([*pip, posixpath.join(remote_dir, own.name)], "installing the toolkit with pip")
         finally:
             server.run(["rm", "-rf", "--", remote_dir], root_env=False)
@@ -129,14 +134,21 @@ def setup_git(project: Path, manifest: Manifest, server: Server, *, offline: boo
         say(heading(f"Setting up git deployment on {server.display}..."))
     probe = server.probe(manifest.app)
     probe = ensure_python(server, probe)
-    version = installed_version(server, probe)
+    installed = installed_version(server, probe)
+    ours = (tova.__version__, package_fingerprint())
     result.toolkit_version = tova.__version__
-    if version == tova.__version__:
-        result.lines.append(step(f"Toolkit {version} already installed"))
+    if installed == ours:
+        result.lines.append(step(f"Toolkit {tova.__version__} already installed"))
     else:
-        install_toolkit(server, probe, offline=offline)
+        version = installed[0] if installed else None
+        install_toolkit(server, probe, offline=offline, same_version=version == tova.__version__)
         result.toolkit_installed = True
-        verb = f"Upgrading toolkit {version} → {tova.__version__}" if version else f"Installing toolkit {tova.__version__}"
+        if version is None:
+            verb = f"Installing toolkit {tova.__version__}"
+        elif version == tova.__version__:
+            verb = f"Updating toolkit {version} (this client's files differ)"
+        else:
+            verb = f"Upgrading toolkit {version} → {tova.__version__}"
         result.lines.append(step(verb))
     if link_toolkit(server):
         result.lines.append(step(f"Linking {posixpath.join(server.renv.link_dir, 'tova-release')}"))
