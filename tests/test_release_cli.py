@@ -27,7 +27,10 @@ def _json(res):
 
 
 def test_version_and_usage_errors(site):
-    assert _json(site.release("version", "--json")) == {"version": tova.__version__}
+    from tova.fingerprint import package_fingerprint
+
+    assert _json(site.release("version", "--json")) == {"version": tova.__version__,
+                                                         "fingerprint": package_fingerprint()}
     r = site.release("frobnicate")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and "\nhint: " in r.stderr

@@ -11,6 +11,7 @@ from tova.config import DeployConfig, check_relative_path
 from tova.errors import ConfigError
 from tova.lang.program import Program, Value
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
+from tova.naming import pg_database
 
 ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
 SSE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%/:@!$&()*+,;=-]*$")
@@ -77,16 +78,12 @@ def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
                         sqlite_paths.append(p)
                 found.setdefault("sqlite", Database("sqlite"))
             elif engine == "postgres":
-                found.setdefault("postgres", Database("postgres", name=default_pg_name(config.app), port=5432))
+                found.setdefault("postgres", Database("postgres", name=pg_database(config.app), port=5432))
             else:
                 found.setdefault("redis", Database("redis"))
     if "sqlite" in found:
         found["sqlite"] = Database("sqlite", paths=tuple(sqlite_paths))
     return [found[e] for e in ("postgres", "redis", "sqlite") if e in found]
-
-
-def default_pg_name(app: str) -> str:
-    return app.replace("-", "_") + "_db"
 
 
 def _db_engine(fields: dict[str, Value], loc) -> str:
@@ -115,7 +112,7 @@ def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Da
     for o in config.db_overrides:
         current = by_engine.get(o.engine)
         if o.engine == "postgres":
-            base = current or Database("postgres", name=default_pg_name(config.app), port=5432)
+            base = current or Database("postgres", name=pg_database(config.app), port=5432)
             by_engine["postgres"] = Database(
                 "postgres",
                 name=str(o.settings.get("name", base.name)),

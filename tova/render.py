@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
@@ -16,13 +14,14 @@ import jinja2
 from tova import quoting
 from tova.errors import ConfigError
 from tova.manifest import Manifest, canonical_json
+from tova.naming import app_user, pg_database, pg_role  # shared with the server side
+from tova.server.layout import Layout
 from tova.settings import ServerSettings
 
 BUN_PATH = "/usr/local/bin/bun"
 SERVER_ENTRY = "server.js"  # the pipeline guarantees this entry in every release
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APP = re.compile(r"[a-z][a-z0-9-]{0,39}")
-_MAX_USER = 32  # useradd's limit on user names
 
 
 def _environment() -> jinja2.Environment:
@@ -40,70 +39,6 @@ def _environment() -> jinja2.Environment:
 
 
 _ENV = _environment()
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Every server path of one app, derived from the settings' root."""
-
-    root: str
-    app: str
-
-    @property
-    def app_dir(self) -> str:
-        return f"{self.root}/apps/{self.app}"
-
-    @property
-    def current(self) -> str:
-        return f"{self.app_dir}/current"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.app_dir}/releases"
-
-    @property
-    def data(self) -> str:
-        return f"{self.app_dir}/data"
-
-    @property
-    def env_file(self) -> str:
-        return f"{self.app_dir}/.env.production"
-
-    @property
-    def provision(self) -> str:
-        return f"{self.app_dir}/provision.sh"
-
-    @property
-    def health_script(self) -> str:
-        return f"{self.app_dir}/health-check.sh"
-
-    @property
-    def caddy_dir(self) -> str:
-        return f"{self.root}/caddy"
-
-    @property
-    def caddy_master(self) -> str:
-        return f"{self.caddy_dir}/Caddyfile"
-
-    @property
-    def caddy_app(self) -> str:
-        return f"{self.caddy_dir}/apps/{self.app}.caddy"
-
-
-def app_user(app: str) -> str:
-    """The app's system user: tova-<app>, shortened with a hash past useradd's limit."""
-    name = f"tova-{app}"
-    if len(name) <= _MAX_USER:
-        return name
-    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
-    return f"tova-{app[:_MAX_USER - 14]}-{digest}"
-
-
-from tova.naming import pg_database  # noqa: E402  (shared with the server side)
-
-
-def pg_role(app: str) -> str:
-    return "tova_" + app.replace("-", "_")
 
 
 def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -> dict[str, str]:
@@ -164,7 +99,8 @@ def _render(name: str, ctx: dict) -> str:
 
 def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
     _validate(m, ports, s)
-    p = Paths(root=s.root.rstrip("/") or "/", app=m.app)
+    layout = Layout.of(s.root.rstrip("/") or "/")
+    a = layout.app(m.app)
     pg = m.database("postgres")
     redis = m.database("redis")
     sqlite = m.database("sqlite")
@@ -186,12 +122,12 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         after.append("redis-server.service")
     cors = list(m.proxy.cors_origins)
     sqlite_dirs = sorted(
-        {os.path.normpath(f"{p.data}/{os.path.dirname(path)}") for path in sqlite.paths}
+        {os.path.normpath(f"{a.data}/{os.path.dirname(path)}") for path in sqlite.paths}
         if sqlite
         else set()
     )
-    if sqlite and p.data not in sqlite_dirs:
-        sqlite_dirs.insert(0, p.data)
+    if sqlite and str(a.data) not in sqlite_dirs:
+        sqlite_dirs.insert(0, str(a.data))
     return {
         "app": m.app,
         "env": m.env,
@@ -200,19 +136,19 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "infra_hash": m.infra_hash(),
         "ports": list(ports),
         "upstreams": [f"127.0.0.1:{port}" for port in ports],
-        "root": p.root,
-        "app_dir": p.app_dir,
-        "releases_dir": p.releases,
-        "data_dir": p.data,
-        "current_dir": p.current,
-        "env_file": p.env_file,
-        "provision_path": p.provision,
-        "health_script": p.health_script,
-        "caddy_dir": p.caddy_dir,
-        "caddy_master": p.caddy_master,
-        "caddy_app_file": p.caddy_app,
-        "caddy_apps_glob": f"{p.caddy_dir}/apps/*.caddy",
-        "public_dir": f"{p.current}/public",
+        "root": str(layout.root),
+        "app_dir": str(a.dir),
+        "releases_dir": str(a.releases),
+        "data_dir": str(a.data),
+        "current_dir": str(a.current),
+        "env_file": str(a.env_file),
+        "provision_path": str(a.provision_script),
+        "health_script": str(a.health_script),
+        "caddy_dir": str(layout.caddy_dir),
+        "caddy_master": str(layout.caddy_master),
+        "caddy_app_file": str(layout.caddy_app(m.app)),
+        "caddy_apps_glob": f"{layout.caddy_apps_dir}/*.caddy",
+        "public_dir": str(a.current / "public"),
         "user": app_user(m.app),
         "packages": packages,
         "db_packages": db_packages,
@@ -221,13 +157,13 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "bun_archive_url": s.bun_archive_url,
         "bun_archive_sha256": s.bun_archive_sha256.lower(),
         "bun_path": BUN_PATH,
-        "server_entry": f"{p.current}/{SERVER_ENTRY}",
+        "server_entry": str(a.current / SERVER_ENTRY),
         "compiler_cmd": s.compiler,
         "compiler_install": s.compiler_install,
         "postgres": bool(pg),
         "pg_role": pg_role(m.app),
         "pg_db": pg_database(m.app, pg.name) if pg else "",
-        "pg_db_url_path": url_quote((pg.name or f"{m.app.replace('-', '_')}_db"), safe="") if pg else "",
+        "pg_db_url_path": url_quote(pg_database(m.app, pg.name), safe="") if pg else "",
         "pg_port": (pg.port or 5432) if pg else 5432,
         "redis": bool(redis),
         "redis_user": f"tova-{m.app}",
@@ -298,7 +234,7 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:
             _fail(f"CORS origin {origin!r} is not an exact origin", "list origins like https://app.example.com")
     pg = m.database("postgres")
     if pg:
-        name = pg.name or f"{m.app.replace('-', '_')}_db"
+        name = pg_database(m.app, pg.name)
         if len(name.encode()) > 63 or re.search(r"[\x00-\x1f\x7f]", name):
             _fail(f"PostgreSQL database name {name!r} is too long or has control characters",
                   "use at most 63 bytes of printable text")

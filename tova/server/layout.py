@@ -48,6 +48,17 @@ class Layout:
         return self.root / "caddy"
 
     @property
+    def caddy_master(self) -> Path:
+        return self.caddy_dir / "Caddyfile"
+
+    @property
+    def caddy_apps_dir(self) -> Path:
+        return self.caddy_dir / "apps"
+
+    def caddy_app(self, app: str) -> Path:
+        return self.caddy_apps_dir / f"{check_app_name(app)}.caddy"
+
+    @property
     def archive_dir(self) -> Path:
         return self.root / "archive"
 
@@ -96,6 +107,10 @@ class AppLayout:
     @property
     def provision_script(self) -> Path:
         return self.dir / "provision.sh"
+
+    @property
+    def health_script(self) -> Path:
+        return self.dir / "health-check.sh"
 
     @property
     def build_dir(self) -> Path:

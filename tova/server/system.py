@@ -216,7 +216,7 @@ class SystemdSystem(System):
             (SYSTEMD_DIR / name).unlink(missing_ok=True)
         _run(["systemctl", "daemon-reload"])
         done.append("Remove systemd services")
-        (self.layout.caddy_dir / "apps" / f"{app.name}.caddy").unlink(missing_ok=True)
+        self.layout.caddy_app(app.name).unlink(missing_ok=True)
         _run(["systemctl", "reload", "caddy"])
         done.append("Remove Caddy config")
         pg = manifest.database("postgres") if manifest else None
@@ -382,7 +382,7 @@ class LocalSystem(System):
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
         for port in ports:
             self.stop_instance(app, port)
-        (self.layout.caddy_dir / "apps" / f"{app.name}.caddy").unlink(missing_ok=True)
+        self.layout.caddy_app(app.name).unlink(missing_ok=True)
         return [f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}", "Remove Caddy config"]
 
     def all_pids(self) -> list[int]:
