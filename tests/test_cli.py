@@ -156,3 +156,17 @@ def test_help_has_examples():
 def test_missing_project_dir_is_clear(tmp_path):
     r = tova("deploy", "prod", "--plan", "--project", str(tmp_path / "nope"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "hint:" in r.stderr
+
+
+def test_a_bug_of_ours_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from tova import cli
+
+    def boom(args):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(cli, "run_deploy", boom)
+    monkeypatch.delenv("TOVA_DEBUG", raising=False)
+    assert cli.main(["deploy", "prod", "--plan"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "error: internal error: RuntimeError: kaboom"
+    assert "TOVA_DEBUG=1" in err and "Traceback" not in err

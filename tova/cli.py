@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
+        if os.environ.get("TOVA_DEBUG"):
+            raise
+        from tova.errors import internal_error_text
+
+        print(internal_error_text(exc), file=sys.stderr)
+        return 1
 
 
 def run_deploy(args: argparse.Namespace) -> int:

@@ -93,3 +93,11 @@ class LockedError(TovaError):
 
 class RemoteError(TovaError):
     exit_code = EXIT_REMOTE
+
+
+def internal_error_text(exc: BaseException) -> str:
+    """One line of cause and one of remedy for a bug of ours (not a user mistake)."""
+    return (
+        f"error: internal error: {type(exc).__name__}: {exc}\n"
+        "hint: this is a bug in tova-deploy; run again with TOVA_DEBUG=1 for the traceback and report it"
+    )

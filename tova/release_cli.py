@@ -13,7 +13,7 @@ from pathlib import Path
 from dulwich.repo import Repo
 
 import tova
-from tova.errors import EXIT_USAGE, TovaError
+from tova.errors import EXIT_FAILED, EXIT_USAGE, TovaError, internal_error_text
 from tova.server.atomic import write_atomic
 from tova.server.checkout import resolve_commit
 from tova.server.layout import Layout, check_app_name
@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
+        if os.environ.get("TOVA_DEBUG"):
+            raise
+        print(internal_error_text(exc), file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _emit(data: dict) -> None:

@@ -23,6 +23,7 @@ from tova.manifest import Manifest
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
 from tova.naming import pg_database, pg_role
+from tova.server.procstat import process_usage
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
 # Where Debian's caddy package (user caddy, HOME=/var/lib/caddy) keeps certificates.
@@ -125,17 +126,23 @@ class SystemdSystem(System):
 
     def instance_info(self, app: AppLayout, port: int) -> dict:
         res = _run(["systemctl", "show", unit(app.name, port), "-p",
-                    "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic"])
+                    "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic,MainPID"])
         props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         uptime = None
         start_us = _int(props.get("ActiveEnterTimestampMonotonic"))
         if start_us:
             uptime = max(0, int(time.monotonic() - start_us / 1e6))
+        memory = _int(props.get("MemoryCurrent"))
         cpu_ns = _int(props.get("CPUUsageNSec"))
-        cpu = round(cpu_ns / 1e9 / uptime * 100, 1) if cpu_ns and uptime else None
+        pid = _int(props.get("MainPID"))
+        if (memory is None or cpu_ns is None) and pid:
+            # No cgroup accounting here (e.g. in a container): the main process's own figures.
+            rss, cpu_s = process_usage(pid)
+            memory = memory if memory is not None else rss
+            cpu_ns = cpu_ns if cpu_ns is not None else (int(cpu_s * 1e9) if cpu_s is not None else None)
+        cpu = round(cpu_ns / 1e9 / uptime * 100, 1) if cpu_ns is not None and uptime else None
         return {"port": port, "state": props.get("ActiveState", "unknown"),
-                "memory_bytes": _int(props.get("MemoryCurrent")), "cpu_percent": cpu,
-                "uptime_seconds": uptime}
+                "memory_bytes": memory, "cpu_percent": cpu, "uptime_seconds": uptime}
 
     def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
         proc = subprocess.Popen(self.provision_cmd(script, layers), stdout=subprocess.PIPE,
@@ -320,15 +327,10 @@ class LocalSystem(System):
         if pid is None or not _alive(pid):
             return {"port": port, "state": "inactive", "memory_bytes": None,
                     "cpu_percent": None, "uptime_seconds": None}
-        mem = None
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    mem = int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        mem, cpu_s = process_usage(pid)
         uptime = int(time.time() - Path(f"/proc/{pid}").stat().st_mtime)
-        return {"port": port, "state": "active", "memory_bytes": mem, "cpu_percent": None,
+        cpu = round(cpu_s / uptime * 100, 1) if cpu_s is not None and uptime else None
+        return {"port": port, "state": "active", "memory_bytes": mem, "cpu_percent": cpu,
                 "uptime_seconds": uptime}
 
     def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
