@@ -56,11 +56,30 @@ def _when(ts: float | None, now: float) -> str:
     return f"{stamp} ({rel})"
 
 
+RUNNING = ("running", "active")
+
+
+def _db_details(db: dict) -> str:
+    """The design's `myapp_db   size: 24 MB` / `keys: 1,204   mem: 18 MB` / SQLite files."""
+    parts = []
+    if db.get("engine") == "postgres" and db.get("name"):
+        parts.append(str(db["name"]))
+    if db.get("size_bytes") is not None:
+        parts.append(f"size: {human_bytes(db['size_bytes'])}")
+    if db.get("keys") is not None:
+        parts.append(f"keys: {db['keys']:,}")
+    if db.get("memory_bytes") is not None:
+        parts.append(f"mem: {human_bytes(db['memory_bytes'])}")
+    if db.get("paths"):
+        parts.append("files: " + ", ".join(db["paths"]))
+    return "   ".join(parts)
+
+
 def status_screen(s: dict, now: float | None = None) -> str:
     """`tova deploy <env> --status`. Input: `tova-release status APP --json`."""
     now = time.time() if now is None else now
     instances = s.get("instances") or []
-    healthy = [i for i in instances if i.get("state") == "running"]
+    healthy = [i for i in instances if i.get("state") in RUNNING]
     state = "running" if instances and len(healthy) == len(instances) else ("degraded" if healthy else "stopped")
     if not s.get("version"):
         state = "not deployed"
@@ -77,21 +96,22 @@ def status_screen(s: dict, now: float | None = None) -> str:
         for i in instances:
             cpu = i.get("cpu_percent")
             cpu_s = f"{cpu:.1f}%" if isinstance(cpu, (int, float)) else DASH
+            shown = "running" if i.get("state") in RUNNING else i.get("state", "?")
             lines.append(
-                f"    @{i.get('port', '?'):<6} {dot(i.get('state'))} {i.get('state', '?'):<9} "
+                f"    @{i.get('port', '?'):<6} {dot(i.get('state'))} {shown:<9} "
                 f"mem: {human_bytes(i.get('memory_bytes')):<8} cpu: {cpu_s:<6} uptime: {duration(i.get('uptime_seconds'))}"
             )
     dbs = s.get("databases") or []
     if dbs:
         lines += ["", "  Database:"]
         for db in dbs:
-            extra = "   ".join(f"{k}: {v}" for k, v in db.items() if k not in ("engine", "state", "name"))
-            name = db.get("name") or ""
-            lines.append(f"    {db.get('engine', '?'):<11} {dot(db.get('state'))} {db.get('state', '?'):<9} {name}   {extra}".rstrip())
+            label = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}.get(db.get("engine"), db.get("engine", "?"))
+            state = "running" if db.get("state") in RUNNING else db.get("state", "?")
+            lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
     cert = s.get("certificate")
     if cert:
         lines += ["", "  SSL:"]
-        expires = cert.get("expires") or DASH
+        expires = (cert.get("expires") or DASH)[:10]  # the date is what matters
         days = f" ({cert['days_left']} days)" if cert.get("days_left") is not None else ""
         lines.append(f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   expires: {expires}{days}")
     last = s.get("last_deploy")

@@ -209,8 +209,10 @@ class SystemdSystem(System):
         expires = parse_openssl_enddate(res.stdout) if res.returncode == 0 else None
         if expires is None:
             return None
+        left = expires - _utcnow()
         return {"domain": domain, "path": str(cert), "issuer_dir": cert.parent.parent.name,
-                "expires": expires.isoformat(), "days_left": (expires - _utcnow()).days}
+                "expires": expires.isoformat(), "days_left": left.days,
+                "state": "valid" if left.total_seconds() > 0 else "expired"}
 
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
         done = []

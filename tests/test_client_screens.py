@@ -1,0 +1,46 @@
+"""The status screen from `tova-release status --json` as the server sends it."""
+
+from tova.client.screens import status_screen
+
+NOW = 1_800_000_000.0
+
+
+def status(**over):
+    s = {
+        "app": "myapp", "domain": "myapp.com", "version": "v4", "env": "prod",
+        "instances": [
+            {"port": 3000, "state": "active", "memory_bytes": 128 * 1024**2, "cpu_percent": 0.3, "uptime_seconds": 3 * 86400 + 7 * 3600},
+            {"port": 3001, "state": "active", "memory_bytes": 134 * 1024**2, "cpu_percent": 0.2, "uptime_seconds": 3 * 86400 + 7 * 3600},
+        ],
+        "databases": [
+            {"engine": "postgres", "name": "myapp_db", "state": "active", "size_bytes": 24 * 1024**2},
+            {"engine": "redis", "name": None, "state": "active", "keys": 1204, "memory_bytes": 18 * 1024**2},
+        ],
+        "certificate": {"domain": "myapp.com", "expires": "2026-05-29T12:00:00+00:00", "days_left": 90, "state": "valid"},
+        "last_deploy": {"outcome": "ok", "start": NOW - 3 * 86400 - 60, "end": NOW - 3 * 86400},
+        "releases_kept": 4, "keep_releases": 5,
+    }
+    s.update(over)
+    return s
+
+
+def test_the_design_status_screen():
+    text = status_screen(status(), now=NOW)
+    assert "myapp — https://myapp.com" in text
+    assert "Status:     ● running (v4)" in text
+    assert "Instances:  2/2 healthy" in text
+    assert "@3000   ● running" in text and "mem: 128 MB" in text and "cpu: 0.3%" in text
+    assert "PostgreSQL  ● running   myapp_db   size: 24 MB" in text
+    assert "Redis       ● running   keys: 1,204   mem: 18 MB" in text
+    assert "myapp.com   ● valid   expires: 2026-05-29 (90 days)" in text
+    assert "Releases:     4 (keeping last 5)" in text
+
+
+def test_degraded_and_not_deployed():
+    one_down = status()
+    one_down["instances"][1] = {"port": 3001, "state": "failed", "memory_bytes": None, "cpu_percent": None,
+                                "uptime_seconds": None}
+    text = status_screen(one_down, now=NOW)
+    assert "○ degraded (v4)" in text or "degraded (v4)" in text
+    assert "Instances:  1/2 healthy" in text and "@3001   ○ failed" in text
+    assert "not deployed" in status_screen(status(version=None, instances=[], last_deploy=None), now=NOW)
