@@ -170,8 +170,12 @@ class SystemdSystem(System):
         syslog.syslog(syslog.LOG_INFO, line)
 
     def service_state(self, service: str) -> str:
-        res = _run(["systemctl", "is-active", service])
-        return res.stdout.strip() or "unknown"
+        """systemd's ActiveState, or "absent" when no such unit is installed."""
+        res = _run(["systemctl", "show", service, "-p", "LoadState,ActiveState"])
+        props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        if props.get("LoadState") == "not-found":
+            return "absent"
+        return props.get("ActiveState") or "unknown"
 
     def databases(self, manifest: Manifest | None) -> list[dict]:
         """State of each engine the app uses, with the app's own share of it."""
