@@ -350,3 +350,17 @@ def test_10_unit_security_score(world):
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
     assert m, out
     assert float(m.group(1)) <= 2.0, out[-2000:]
+
+
+def test_11_a_user_without_root_or_sudo_gets_a_clear_error(world):
+    """setup-git as a plain user: one line of cause and one of remedy, exit 5, no traceback."""
+    world.ok("id deployer >/dev/null 2>&1 || useradd -m -s /bin/bash deployer; "
+             "install -d -m 700 -o deployer -g deployer ~deployer/.ssh; "
+             "install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys ~deployer/.ssh/authorized_keys")
+    project = Project.create("notes", world.tmp / "notes-as-deployer", world.env)
+    project.edit("src/app.tova", 'server: "tova-testserver"', 'server: "deployer@tova-testserver"')
+    project.commit("deploy as a plain user")
+    res = project.tova("deploy", "prod", "--setup-git")
+    assert res.returncode == 5, res.stdout + res.stderr
+    assert "is not root and cannot use sudo without a password" in res.stderr, res.stderr
+    assert "hint: connect as root" in res.stderr and "Traceback" not in res.stderr
