@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from tova.errors import EXIT_USAGE, TovaError
+from tova.errors import EXIT_USAGE, TovaError, run_at_edge
 
 OUR_COMMANDS = ("deploy", "env")
 
@@ -95,24 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return EXIT_USAGE
-    try:
-        if args.command == "deploy":
-            return run_deploy(args)
-        return run_env(args)
-    except TovaError as err:
-        if not getattr(err, "already_shown", False):  # a remote command already printed it
-            print(err.render(), file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
-        if os.environ.get("TOVA_DEBUG"):
-            raise
-        from tova.errors import internal_error_text
-
-        print(internal_error_text(exc), file=sys.stderr)
-        return 1
+    return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args))
 
 
 def run_deploy(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 # Exit codes a script can rely on.
 EXIT_OK = 0
@@ -101,3 +102,27 @@ def internal_error_text(exc: BaseException) -> str:
         f"error: internal error: {type(exc).__name__}: {exc}\n"
         "hint: this is a bug in tova-deploy; run again with TOVA_DEBUG=1 for the traceback and report it"
     )
+
+
+def run_at_edge(body: Callable[[], int]) -> int:
+    """The one place errors become text and an exit code (both `tova` and `tova-release`):
+    a TovaError as `file:line:col: message` + hint, a bug of ours as one line (its
+    traceback only with TOVA_DEBUG=1), Ctrl-C as 130."""
+    import os
+    import sys
+
+    try:
+        return body()
+    except TovaError as err:
+        sys.stdout.flush()
+        if not getattr(err, "already_shown", False):  # a remote command already printed it
+            print(err.render(), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("TOVA_DEBUG"):
+            raise
+        print(internal_error_text(exc), file=sys.stderr)
+        return EXIT_FAILED

@@ -13,7 +13,7 @@ from pathlib import Path
 from dulwich.repo import Repo
 
 import tova
-from tova.errors import EXIT_FAILED, EXIT_USAGE, TovaError, internal_error_text
+from tova.errors import EXIT_USAGE, TovaError, run_at_edge
 from tova.server.atomic import write_atomic
 from tova.server.checkout import resolve_commit
 from tova.server.layout import Layout, check_app_name
@@ -95,21 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return run(args)
-    except TovaError as err:
-        sys.stdout.flush()
-        print(err.render(), file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug of ours: one clear line, the traceback on request
-        if os.environ.get("TOVA_DEBUG"):
-            raise
-        print(internal_error_text(exc), file=sys.stderr)
-        return EXIT_FAILED
+    return run_at_edge(lambda: run(build_parser().parse_args(argv)))
 
 
 def _emit(data: dict) -> None:
