@@ -175,6 +175,12 @@ FIXTURE_COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "minimal"
 
 
+def test_plan_before_any_deploy_says_every_layer_runs(set_up):
+    view = commands.cmd_plan_remote(set_up["project"], set_up["manifest"])
+    assert view["contacted"] and view["deployed_version"] is None
+    assert commands.format_plan_remote(view) == "Not deployed yet: every layer runs"
+
+
 def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     """Real `git push` over ssh into the temp root's bare repo; the server's hook deploys
     (LocalSystem, fixture compiler); a second deploy of the same commit goes through

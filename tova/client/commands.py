@@ -136,6 +136,10 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict:
     names in run order), app_files_changed (files changed since the deployed commit, or
     None when the local repo lacks it)."""
     with _server(manifest) as server:
+        apps = server.release_json(["apps"]).get("apps") or []
+        if manifest.app not in {a.get("app") for a in apps}:
+            return {"contacted": True, "deployed_version": None, "deployed_commit": None,
+                    "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None}
         status = server.release_json(["status", manifest.app])
     old = Manifest.from_dict(status["manifest"]) if status.get("manifest") else None
     ports = status.get("ports") or None
