@@ -35,3 +35,28 @@ def test_server_scripts_pass_shellcheck():
     scripts = [*sorted((REPO / "server_scripts").glob("*.sh")), REPO / "hooks" / "post-receive"]
     res = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+
+
+def test_a_client_installed_without_its_source_rebuilds_its_own_wheel(tmp_path, monkeypatch):
+    """pip install of a wheel leaves no checkout behind: setup-git must still be able to
+    send the server this very toolkit, rebuilt from the installed package."""
+    import tova
+    from tova.client import wheels
+    from tova.fingerprint import package_fingerprint
+
+    monkeypatch.setattr(wheels, "source_tree", lambda: None)
+    (tmp_path / "a").mkdir()
+    first = own_wheel(tmp_path / "a")  # no source tree: rebuilt from the package itself
+    names = set(zipfile.ZipFile(first).namelist())
+    assert {"tova/cli.py", "tova/templates/provision.sh.j2", "tova/data/pyproject.toml"} <= names
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    text = zipfile.ZipFile(first).read(meta).decode()
+    assert f"Version: {tova.__version__}" in text and "Requires-Dist: dulwich" in text
+    # Installed from that wheel, it would rebuild the same package again.
+    extracted = tmp_path / "site"
+    zipfile.ZipFile(first).extractall(extracted)
+    files = sorted(p.relative_to(extracted / "tova").as_posix() for p in (extracted / "tova").rglob("*") if p.is_file())
+    ours = sorted(p.relative_to(REPO / "tova").as_posix() for p in (REPO / "tova").rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
+    assert files == ours
+    assert package_fingerprint()  # the fingerprint covers exactly these files

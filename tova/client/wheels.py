@@ -50,31 +50,42 @@ def _is_source(p: Path) -> bool:
 
 
 def own_wheel(out: Path) -> Path:
-    """A wheel of this very version: a prebuilt one from the source tree's dist/, or one
-    built with `pip wheel --no-deps` from a copy of the source tree."""
+    """A wheel of this very version: a prebuilt one from the source tree's dist/, one built
+    with `pip wheel --no-deps` from a copy of the source tree, or, for a client installed
+    without its source, one rebuilt from the installed package (which carries its own
+    pyproject.toml as tova/data/pyproject.toml)."""
     version = tova.__version__
     src = source_tree()
-    candidates: list[Path] = []
     if src is not None:
-        candidates += sorted((src / "dist").glob(f"{_WHEEL_PREFIX}{version}-*.whl"))
-    if candidates and src is not None and not _newer_sources(src, candidates[-1]):
-        dest = out / candidates[-1].name
-        shutil.copyfile(candidates[-1], dest)
-        return dest
-    if src is None:
-        raise TovaError(
-            f"cannot find the source of tova-deploy {version} to install it on the server",
-            hint="install tova-deploy from a source checkout (pip install -e PATH) or put its "
-            "wheel in the checkout's dist/",
-        )
+        candidates = sorted((src / "dist").glob(f"{_WHEEL_PREFIX}{version}-*.whl"))
+        if candidates and not _newer_sources(src, candidates[-1]):
+            dest = out / candidates[-1].name
+            shutil.copyfile(candidates[-1], dest)
+            return dest
     copy = out / "src"
     copy.mkdir()
-    for name in _SOURCE_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, copy / name)
-    shutil.copytree(src / "tova", copy / "tova", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    res = run_local([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out), str(copy)])
-    shutil.rmtree(copy, ignore_errors=True)
+    if src is not None:
+        for name in _SOURCE_FILES:
+            if (src / name).is_file():
+                shutil.copyfile(src / name, copy / name)
+        package = src / "tova"
+    else:
+        package = Path(tova.__file__).resolve().parent
+        pyproject = package / "data" / "pyproject.toml"
+        if not pyproject.is_file():
+            raise TovaError(
+                f"cannot find the source of tova-deploy {version} to install it on the server",
+                hint="install tova-deploy from a source checkout (pip install PATH) or put its wheel in dist/",
+            )
+        shutil.copyfile(pyproject, copy / "pyproject.toml")
+        (copy / "README.md").write_text("tova-deploy\n")  # pyproject names a readme
+    shutil.copytree(package, copy / "tova", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return _build(copy, out, version)
+
+
+def _build(tree: Path, out: Path, version: str) -> Path:
+    res = run_local([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out), str(tree)])
+    shutil.rmtree(tree, ignore_errors=True)
     built = sorted(out.glob(f"{_WHEEL_PREFIX}{version}-*.whl"))
     if res.exit_code != 0 or not built:
         raise TovaError(f"building the tova-deploy wheel failed: {res.err.strip()[-300:]}", hint="run `pip wheel --no-deps .` in the tova-deploy checkout to see why")
