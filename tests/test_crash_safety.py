@@ -14,13 +14,6 @@ from tova.server.pipeline import STEPS
 SECRET = {"API_TOKEN": 'x y="z" #1'}
 
 
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.close()
-
-
 def _check_consistent(site: Site, deployed_before: bool) -> None:
     app = site.app
     if app.current.is_symlink():

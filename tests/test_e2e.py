@@ -221,7 +221,6 @@ def test_5_rollback_on_the_server_and_from_the_client(world):
 
 
 def test_6_apps_and_environments_are_isolated(world):
-    notes = world.projects["notes"]
     _, out = deploy_new(world, "notes", "staging", "main:develop")
     assert "Live at https://staging.notes.tova.test (v1)" in out
     web = world.web()

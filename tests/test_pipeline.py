@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
-from release_harness import Site
 from tova.server import envfile
 from tova.server.system import LocalSystem
-
-
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.close()
 
 
 def _provision_runs(site):

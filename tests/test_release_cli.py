@@ -7,18 +7,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 import tova
-from release_harness import Site
 from tova.server.locks import deploy_lock
-
-
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.close()
 
 
 def _json(res):

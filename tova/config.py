@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from tova.errors import ConfigError, Location
-from tova.lang.program import Body, DeployBlock, Field, SubBlock, Value
+from tova.lang.program import DeployBlock, Field, SubBlock, Value
 
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
@@ -301,8 +301,8 @@ def _check_domain(domain: str, loc: Location) -> str:
         hint='write a host name such as "myapp.com" or "*.myapp.com"',
         loc=loc,
     )
-    name = domain.strip().rstrip(".") if domain == domain.strip() else None
-    if not name:
+    name = domain.rstrip(".")
+    if not name or domain != domain.strip():
         raise bad
     labels = name.split(".")
     ascii_labels = []

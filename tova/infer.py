@@ -15,6 +15,9 @@ from tova.naming import pg_database
 
 ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
 SSE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%/:@!$&()*+,;=-]*$")
+# Spellings of a server db's driver/type, by engine.
+DRIVER_ALIASES = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres",
+                  "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
 # Names the platform provides: never asked of the user.
 PROVIDED_ENV = frozenset({"PORT", "DATABASE_URL", "REDIS_URL", "NODE_ENV"})
 
@@ -94,15 +97,13 @@ def _db_engine(fields: dict[str, Value], loc) -> str:
         if v.kind != "string":
             raise ConfigError(f"db {key} must be a string literal to deploy", loc=v.loc)
         name = str(v.value).lower()
-        aliases = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres",
-                   "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
-        if name not in aliases:
+        if name not in DRIVER_ALIASES:
             raise ConfigError(
                 f"db {key} {v.value!r} is not supported by tova-deploy",
                 hint="supported: postgres, redis, sqlite",
                 loc=v.loc,
             )
-        return aliases[name]
+        return DRIVER_ALIASES[name]
     return "sqlite"  # the compiler's default driver
 
 

@@ -6,14 +6,7 @@ from dataclasses import asdict
 
 from tova.manifest import Manifest
 from tova.templating import render_template
-
-
-def format_size(n: int) -> str:
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= size:
-            value = n / size
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} B"
+from tova.units import format_bytes
 
 
 def ports_text(ports: list[int]) -> str:
@@ -46,7 +39,7 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
             port = f", port {db.port}" if db.port and db.port != 5432 else ""
             dbs.append(f"PostgreSQL ({db.name}{port})")
         elif db.engine == "redis":
-            mem = f", maxmemory {format_size(db.maxmemory_bytes)}" if db.maxmemory_bytes else ""
+            mem = f", maxmemory {format_bytes(db.maxmemory_bytes)}" if db.maxmemory_bytes else ""
             dbs.append(f"Redis (keys {m.app}:*{mem})")
         else:
             files = ", ".join(db.paths) if db.paths else "data/"
@@ -69,7 +62,7 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         system_line=", ".join(names[s] for s in m.system),
         database_line=", ".join(dbs) or "none",
         ports_text=ports_text(ports),
-        memory_text=format_size(m.memory_bytes),
+        memory_text=format_bytes(m.memory_bytes),
         upstreams=upstreams,
         proxy_lines=proxy_lines,
         secrets_line=", ".join(secrets) or "none",

@@ -15,14 +15,14 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
     """Ports from a registry file when given, else the first free block from first_port."""
     if registry is None:
         return list(range(settings.first_port, settings.first_port + manifest.instances))
-    from tova.server.registry import allocate
+    from tova.server.registry import allocate, parse
 
     try:
-        data = json.loads(Path(registry).read_text())
-        data.setdefault("apps", {})
-    except (OSError, ValueError, AttributeError) as exc:
-        raise TovaError(f"cannot read the registry {registry}: {exc}",
+        text = Path(registry).read_text()
+    except OSError as exc:
+        raise TovaError(f"cannot read the registry {registry}: {exc.strerror}",
                         hint="pass a registry.json copied from the server (/opt/tova/registry.json)")
+    data = parse(text, registry, settings.first_port)
     return allocate(data, manifest.app, manifest.instances, settings.first_port)
 
 

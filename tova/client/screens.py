@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from tova.units import format_bytes
+
 RULE = "─" * 46
 DASH = "—"
 
@@ -16,14 +18,7 @@ def dot(state: str | None) -> str:
 
 
 def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return DASH
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return DASH  # unreachable
+    return DASH if n is None else format_bytes(n)
 
 
 def duration(seconds: float | None, *, long: bool = False) -> str:

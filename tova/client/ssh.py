@@ -23,7 +23,7 @@ from typing import Callable
 import sh
 
 from tova.client import errors
-from tova.errors import RemoteError, TovaError
+from tova.errors import TovaError
 
 DEFAULT_PORT = 22
 CONNECT_TIMEOUT = 15

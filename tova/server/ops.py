@@ -13,10 +13,9 @@ from dulwich.repo import Repo
 
 from tova.errors import DeployError, TovaError
 from tova.server import envfile, history, releases
-from tova.server.atomic import flip_symlink
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
-from tova.server.pipeline import restart_all
+from tova.server.pipeline import restart_all, switch_to
 from tova.server.registry import Registry, release as registry_release
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
 from tova.server.ui import Out
@@ -84,20 +83,14 @@ class Server:
             ports = self.ports(app)
             start = time.time()
             out.line(f"Rolling back {app.name}...")
-            flip_symlink(app.current, f"releases/{target.version}")
-            out.sub(f"current → releases/{target.version} (was {current or 'none'})", True)
-            failure = restart_all(self.system, app, ports, manifest, self.settings)
-            out.sub("Services restarted", True)
-            out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+            failure = switch_to(target.version, current, self.system, app, ports, manifest, self.settings,
+                                self.registry, out)
             meta = target.meta()
             history.append(app.history, {
                 "version": target.version, "commit": meta.get("commit"), "branch": meta.get("branch"),
                 "start": start, "end": time.time(),
                 "outcome": "rollback" if failure is None else "rollback_unhealthy",
                 "step": None, "infra_changed": [], "rolled_back_from": current})
-            with self.registry.transaction() as data:
-                if app.name in data["apps"]:
-                    data["apps"][app.name]["version"] = target.version
             if failure is not None:
                 port, result = failure
                 raise DeployError(f"{unit(app.name, port)} is not healthy after the rollback: {result.detail}",

@@ -295,6 +295,22 @@ def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Mani
     return None
 
 
+def switch_to(version: str, was: str | None, system: System, app: AppLayout, ports: list[int],
+              manifest: Manifest, settings: ServerSettings, registry: Registry,
+              out: Out) -> tuple[int, HealthResult] | None:
+    """Point `current` at an existing release, restart onto it and record it as the app's
+    version: the shared part of an automatic and a manual rollback. The first failure."""
+    flip_symlink(app.current, f"releases/{version}")
+    out.sub(f"current → releases/{version} (was {was or 'none'})", True)
+    failure = restart_all(system, app, ports, manifest, settings)
+    out.sub("Services restarted", True)
+    out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+    with registry.transaction() as data:
+        if app.name in data["apps"]:
+            data["apps"][app.name]["version"] = version
+    return failure
+
+
 def step_verify(d: Deploy) -> None:
     assert d.manifest
     for port in d.ports:
@@ -379,15 +395,10 @@ def _roll_back(d: Deploy) -> Outcome:
         out.line(f"  Run `tova deploy {d.env} --logs` to investigate.")
         return Outcome("failed", d.version, 1)
     out.line("⚠ Health check failed, rolling back...")
-    flip_symlink(d.app.current, f"releases/{target.version}")
-    out.sub(f"current → releases/{target.version} (was {d.version})", True)
     manifest = read_release_manifest(target.path) or d.manifest
-    failure = restart_all(d.system, d.app, d.ports, manifest, d.settings)
-    out.sub("Services restarted", True)
-    out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+    failure = switch_to(target.version, d.version, d.system, d.app, d.ports, manifest, d.settings,
+                        d.registry, out)
     _record(d, "rolled_back", "verify", error="health check failed", rolled_back_to=target.version)
-    with d.registry.transaction() as data:
-        data["apps"][d.app.name]["version"] = target.version
     out.line()
     if failure is None:
         out.line(f"{out.fail_mark} Deploy failed. Rolled back to {target.version}.")

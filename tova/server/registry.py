@@ -77,6 +77,22 @@ def release(data: dict, app: str, first_port: int) -> list[int]:
     return list(entry.get("ports", [])) if entry else []
 
 
+def parse(text: str, source: str, first_port: int) -> dict:
+    """registry.json's text as a dict with both top-level keys present."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TovaError(
+            f"{source} is not valid JSON: {exc}",
+            hint="restore it from a backup; it is only ever replaced atomically",
+        )
+    if not isinstance(data, dict):
+        raise TovaError(f"{source} is not a registry (a JSON object)", hint="restore it from a backup")
+    data.setdefault("apps", {})
+    data.setdefault("next_port", first_port)
+    return data
+
+
 @dataclass
 class Registry:
     layout: Layout
@@ -89,16 +105,7 @@ class Registry:
             text = path.read_text()
         except FileNotFoundError:
             return empty(self.first_port)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TovaError(
-                f"{path} is not valid JSON: {exc}",
-                hint="restore it from a backup; it is only ever replaced atomically",
-            )
-        data.setdefault("apps", {})
-        data.setdefault("next_port", self.first_port)
-        return data
+        return parse(text, str(path), self.first_port)
 
     def app(self, app: str) -> dict | None:
         return self.read()["apps"].get(app)

@@ -9,6 +9,7 @@ provision.sh (which would install packages and change the firewall of this host)
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 import os
 import shutil
 import signal
@@ -47,8 +48,9 @@ def unit(app: str, port: int) -> str:
     return f"tova-{app}@{port}.service"
 
 
-class System:
-    """What the pipeline and the CLI need from the host."""
+class System(ABC):
+    """What the pipeline and the CLI need from the host: SystemdSystem on a server,
+    LocalSystem for tests in a temp root."""
 
     name = "abstract"
 
@@ -56,22 +58,56 @@ class System:
         self.layout = layout
 
     # instances
-    def restart_instance(self, app: AppLayout, port: int) -> None: raise NotImplementedError
-    def stop_instance(self, app: AppLayout, port: int) -> None: raise NotImplementedError
-    def instance_running(self, app: AppLayout, port: int) -> bool: raise NotImplementedError
-    def instance_info(self, app: AppLayout, port: int) -> dict: raise NotImplementedError
+    @abstractmethod
+    def restart_instance(self, app: AppLayout, port: int) -> None:
+        """(Re)start the instance on `port`."""
+
+    @abstractmethod
+    def stop_instance(self, app: AppLayout, port: int) -> None:
+        """Stop and disable the instance on `port`; stopping a stopped one is fine."""
+
+    @abstractmethod
+    def instance_running(self, app: AppLayout, port: int) -> bool:
+        """Whether the instance's process is up."""
+
+    @abstractmethod
+    def instance_info(self, app: AppLayout, port: int) -> dict:
+        """port, state, memory_bytes, cpu_percent, uptime_seconds (None when unknown)."""
+
     # provisioning
-    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int: raise NotImplementedError
+    @abstractmethod
+    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+        """Run provision.sh for `layers`, streaming its output; its exit status."""
+
     # inspection
-    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int: raise NotImplementedError
-    def service_state(self, service: str) -> str: raise NotImplementedError
-    def certificate(self, domain: str) -> dict | None: raise NotImplementedError
-    def journal(self, line: str) -> None: raise NotImplementedError
-    def reload_proxy(self) -> None: raise NotImplementedError
-    def databases(self, manifest: Manifest | None) -> list[dict]: raise NotImplementedError
+    @abstractmethod
+    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
+        """Show the app's logs; an exit status."""
+
+    @abstractmethod
+    def service_state(self, service: str) -> str:
+        """State of a system service (caddy, postgresql, redis-server) or "absent"."""
+
+    @abstractmethod
+    def certificate(self, domain: str) -> dict | None:
+        """The certificate the proxy holds for `domain`, or None."""
+
+    @abstractmethod
+    def journal(self, line: str) -> None:
+        """Record one line of deploy output in the system log."""
+
+    @abstractmethod
+    def reload_proxy(self) -> None:
+        """Gracefully reload the reverse proxy."""
+
+    @abstractmethod
+    def databases(self, manifest: Manifest | None) -> list[dict]:
+        """State of each engine the app uses, with the app's share of it."""
+
     # removal
+    @abstractmethod
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
-        raise NotImplementedError
+        """Take the app off the system (data archived into `archive`); the steps done."""
 
 
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
