@@ -268,6 +268,11 @@ def test_7_env_status_logs_list_and_remove(world):
     assert status.returncode == 0 and "shop" in status.stdout, status.stdout + status.stderr
     js = json.loads(shop.tova("deploy", "prod", "--status", "--json").stdout)
     assert js["app"] == "shop" and len(js["instances"]) == 2
+    # The design's status: sizes and counts read from the real engines and Caddy's storage.
+    dbs = {d["engine"]: d for d in js["databases"]}
+    assert dbs["postgres"]["size_bytes"] > 0 and dbs["redis"]["keys"] >= 1  # the app wrote shop:* keys
+    assert js["certificate"]["state"] == "valid" and all(i["memory_bytes"] for i in js["instances"])
+    assert "keys:" in status.stdout and "size:" in status.stdout
     logs = shop.tova("deploy", "prod", "--logs")
     assert logs.returncode == 0 and "ready on" in logs.stdout, logs.stdout + logs.stderr
     listing = shop.tova("deploy", "--list", "--server", "tova-testserver")

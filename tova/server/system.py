@@ -226,7 +226,7 @@ class SystemdSystem(System):
                 entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
             elif db.engine == "redis":
                 entry["state"] = self.service_state("redis-server")
-                keys = _run(["redis-cli", "--scan", "--pattern", f"{app}:*", "--count", "1000"])
+                keys = _run(["redis-cli", "--scan", "--pattern", f"{app}:*"])
                 entry["keys"] = len(keys.stdout.split()) if keys.returncode == 0 else None
                 info = _run(["redis-cli", "INFO", "memory"])
                 used = next((line.split(":", 1)[1].strip() for line in info.stdout.splitlines()
