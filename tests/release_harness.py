@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tova.server.layout import Layout
-from tova.server.system import LocalSystem, _ours, terminate
+from tova.server.system import LocalSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILER = ROOT / "tests" / "fixtures" / "tova-fixture-compiler"
@@ -130,12 +130,4 @@ class Site:
         return out
 
     def close(self) -> None:
-        system = LocalSystem(self.layout)
-        for pidfile in self.layout.run_dir.glob("*/*.pid"):
-            try:
-                pid = int(pidfile.read_text())
-            except (OSError, ValueError):
-                continue
-            if _ours(pid, self.layout.app(pidfile.parent.name)):
-                terminate(pid, grace=2)
-        del system
+        LocalSystem(self.layout).stop_all()

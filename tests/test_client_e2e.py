@@ -52,6 +52,11 @@ def world(tmp_path_factory):
     yield {"server": server, "root": root, "links": links, "project": project, "manifest": manifest}
     mp.undo()
     server.stop()
+    # A test that failed half-way may have left the app running: end it by its pid.
+    from tova.server.layout import Layout
+    from tova.server.system import LocalSystem
+
+    LocalSystem(Layout.of(root)).stop_all()
 
 
 @pytest.fixture(scope="module")

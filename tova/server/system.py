@@ -429,6 +429,17 @@ class LocalSystem(System):
         self.layout.caddy_app(app.name).unlink(missing_ok=True)
         return [f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}", "Remove Caddy config"]
 
+    def stop_all(self) -> None:
+        """End every instance this adapter started under its root (test teardown), each
+        only after checking the pid is still that instance's process."""
+        for pidfile in self.layout.run_dir.glob("*/*.pid"):
+            try:
+                pid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                continue
+            if _ours(pid, self.layout.app(pidfile.parent.name)):
+                terminate(pid, grace=2)
+
     def all_pids(self) -> list[int]:
         """Every instance pid this adapter has recorded (test teardown)."""
         out = []
