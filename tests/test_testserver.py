@@ -36,6 +36,31 @@ cli = _load_cli()
 
 # ------------------------------------------------------------------ unit tests
 
+def test_default_instance_keeps_the_historic_names():
+    default = cli.instance_names("")
+    assert (default.name, default.netns, default.host_if, default.default_subnet) == \
+        ("default", "tova-ts", "tova-ts0", "10.213.7.0/30")
+    assert cli.instance_names("default") == default
+
+
+def test_named_instances_get_their_own_short_names_and_subnets():
+    alpha, beta = cli.instance_names("alpha"), cli.instance_names("beta")
+    for inst in (alpha, beta):
+        assert len(inst.host_if) <= 15  # the kernel's limit for an interface name
+        assert inst.netns == f"tova-ts-{inst.name}"
+        assert inst.nspawn_machine == f"tova-testserver-{inst.name}"
+        net = cli.addresses(inst.default_subnet)
+        assert net[0].startswith("10.213.") and net[2] == 30
+    assert len({i.host_if for i in (alpha, beta, cli.instance_names(""))}) == 3
+    assert alpha.default_subnet != beta.default_subnet
+
+
+@pytest.mark.parametrize("name", ["Alpha", "a b", "a;reboot", "-x", "x" * 32, "../etc"])
+def test_bad_instance_names_are_refused(name):
+    with pytest.raises(cli.Failure, match="bad test server name"):
+        cli.instance_names(name)
+
+
 def test_addresses_of_a_30():
     assert cli.addresses("10.213.7.0/30") == ("10.213.7.1", "10.213.7.2", 30)
     assert cli.addresses("10.213.9.0/24") == ("10.213.9.1", "10.213.9.2", 24)
