@@ -42,7 +42,8 @@ def located_in(project_dir: Path) -> Iterator[None]:
             full = project_dir / err.loc.file
             if err.source_line is None:
                 try:
-                    lines = full.read_text(encoding="utf-8").splitlines()
+                    # "\n" only: the compiler counts lines that way (not U+2028, form feeds)
+                    lines = full.read_text(encoding="utf-8").split("\n")
                     if 0 < err.loc.line <= len(lines):
                         err.source_line = lines[err.loc.line - 1]
                 except (OSError, UnicodeDecodeError):

@@ -119,7 +119,10 @@ class DataBlock:
 class Program:
     project_name: str
     root: str  # project directory
-    source_dir: str  # directory whose *.tova files were read
+    source_dir: str  # the folder whose *.tova files (sub-folders included) were read
+    name_from: str = "tova.toml"  # "tova.toml" ([project] name) or "folder" (its name)
+    app_base: str | None = None  # tova.toml [tova-deploy] name
+    app_names: tuple[tuple[str, str], ...] = ()  # tova.toml [tova-deploy.apps]: (env, app)
     files: tuple[str, ...] = ()  # paths read, sorted
     deploys: tuple[DeployBlock, ...] = ()
     servers: tuple[ServerBlock, ...] = ()

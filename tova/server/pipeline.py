@@ -22,6 +22,7 @@ from pathlib import Path
 from dulwich.repo import Repo
 
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
+from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
 from tova.server import envfile, history, releases
 from tova.server.atomic import flip_symlink, write_atomic
@@ -100,18 +101,10 @@ def step_checkout(d: Deploy) -> None:
         d.skipped = True
 
 
-def _source_dir(checkout_dir: Path) -> Path:
-    """Where the .tova files are: the project root, or src/ when only it has them."""
-    src = checkout_dir / "src"
-    if not any(checkout_dir.glob("*.tova")) and src.is_dir() and any(src.glob("*.tova")):
-        return src
-    return checkout_dir
-
-
 def step_build(d: Deploy) -> None:
     assert d.workdir and d.checkout_dir
     d.output_dir = d.workdir / "out"
-    argv = [*shlex.split(d.settings.compiler), "build", str(_source_dir(d.checkout_dir)),
+    argv = [*shlex.split(d.settings.compiler), "build", str(source_dir(d.checkout_dir)),
             "--production", "--output", str(d.output_dir)]
     d.out.begin("Compiling .tova files...")
     try:
