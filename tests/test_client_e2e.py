@@ -78,6 +78,27 @@ def test_setup_git_installs_toolkit_repo_and_remote(set_up, capsys):
     assert url == f"ssh://root@127.0.0.1:{w['server'].port}{w['root']}/apps/myapp/repo.git"
 
 
+def test_setup_git_makes_a_plain_git_command_use_the_custom_ssh_config(set_up):
+    """TOVA_SSH_CONFIG reaches the project's git config (core.sshCommand), so `git push
+    prod main` works as printed without GIT_SSH_COMMAND."""
+    import os
+    import shlex
+
+    project = set_up["project"]
+    got = subprocess.run(["git", "-C", str(project), "config", "core.sshCommand"], capture_output=True, text=True)
+    assert shlex.split(got.stdout) == ["ssh", "-F", os.path.abspath(set_up["server"].ssh_config)]
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH_COMMAND", "GIT_SSH", "TOVA_SSH_CONFIG")}
+    res = subprocess.run(["git", "-C", str(project), "ls-remote", "prod"], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cannot_resolve_hint_names_the_ssh_config():
+    from tova.client.errors import from_ssh_failure
+
+    err = from_ssh_failure("tova-testserver", 255, "ssh: Could not resolve hostname tova-testserver: Name or service not known")
+    assert "TOVA_SSH_CONFIG" in err.hint and "core.sshCommand" in err.hint
+
+
 def test_setup_git_second_run_reports_everything_in_place(set_up, capsys):
     capsys.readouterr()
     assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True) == 0

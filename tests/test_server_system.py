@@ -23,7 +23,7 @@ def test_systemd_commands_are_exact_argv():
         "bash", "/opt/tova/apps/a b/provision.sh", "--only", "proxy,services"]
     assert SystemdSystem.logs_cmd("a", [3000, 3001], "1 hour ago; rm -rf /", True) == [
         "journalctl", "--no-pager", "-o", "short-iso", "-u", "tova-a@3000.service",
-        "-u", "tova-a@3001.service", "--since", "1 hour ago; rm -rf /", "--follow"]
+        "-u", "tova-a@3001.service", "--since=1 hour ago; rm -rf /", "--follow"]
 
 
 def test_select_system(tmp_path):

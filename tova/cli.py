@@ -13,6 +13,10 @@ from pathlib import Path
 from tova.errors import EXIT_USAGE, TovaError, run_at_edge
 
 OUR_COMMANDS = ("deploy", "env")
+# Options of ours that take a value. A value may start with "-" (`--since -2min`,
+# `--since --x`): argparse would take it for an option, so `--opt VALUE` is joined into
+# `--opt=VALUE` before parsing, and values are forwarded in that form too.
+VALUE_OPTIONS = frozenset({"--project", "--render", "--registry", "--to", "--since", "--instance", "--server"})
 
 DEPLOY_EPILOG = """examples:
   tova deploy prod --plan              show what a deploy would do (nothing is changed)
@@ -87,13 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def join_option_values(argv: list[str]) -> list[str]:
+    """`--since -2min` → `--since=-2min` for our value options, so any value is one
+    argument whatever it starts with. Nothing after `--` is touched."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return out + argv[i:]
+        if arg in VALUE_OPTIONS and i + 1 < len(argv):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None, prog: str = "tova") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-") and argv[0] not in OUR_COMMANDS:
+    if prog == "tova" and argv and not argv[0].startswith("-") and argv[0] not in OUR_COMMANDS:
         return hand_over_to_compiler(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(join_option_values(argv))
     if args.command is None:
-        build_parser().print_help()
+        parser.print_help()
         return EXIT_USAGE
     return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args))
 
@@ -194,6 +217,35 @@ def _is_this_toolkit(path: str) -> bool:
     except OSError:
         return False
     return b"tova.cli" in head
+
+
+def deploy_main(argv: list[str] | None = None) -> int:
+    """`tova-deploy`: the same as `tova deploy` (and `tova-deploy env ...` as `tova env
+    ...`), for machines where the Tova compiler's own `tova` comes first on PATH."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("env", "deploy"):
+        return main(argv, prog="tova-deploy")
+    if argv and argv[0] == "--version":
+        return main(argv, prog="tova-deploy")
+    return main(["deploy", *argv], prog="tova-deploy")
+
+
+def first_tova_on_path(path: str | None = None) -> str | None:
+    """The `tova` a shell would run: the first executable of that name on PATH."""
+    for directory in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep):
+        candidate = os.path.join(directory or ".", "tova")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def shadowing_tova(path: str | None = None) -> str | None:
+    """The first `tova` on PATH when it is not this toolkit (the compiler's, usually),
+    else None."""
+    first = first_tova_on_path(path)
+    if first is None or _is_this_toolkit(os.path.realpath(first)):
+        return None
+    return first
 
 
 if __name__ == "__main__":

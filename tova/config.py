@@ -189,7 +189,7 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
         raise ConfigError("keep_releases must be at least 1", loc=at("keep_releases"))
     app = _app_name(values["name"], project, env, at("name") if "name" in locations else anchor)
 
-    env_vars = tuple(_env_var(f) for f in env_fields.values())
+    env_vars = tuple(_env_var(f, env) for f in env_fields.values())
     overrides = tuple(_db_override(engine, subs) for engine, subs in db_blocks.items())
     return DeployConfig(
         env=env,
@@ -346,7 +346,7 @@ def _check_branch(branch: str, loc: Location) -> str:
     return branch
 
 
-def _env_var(f: Field) -> tuple[str, str]:
+def _env_var(f: Field, env: str) -> tuple[str, str]:
     if not ENV_VAR_RE.match(f.key):
         raise ConfigError(
             f"env name `{f.key}` is not valid",
@@ -356,7 +356,7 @@ def _env_var(f: Field) -> tuple[str, str]:
     if f.value.kind not in ("string", "int", "bool", "float"):
         raise ConfigError(
             f"env {f.key} must be a literal string, number or boolean, not `{f.value.text}`",
-            hint="secrets belong in .env.production: tova env <env> set NAME=value",
+            hint=f"secrets belong in .env.production: tova env {env} set NAME=value",
             loc=f.value.loc,
         )
     v = f.value.value

@@ -39,9 +39,20 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
     if as_json:
         print(json.dumps(plan_dict(manifest, ports, settings.bun_version, server_view), indent=2, sort_keys=True))
         return 0
-    lines = _server_lines(server_view)
+    lines = _server_lines(server_view) + _path_lines()
     sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines))
     return 0
+
+
+def _path_lines() -> list[str]:
+    """Said once per plan: the `tova` a shell runs is another one (the compiler's)."""
+    from tova.cli import shadowing_tova
+
+    other = shadowing_tova()
+    if other is None:
+        return []
+    return [f"Note: `tova` on your PATH is {other}, not tova-deploy: run `tova-deploy ...`",
+            "      (same arguments as `tova deploy ...`) or put tova-deploy's bin first on PATH."]
 
 
 def _server_view(project: Path, manifest: Manifest) -> dict:

@@ -7,6 +7,7 @@ run reports everything in place."""
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shlex
 import tempfile
@@ -125,6 +126,32 @@ def ensure_remote(project: Path, manifest: Manifest, server: Server, result: Set
     rp = receive_pack(server)
     if rp is not None:
         localgit.git(project, "config", f"remote.{name}.receivepack", rp)
+    ensure_ssh_command(project, server, result)
+
+
+def ssh_command_for(config: str | None) -> str | None:
+    """The project's core.sshCommand when a custom ssh config (TOVA_SSH_CONFIG) is in
+    use, so a plain `git push` resolves the same hosts as `tova`."""
+    if not config:
+        return None
+    return shlex.join(["ssh", "-F", os.path.abspath(config)])
+
+
+def ensure_ssh_command(project: Path, server: Server, result: SetupResult) -> None:
+    wanted = ssh_command_for(server.conn.config)
+    if wanted is None:
+        return
+    res = localgit.git(project, "config", "--local", "--get", "core.sshCommand")
+    current = res.out.strip() if res.exit_code == 0 else None
+    if current == wanted:
+        return
+    if current:
+        result.lines.append(step(f"core.sshCommand is {current!r}; left as is", WARN))
+        result.lines.append(f"      (a plain git push needs `-F {server.conn.config}`: "
+                            f"git config core.sshCommand {shlex.quote(wanted)})")
+        return
+    localgit.git(project, "config", "--local", "core.sshCommand", wanted)
+    result.lines.append(step(f"git config core.sshCommand: ssh -F {server.conn.config}"))
 
 
 def setup_git(project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True) -> SetupResult:

@@ -198,7 +198,7 @@ def cmd_list(server_target: str, *, json: bool) -> int:
     """--json prints `tova-release apps --json` unchanged: apps [{app, domain, version,
     instances, ports, state}], memory {used, total}, disk {used, total}, services."""
     target = Target.parse(server_target)
-    with Server(target, "<env>") as server:
+    with Server(target, None) as server:
         apps = server.release_json(["apps"])
     say(jsonlib.dumps(apps, indent=2, sort_keys=True) if json else screens.overview_screen(target.host, apps))
     return EXIT_OK
@@ -206,10 +206,11 @@ def cmd_list(server_target: str, *, json: bool) -> int:
 
 def cmd_logs(project_dir: Path, manifest: Manifest, *, since: str | None, instance: int | None, follow: bool) -> int:
     args = ["logs", manifest.app]
+    # `--opt=VALUE`: one argument on the server whatever the value starts with (-2min).
     if since:
-        args += ["--since", since]
+        args.append(f"--since={since}")
     if instance is not None:
-        args += ["--instance", str(instance)]
+        args.append(f"--instance={instance}")
     if follow:
         args.append("--follow")
     with _server(manifest) as server:
@@ -224,7 +225,7 @@ def cmd_ssh(project_dir: Path, manifest: Manifest) -> int:
 
 # ---------------------------------------------------------------- rollback / remove
 def cmd_rollback(project_dir: Path, manifest: Manifest, *, to: str | None) -> int:
-    args = ["rollback", manifest.app] + (["--to", to] if to else [])
+    args = ["rollback", manifest.app] + ([f"--to={to}"] if to else [])
     with _server(manifest) as server:
         server.connect()
         say(heading(f"Rolling back {manifest.app} on {server.display}..."))

@@ -18,7 +18,9 @@ _SSH_PATTERNS: tuple[tuple[str, str, str], ...] = (
     (
         "Could not resolve hostname",
         "cannot resolve the host name of {t}",
-        "check the `server` in your deploy block (or the Host alias in ~/.ssh/config)",
+        "check the `server` in your deploy block and the Host alias in ~/.ssh/config; "
+        "a custom ssh config goes in TOVA_SSH_CONFIG=FILE (then `tova deploy` with --setup-git "
+        "sets the project's git config core.sshCommand so a plain git push uses it too)",
     ),
     (
         "Host key verification failed",
@@ -70,11 +72,12 @@ def from_ssh_failure(target: str, exit_code: int, stderr: str) -> RemoteError:
     return RemoteError(f"ssh to {target} failed: {last}", hint=f"try `ssh {target}` by hand to see why")
 
 
-def toolkit_missing(target: str, env: str) -> RemoteError:
-    return RemoteError(
-        f"the tova toolkit is not installed on {target}",
-        hint=f"set the server up with `tova deploy {env} --setup-git`",
-    )
+def toolkit_missing(target: str, env: str | None) -> RemoteError:
+    if env is None:  # --list: no project, so no environment to name
+        hint = "set the server up from a project that deploys to it: `tova deploy ENV --setup-git`"
+    else:
+        hint = f"set the server up with `tova deploy {env} --setup-git`"
+    return RemoteError(f"the tova toolkit is not installed on {target}", hint=hint)
 
 
 def not_root(target: str, user: str) -> RemoteError:

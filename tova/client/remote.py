@@ -101,7 +101,7 @@ class Server:
     """One server, one connection, for the length of one tova command."""
 
     target: Target
-    env_name: str  # the deploy environment (for hints)
+    env_name: str | None  # the deploy environment (for hints); None: not known (--list)
     renv: RemoteEnv = field(default_factory=RemoteEnv.from_environ)
     conn: Connection | None = None
     _probe: Probe | None = None
@@ -163,7 +163,7 @@ class Server:
     def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
         res = self.release(args, stdin=stdin, stream=stream)
         if res.exit_code != 0:
-            raise release_error(res, stream=stream)
+            raise release_error(res, stream=stream, env=self.env_name)
         return res
 
     def release_json(self, args: list[str], *, stdin: bytes | None = None) -> dict:
@@ -174,7 +174,7 @@ class Server:
             raise TovaError(
                 f"unexpected reply from tova-release {args[0]} on {self.display}",
                 hint="the toolkit on the server may be a different version: run `tova deploy "
-                f"{self.env_name} --setup-git` to upgrade it",
+                f"{self.env_name or 'ENV'} --setup-git` to upgrade it",
                 exit_code=EXIT_REMOTE,
             )
         if not isinstance(value, dict):
@@ -182,8 +182,9 @@ class Server:
         return value
 
 
-def release_error(res: Result, *, stream: bool = False) -> TovaError:
-    """tova-release's own `error: ...` / `hint: ...` lines, with its exit code kept."""
+def release_error(res: Result, *, stream: bool = False, env: str | None = None) -> TovaError:
+    """tova-release's own `error: ...` / `hint: ...` lines, with its exit code kept. The
+    server does not know the environment's name: its `tova deploy ENV` gets the real one."""
     message, hint = "", None
     for line in res.err.splitlines():
         s = line.strip()
@@ -193,6 +194,8 @@ def release_error(res: Result, *, stream: bool = False) -> TovaError:
             message = s[len("error:") :].strip()
         elif s and not message and not stream:
             message = s
+    if hint and env:
+        hint = hint.replace("tova deploy ENV ", f"tova deploy {env} ")
     err = TovaError(message or f"the server reported a failure (exit status {res.exit_code})", hint=hint, exit_code=res.exit_code or 1)
     err.already_shown = stream  # streamed output already reached the user
     return err

@@ -38,7 +38,7 @@ class Server:
             a = self.layout.app(app)
             if not a.dir.is_dir():
                 raise TovaError(f"no app {app!r} on this server",
-                                hint="set it up with: tova deploy <env> --setup-git", exit_code=5)
+                                hint="set it up from its project with: tova deploy ENV --setup-git", exit_code=5)
             return a
         names = sorted(p.name for p in self.layout.apps_dir.glob("*") if p.is_dir()) \
             if self.layout.apps_dir.is_dir() else []

@@ -92,7 +92,7 @@ def step_checkout(d: Deploy) -> None:
     if d.manifest.app != d.app.name:
         raise ConfigError(
             f"this repository deploys app {d.app.name!r} but the project's deploy block is for {d.manifest.app!r}",
-            hint="push to the repository of that app (tova deploy <env> --setup-git sets it up)",
+            hint=f"push to the repository of that app (tova deploy {d.env} --setup-git sets it up)",
         )
     if d.branch is None:
         d.branch = d.manifest.branch

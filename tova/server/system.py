@@ -138,7 +138,7 @@ class SystemdSystem(System):
         for p in ports:
             argv += ["-u", unit(app, p)]
         if since:
-            argv += ["--since", since]
+            argv.append(f"--since={since}")  # one argument, even for "-2min"
         if follow:
             argv.append("--follow")
         return argv
