@@ -19,6 +19,7 @@ from tova.server import envfile, history
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.layout import Layout
 from tova.server.locks import deploy_lock
+from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate, release
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,33 @@ def test_changing_instances_never_moves_other_apps():
     assert allocate(data, "a", 1, 3000) == [3000]
     assert allocate(data, "a", 1, 3000) == [3000]  # stable
     assert data["apps"]["b"]["ports"] == [3002]
+
+
+def test_new_ports_skip_databases_and_ports_in_use():
+    data = {"apps": {}, "next_port": 5430}
+    # 5432 (PostgreSQL) and 5433 never go to an app; 5434 is in use by other software.
+    assert allocate(data, "a", 2, 5430) == [5430, 5431]
+    assert allocate(data, "b", 2, 5430, avoid={5434}) == [5435, 5436]
+    assert allocate(data, "c", 1, 6379) == [6381]
+    # Anything already on the first port (as 3000 often is) pushes the first app past it.
+    assert allocate({"apps": {}, "next_port": 3000}, "d", 1, 3000, avoid={3000}) == [3001]
+    # Growing an app skips them too, and an app keeps its own ports however busy they look.
+    assert allocate(data, "a", 3, 5430, avoid={5430, 5431, 5434, 5437}) == [5430, 5431, 5438]
+
+
+def test_listening_ports_from_proc_net_tcp(tmp_path):
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "tcp").write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   105        0 1 1\n"
+        "   1: 0100007F:0BB8 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n")
+    (net / "tcp6").write_text(
+        "  sl  local_address remote_address st ...\n"
+        "   0: 00000000000000000000000000000000:18EB 00000000000000000000000000000000:0000 0A 0 0 0\n")
+    # 0x1538 = 5432 listening, 0x0BB8 = 3000 only an established connection, 0x18EB = 6379.
+    assert listening_ports(tmp_path) == {5432, 6379}
+    assert listening_ports(tmp_path / "missing") == set()
 
 
 @settings(max_examples=60, deadline=None)

@@ -30,6 +30,7 @@ from tova.server.checkout import changed_files, checkout
 from tova.server.health import HealthResult, check_once, wait_healthy
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
+from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
 from tova.server.ui import Out
@@ -170,7 +171,7 @@ def step_provision(d: Deploy) -> None:
                                   hint="use another domain, or remove that app first")
         entry = data["apps"].get(m.app)
         d.old_ports = list(entry["ports"]) if entry and entry.get("ports") else None
-        d.ports = allocate(data, m.app, m.instances, d.settings.first_port)
+        d.ports = allocate(data, m.app, m.instances, d.settings.first_port, avoid=_ports_in_use(m))
         entry = data["apps"][m.app]
         entry.update({"domain": m.domain, "env": m.env})
         entry.setdefault("version", None)
@@ -201,6 +202,13 @@ def step_provision(d: Deploy) -> None:
     if rc != 0:
         raise DeployError(f"provisioning failed (exit status {rc}); nothing was switched",
                           hint=f"read {d.app.provision_script} and the output above")
+
+
+def _ports_in_use(m: Manifest) -> set[int]:
+    """Ports a new instance must not take: whatever listens now, and the ports of the
+    databases this app declares (their server may not be installed yet)."""
+    db_ports = {db.port for db in m.databases if db.port}
+    return listening_ports() | db_ports
 
 
 class _Passthrough:

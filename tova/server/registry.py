@@ -3,7 +3,8 @@ and environment. Written only under the registry lock, only through write_atomic
 
 Ports are stable: a new app takes the lowest free block of the size it needs (gaps left
 by removed apps are reused), changing an app's instance count grows or shrinks that app's
-own list without moving any other app."""
+own list without moving any other app. A free port is one no app holds, no database
+conventionally uses (RESERVED_PORTS) and nothing else on the server listens on (`avoid`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,26 @@ from tova.server.atomic import write_atomic
 from tova.server.layout import Layout
 
 MAX_PORT = 65535
+# Well-known ports of databases and other servers an app may want beside it later (a
+# database installed after the app must not find its port taken): never given to an app.
+RESERVED_PORTS = frozenset({
+    1433,  # SQL Server
+    1521,  # Oracle
+    2019,  # Caddy's admin endpoint
+    3306, 33060,  # MySQL / MariaDB (and the X protocol)
+    5432, 5433,  # PostgreSQL (and the usual second cluster)
+    5672, 15672,  # RabbitMQ
+    5984,  # CouchDB
+    6379, 6380,  # Redis (and the usual TLS/second instance)
+    7474, 7687,  # Neo4j
+    8086,  # InfluxDB
+    9042,  # Cassandra
+    9200, 9300,  # Elasticsearch / OpenSearch
+    11211,  # memcached
+    26257,  # CockroachDB
+    27017, 27018, 27019,  # MongoDB
+    28015,  # RethinkDB
+})
 
 
 def empty(first_port: int) -> dict:
@@ -46,9 +67,12 @@ def _free_block(taken: set[int], size: int, first_port: int) -> list[int]:
     raise TovaError("no free ports left for the app", hint="remove unused apps")
 
 
-def allocate(data: dict, app: str, instances: int, first_port: int) -> list[int]:
-    """Give `app` exactly `instances` ports in `data` (mutated) and return them."""
-    taken = used_ports(data, except_app=app)
+def allocate(data: dict, app: str, instances: int, first_port: int,
+             avoid: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """Give `app` exactly `instances` ports in `data` (mutated) and return them. New ports
+    are never in `avoid` (ports in use on the server) nor RESERVED_PORTS; the app's own
+    ports stay its own."""
+    taken = used_ports(data, except_app=app) | RESERVED_PORTS | set(avoid)
     entry = data["apps"].setdefault(app, {})
     ports: list[int] = list(entry.get("ports", []))
     if not ports:
