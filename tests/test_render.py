@@ -97,7 +97,7 @@ def test_no_curl_pipe_sh_and_bun_pinned():
     text = render_all(full(), [3000, 3001, 3002], SETTINGS)["provision.sh"]
     assert "| sh" not in text and "| bash" not in text
     assert "readonly BUN_VERSION=1.4.5" in text
-    assert 'npm install -g --no-fund --no-audit --loglevel=error "bun@$BUN_VERSION"' in text
+    assert "npm install -g --no-fund --no-audit --loglevel=error --cache \"$tmp\" \"bun@$BUN_VERSION\"" in text
     archive = replace(
         SETTINGS, bun_source="archive", bun_archive_url="https://example.invalid/bun.zip", bun_archive_sha256="a" * 64
     )
