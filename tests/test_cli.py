@@ -106,7 +106,7 @@ def test_render_writes_every_file(tmp_path):
     assert r.returncode == 0, r.stderr
     names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     assert {"provision.sh", "caddy/Caddyfile", "caddy/apps/shop.caddy", "systemd/tova-shop@.service",
-            "systemd/tova-shop-health.service", "systemd/tova-shop-health.timer", ".tova-manifest.json"} <= names
+            "systemd/tova-health.service", ".tova-manifest.json"} <= names
     assert os.access(out / "provision.sh", os.X_OK)
 
 

@@ -57,10 +57,8 @@ def keys_for(app: str) -> set[str]:
         "caddy/Caddyfile",
         f"caddy/apps/{app}.caddy",
         f"systemd/tova-{app}@.service",
-        f"systemd/tova-{app}-health.service",
-        f"systemd/tova-{app}-health.timer",
+        "systemd/tova-health.service",
         ".tova-manifest.json",
-        "health-check.sh",
     }
 
 
@@ -69,7 +67,7 @@ def test_keys_and_bash_syntax(manifest, tmp_path):
     files = render_all(manifest, [3000 + i for i in range(manifest.instances)], SETTINGS)
     assert set(files) == keys_for(manifest.app)
     write_rendered(files, tmp_path)
-    for script in ("provision.sh", "health-check.sh"):
+    for script in ("provision.sh",):
         subprocess.run(["bash", "-n", str(tmp_path / script)], check=True)
         assert stat.S_IMODE((tmp_path / script).stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "caddy/Caddyfile").stat().st_mode) == 0o644
@@ -124,13 +122,16 @@ def test_unit_content():
     assert "Restart=no" in no_restart["systemd/tova-shop-2@.service"].splitlines()
 
 
-def test_timer_and_health_script():
-    files = render_all(full(), [3000, 3001, 3002], SETTINGS)
-    timer = files["systemd/tova-shop-2-health.timer"].splitlines()
-    assert "OnUnitActiveSec=15s" in timer and "Unit=tova-shop-2-health.service" in timer
-    script = files["health-check.sh"]
-    assert "readonly PORTS=(3000 3001 3002)" in script
-    assert "readonly HEALTH_PATH=/health/ready" in script and "readonly TIMEOUT=3" in script
+def test_one_health_watcher_for_all_apps():
+    """The same server-wide unit whatever the app; no per-app timer or script."""
+    a = render_all(full(), [3000, 3001, 3002], SETTINGS)
+    b = render_all(minimal(), [3003], SETTINGS)
+    unit = a["systemd/tova-health.service"]
+    assert unit == b["systemd/tova-health.service"]
+    lines = unit.splitlines()
+    assert "ExecStart=/opt/tova/toolkit/bin/python -m tova.server.watchdog" in lines
+    assert "Environment=TOVA_ROOT=/opt/tova" in lines and "Restart=always" in lines
+    assert not any("timer" in rel or rel.endswith("health-check.sh") for rel in a)
 
 
 def test_caddy_site():
@@ -236,9 +237,7 @@ def test_embedded_files_come_out_byte_exact(rendered):
         ("write_caddy_master", "caddy/Caddyfile"),
         ("write_caddy_app", "caddy/apps/shop-2.caddy"),
         ("write_app_unit", "systemd/tova-shop-2@.service"),
-        ("write_health_service", "systemd/tova-shop-2-health.service"),
-        ("write_health_timer", "systemd/tova-shop-2-health.timer"),
-        ("write_health_script", "health-check.sh"),
+        ("write_health_service", "systemd/tova-health.service"),
     ]:
         res = run_functions(script, func)
         assert res.returncode == 0, res.stderr

@@ -86,7 +86,7 @@ def check_files(manifest: Manifest, files: dict[str, str], tmp: Path) -> None:
     # No value breaks out of a comment: the whole header of provision.sh is comments.
     head = files["provision.sh"].split("\nset -Eeuo pipefail\n")[0].split("\n")
     assert all(line.startswith("#") for line in head)
-    for script in ("provision.sh", "health-check.sh"):
+    for script in ("provision.sh",):
         res = subprocess.run(["bash", "-n", str(tmp / script)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
 
@@ -103,10 +103,8 @@ def check_files(manifest: Manifest, files: dict[str, str], tmp: Path) -> None:
     assert out[0] == (pg.name or "app_1_db")  # an empty name means the default
     assert out[2] == files["systemd/tova-app-1@.service"] + "."
     assert out[3] == files["caddy/apps/app-1.caddy"] + "."
-    health_line = next(l for l in files["health-check.sh"].split("\n") if l.startswith("readonly HEALTH_PATH="))
-    got = subprocess.run(["bash", "-c", health_line + "\nprintf '%s' \"$HEALTH_PATH\""], capture_output=True,
-                         check=True).stdout.decode()
-    assert got == manifest.health.path
+    # The health path reaches the watcher only as JSON (no shell, no unit file).
+    assert json.loads(files[".tova-manifest.json"])["health"]["path"] == manifest.health.path
 
     # Caddyfile: the quoted tokens read back with Caddy's lexer rules.
     site = files["caddy/apps/app-1.caddy"]

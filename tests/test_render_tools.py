@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def test_shellcheck_is_silent(case, tmp_path):
     shellcheck = need("shellcheck")
     manifest, ports, settings = CASES[case]
     write_rendered(render_all(manifest, ports, settings), tmp_path)
-    for script in ("provision.sh", "health-check.sh"):
+    for script in ("provision.sh",):
         res = subprocess.run([shellcheck, "--shell=bash", str(tmp_path / script)], capture_output=True, text=True)
         assert res.returncode == 0 and res.stdout == "", f"{script}:\n{res.stdout}{res.stderr}"
 
@@ -161,13 +162,14 @@ def test_caddy_accepts_the_site(case, tmp_path):
 
 def units_dir(tmp_path: Path, manifest: Manifest, ports: list[int]) -> tuple[Path, dict[str, str]]:
     """Rendered units in a temp root. bun is not installed on this machine, so ExecStart is
-    pointed at /bin/true for verify (the only change); the health script is really there."""
+    pointed at /bin/true for verify (the only change); the toolkit's python is really there."""
     root = tmp_path / "root"
     files = render_all(manifest, ports, ServerSettings(root=str(root)))
     write_rendered(files, tmp_path / "out")
     app_dir = root / "apps" / manifest.app
     app_dir.mkdir(parents=True)
-    shutil.copy(tmp_path / "out/health-check.sh", app_dir / "health-check.sh")
+    (root / "toolkit" / "bin").mkdir(parents=True)
+    (root / "toolkit" / "bin" / "python").symlink_to(sys.executable)
     units = tmp_path / "units"
     units.mkdir()
     for rel, text in files.items():
@@ -183,8 +185,7 @@ def test_systemd_analyze_verify(case, tmp_path):
     tool = need("systemd-analyze")
     manifest, ports, _ = CASES[case]
     units, _ = units_dir(tmp_path, manifest, ports)
-    names = [f"tova-{manifest.app}@{ports[0]}.service", f"tova-{manifest.app}-health.service",
-             f"tova-{manifest.app}-health.timer"]
+    names = [f"tova-{manifest.app}@{ports[0]}.service", "tova-health.service"]
     res = subprocess.run([tool, "verify", *[f"./{n}" for n in names]], cwd=units, capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout + res.stderr == "", res.stdout + res.stderr
 

@@ -50,18 +50,14 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
             "caddy/Caddyfile": _render("Caddyfile.j2", ctx),
             f"caddy/apps/{app}.caddy": _render("app.caddy.j2", ctx),
             f"systemd/tova-{app}@.service": _render("app.service.j2", ctx),
-            f"systemd/tova-{app}-health.service": _render("health.service.j2", ctx),
-            f"systemd/tova-{app}-health.timer": _render("health.timer.j2", ctx),
-            "health-check.sh": _render("health-check.sh.j2", ctx),
+            "systemd/tova-health.service": _render("tova-health.service.j2", ctx),
         }
         # (template variable, delimiter variable, file) for each file provision.sh carries.
         embedded = [
             ("caddy_master_text", "delim_caddy_master", "caddy/Caddyfile"),
             ("caddy_app_text", "delim_caddy", f"caddy/apps/{app}.caddy"),
             ("app_unit_text", "delim_unit", f"systemd/tova-{app}@.service"),
-            ("health_service_text", "delim_health_service", f"systemd/tova-{app}-health.service"),
-            ("health_timer_text", "delim_health_timer", f"systemd/tova-{app}-health.timer"),
-            ("health_script_text", "delim_health_script", "health-check.sh"),
+            ("health_service_text", "delim_health_service", "systemd/tova-health.service"),
         ]
         for text_var, delim_var, rel in embedded:
             # Quoted here-documents carry each file verbatim; the delimiter is not a line of it.
@@ -144,6 +140,8 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "env_file": str(a.env_file),
         "provision_path": str(a.provision_script),
         "health_script": str(a.health_script),
+        "toolkit_python": str(layout.toolkit_bin / "python"),
+        "toolkit_version": _watcher_version(),
         "caddy_dir": str(layout.caddy_dir),
         "caddy_master": str(layout.caddy_master),
         "caddy_app_file": str(layout.caddy_app(m.app)),
@@ -188,6 +186,20 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
         "cors_origins": cors,
         "cors_any": "*" in cors,
     }
+
+
+def _watcher_version() -> str:
+    """The toolkit version plus a digest of the watcher's code: it changes (and so the
+    unit's text, and provision.sh restarts the watcher) when an update changes that code."""
+    import hashlib
+
+    import tova
+    from tova.server import health, watchdog
+
+    digest = hashlib.sha256()
+    for module in (watchdog, health):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return f"{tova.__version__} (watcher {digest.hexdigest()[:12]})"
 
 
 def _fail(message: str, hint: str) -> None:

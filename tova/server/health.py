@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import time
+import zlib
 from dataclasses import dataclass
 
 
@@ -47,3 +48,30 @@ def wait_healthy(
         if time.monotonic() + interval >= end:
             return result
         time.sleep(interval)
+
+
+# --- the periodic check (tova-health.service, tova.server.watchdog) -------------------
+# One sleeping process checks every app, each at its own phase of its interval: no timer
+# per app (each run cost CPU and journal lines) and no burst of all apps at once at boot.
+
+RETRY_DELAY = 2.0  # a failed instance is checked again this soon; restarted if it fails again
+
+
+def phase(app: str, interval: float) -> float:
+    """A stable offset in [0, interval) for the app's checks, spread by its name."""
+    return (zlib.crc32(app.encode()) % 1000) / 1000 * interval
+
+
+def next_check(now: float, interval: float, failing: bool) -> float:
+    """When an app is checked next: after RETRY_DELAY while an instance is failing, else
+    one interval on. An instance that stops answering is thus restarted within
+    interval + RETRY_DELAY, under two intervals."""
+    return now + (min(RETRY_DELAY, interval) if failing else interval)
+
+
+def restart_due(failures: int, uptime: float | None, startup_deadline: float, deploying: bool) -> bool:
+    """Restart an instance after two failed checks in a row, unless it is still starting
+    (the deploy waits for it) or a deploy of its app is under way (the deploy decides)."""
+    if failures < 2 or deploying:
+        return False
+    return uptime is not None and uptime >= startup_deadline

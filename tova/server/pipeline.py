@@ -177,6 +177,10 @@ def step_provision(d: Deploy) -> None:
         entry.setdefault("version", None)
     old_ports = d.old_ports if d.old_manifest is not None else None
     d.layers = changed_layers(d.old_manifest, m, old_ports, d.ports)
+    if d.app.health_script.exists() and "services" not in d.layers:
+        # Provisioned by a version with a health timer per app: the services layer
+        # replaces it with the server-wide watcher.
+        d.layers.append("services")
     if d.layers:
         d.out.sub("Infrastructure: " + ", ".join(d.layers) + (" (first deploy)" if d.old_manifest is None else ""))
     else:

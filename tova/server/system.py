@@ -259,6 +259,7 @@ class SystemdSystem(System):
         for port in ports:
             self.stop_instance(app, port)
         done.append(f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}")
+        # Per-app health timers exist only on servers provisioned by earlier versions.
         _run(["systemctl", "disable", "--now", f"tova-{app.name}-health.timer"])
         for name in (f"tova-{app.name}@.service", f"tova-{app.name}-health.service",
                      f"tova-{app.name}-health.timer"):
