@@ -35,8 +35,10 @@ SETTLE = 1.0  # seconds of load before and after each action
 
 APP = """// zero-downtime benchmark app ({instances} instance(s))
 server {{
-  route GET "/" => "{text}"
-  route GET "/healthz" => "ok"
+  fn home() {{ text("{text}") }}
+  fn healthz() {{ text("ok") }}
+  route GET "/" => home
+  route GET "/healthz" => healthz
 }}
 
 deploy "prod" {{

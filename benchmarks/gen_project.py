@@ -52,7 +52,7 @@ server "api{i}" {{
   routes "/v{i}" {{
     routes "/nested" {{
       sse "/events{i}" fn(params) {{ send({{ data: "tick {{Date.now()}}" }}) }}
-      route GET "/ping" => "pong"
+      route GET "/ping" => fn(req) {{ text("pong") }}
     }}
   }}
   ws {{

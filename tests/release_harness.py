@@ -19,14 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPILER = ROOT / "tests" / "fixtures" / "tova-fixture-compiler"
 
 APP_TOVA = """server {{
-  route GET "/" => "{body}"
+  fn home() {{ text("{body}") }}
+  fn healthy() {{ text("ok") }}
+  fn broken() {{ respond(500, "unhealthy") }}
+  route GET "/" => home
   route GET "/healthz" => {health}
 }}
 {extra}
 deploy "prod" {{
   server: "root@example.com"
   domain: "myapp.example.com"
-  name: "myapp"
   instances: {instances}
   keep_releases: {keep}
 }}
@@ -89,7 +91,7 @@ class Site:
             raise AssertionError(f"tova-release {args} failed:\n{res.stdout}\n{res.stderr}")
         return res
 
-    def write_app(self, body: str = "hello v1", health: str = '"ok"', instances: int = 2,
+    def write_app(self, body: str = "hello v1", health: str = "healthy", instances: int = 2,
                   keep: int = 5, extra: str = "", marker: str = "") -> None:
         src = self.work / "src"
         src.mkdir(exist_ok=True)

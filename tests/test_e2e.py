@@ -156,7 +156,8 @@ def test_3_adding_redis_runs_only_the_database_layer(world):
     assert "REDIS_URL" not in world.env_file("notes")
     source = notes.dir / "src" / "app.tova"
     notes.edit("src/app.tova", '"notes v1"', '"notes v2"')
-    source.write_text(source.read_text() + '\nserver "cache" {\n  db { type: "redis" }\n}\n')
+    # Redis is declared in the deploy blocks (the compiler's server `db { }` has no redis).
+    source.write_text(source.read_text().replace('memory: "256mb"', 'memory: "256mb"\n  db { redis { } }'))
     notes.commit("add redis")
     push = notes.push()
     out = push.stdout + push.stderr
@@ -177,7 +178,7 @@ def test_3_adding_redis_runs_only_the_database_layer(world):
 
 def test_4_failed_health_check_rolls_back(world):
     shop = world.projects["shop"]
-    shop.edit("src/app.tova", 'route GET "/healthz" => "ok"', 'route GET "/healthz" => fail')
+    shop.edit("src/app.tova", 'route GET "/healthz" => healthz', 'route GET "/healthz" => broken')
     shop.edit("src/app.tova", '"shop v2"', '"shop v3 broken"')
     shop.commit("v3: broken health")
     push = shop.push()
@@ -196,7 +197,7 @@ def test_4_failed_health_check_rolls_back(world):
 
 def test_5_rollback_on_the_server_and_from_the_client(world):
     shop = world.projects["shop"]
-    shop.edit("src/app.tova", 'route GET "/healthz" => fail', 'route GET "/healthz" => "ok"')
+    shop.edit("src/app.tova", 'route GET "/healthz" => broken', 'route GET "/healthz" => healthz')
     shop.edit("src/app.tova", '"shop v3 broken"', '"shop v4"')
     shop.commit("v4: fixed")
     push = shop.push()
@@ -274,7 +275,7 @@ def test_7_env_status_logs_list_and_remove(world):
     assert js["certificate"]["state"] == "valid" and all(i["memory_bytes"] for i in js["instances"])
     assert "keys:" in status.stdout and "size:" in status.stdout
     logs = shop.tova("deploy", "prod", "--logs")
-    assert logs.returncode == 0 and "ready on" in logs.stdout, logs.stdout + logs.stderr
+    assert logs.returncode == 0 and "Tova server running on" in logs.stdout, logs.stdout + logs.stderr
     listing = shop.tova("deploy", "--list", "--server", "tova-testserver")
     assert listing.returncode == 0, listing.stderr
     for name in ("shop", "notes", "notes-staging"):

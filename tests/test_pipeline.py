@@ -4,6 +4,7 @@ a real `git push`, the LocalSystem adapter and real app processes on loopback po
 from __future__ import annotations
 
 import json
+import re
 
 
 from tova.server import envfile
@@ -27,7 +28,9 @@ def test_first_push_deploys_then_app_only_change(site):
     assert all(site.get(p) == (200, "hello v1") for p in ports)
     assert _provision_runs(site)[-1]["layers"] == ["system", "databases", "app", "secrets", "proxy", "services"]
     assert site.current() == "v1"
-    assert (site.app.current / "server.js").is_symlink()
+    # The production layout: server.js imports the hashed bundle beside it.
+    bundle = re.fullmatch(r'import "\./(server\.[0-9a-f]{12}\.js)";\n', (site.app.current / "server.js").read_text())
+    assert bundle and (site.app.current / bundle.group(1)).is_file()
     meta = json.loads((site.app.current / ".tova-manifest.json").read_text())
     assert meta["commit"] == site.git("rev-parse", "HEAD").stdout.strip()
     assert meta["branch"] == "main" and meta["app"] == "myapp"
@@ -57,7 +60,7 @@ def test_failed_health_check_rolls_back(site):
     site.write_app("good")
     site.commit()
     assert "(v1)" in site.push().stderr
-    site.write_app("broken", health="fail")
+    site.write_app("broken", health="broken")
     site.commit()
     out = site.push().stderr
     assert "Health check /healthz..." in out and "FAILED" in out, out
@@ -78,7 +81,7 @@ def test_failed_health_check_rolls_back(site):
 
 
 def test_first_deploy_failing_has_nothing_to_roll_back(site):
-    site.write_app("broken", health="fail", instances=1)
+    site.write_app("broken", health="broken", instances=1)
     site.commit()
     out = site.push().stderr
     assert "Nothing to roll back to" in out, out
@@ -92,10 +95,11 @@ def test_build_failure_changes_nothing(site):
     site.commit()
     site.push()
     before = site.pids()
-    site.write_app("v2", marker="// fixture: compile-error\n")
+    site.write_app("v2", marker='server {\n  route GET "/x" =>\n}\n')
     site.commit()
     res = site.push()
-    assert "fixture compile error" in res.stderr  # the compiler's output reaches the pusher
+    # The compiler's own message reaches the pusher.
+    assert re.search(r"Error in app\.tova: /\S+/app\.tova:2:\d+ — Parse error", res.stderr), res.stderr
     assert "the build failed" in res.stderr
     assert site.current() == "v1"
     assert site.pids() == before

@@ -72,7 +72,7 @@ def test_releases_status_apps_rollback_remove(site):
     r = site.release("env", "myapp", "unset", "NOPE")
     assert r.returncode == 0 and "nothing" in r.stdout
     logs = site.release("logs", "myapp", "--instance", "1")
-    assert "ready on" in logs.stdout
+    assert "Tova server running on" in logs.stdout
 
     ports = site.ports()
     r = site.release("remove", "myapp")

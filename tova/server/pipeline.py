@@ -129,17 +129,10 @@ def step_build(d: Deploy) -> None:
 
 
 def _ensure_server_js(out: Path) -> None:
-    if (out / "server.js").exists():
-        return
-    candidates = sorted(p.name for p in out.glob("*.server.js"))
-    if len(candidates) == 1:
-        os.symlink(candidates[0], out / "server.js")  # relative: the release stays movable
-        return
-    raise DeployError(
-        "the build produced no server.js" if not candidates
-        else f"the build produced several server files ({', '.join(candidates)}) and no server.js",
-        hint="the service runs server.js from the build output",
-    )
+    """The production build's entry: `server.js` importing the hashed `server.<hash>.js`."""
+    if not (out / "server.js").is_file():
+        raise DeployError("the build produced no server.js",
+                          hint="the app needs a server { } block; the service runs the production build's server.js")
 
 
 def step_manifest(d: Deploy) -> None:
