@@ -1,13 +1,18 @@
 """The wheel the client uploads to servers carries every non-Python file the toolkit reads."""
 
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from tova.client.wheels import own_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.e2e  # builds a wheel with pip: seconds
 def test_wheel_has_templates_grammar_and_server_scripts(tmp_path):
     names = set(zipfile.ZipFile(own_wheel(tmp_path)).namelist())  # the wheel setup-git uploads
     expected = {"tova/lang/tova.lark", "tova/templates/provision.sh.j2", "tova/templates/screens/plan.txt.j2",
@@ -24,12 +29,8 @@ def test_packaged_scripts_are_the_repository_ones():
         assert (data / script.name).read_bytes() == script.read_bytes()
 
 
+@pytest.mark.tools
 def test_server_scripts_pass_shellcheck():
-    import shutil
-    import subprocess
-
-    import pytest
-
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (./run-tests installs it)")
     scripts = [*sorted((REPO / "server_scripts").glob("*.sh")), REPO / "hooks" / "post-receive"]
@@ -37,12 +38,13 @@ def test_server_scripts_pass_shellcheck():
     assert res.returncode == 0, res.stdout
 
 
+@pytest.mark.e2e  # builds a wheel with pip: seconds
 def test_a_client_installed_without_its_source_rebuilds_its_own_wheel(tmp_path, monkeypatch):
     """pip install of a wheel leaves no checkout behind: setup-git must still be able to
     send the server this very toolkit, rebuilt from the installed package."""
     import tova
     from tova.client import wheels
-    from tova.fingerprint import package_fingerprint
+    from tova.fingerprint import package_files, package_fingerprint
 
     monkeypatch.setattr(wheels, "source_tree", lambda: None)
     (tmp_path / "a").mkdir()
@@ -56,7 +58,5 @@ def test_a_client_installed_without_its_source_rebuilds_its_own_wheel(tmp_path, 
     extracted = tmp_path / "site"
     zipfile.ZipFile(first).extractall(extracted)
     files = sorted(p.relative_to(extracted / "tova").as_posix() for p in (extracted / "tova").rglob("*") if p.is_file())
-    ours = sorted(p.relative_to(REPO / "tova").as_posix() for p in (REPO / "tova").rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts)
-    assert files == ours
+    assert files == package_files(REPO / "tova")
     assert package_fingerprint()  # the fingerprint covers exactly these files

@@ -7,16 +7,29 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def package_files(root: Path = PACKAGE_ROOT) -> list[str]:
+    """The package's files as a wheel carries them, relative and sorted: bytecode and hidden
+    files (tool caches, e.g. ruff's beside the pyproject.toml link in data/) left out."""
+    out = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        parts = rel.split("/")
+        if not path.is_file() or "__pycache__" in parts or rel.endswith((".pyc", ".pyo")):
+            continue
+        if any(part.startswith(".") for part in parts):
+            continue
+        out.append(rel)
+    return sorted(out)
+
 
 @lru_cache(maxsize=1)
 def package_fingerprint() -> str:
-    """sha256 over every file of the tova package (path and bytes), bytecode excluded.
+    """sha256 over every file of the tova package (path and bytes).
     A wheel install and the source tree it was built from give the same value."""
-    root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if "__pycache__" in rel.split("/") or rel.endswith((".pyc", ".pyo")):
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel in package_files():
+        digest.update(rel.encode() + b"\0" + (PACKAGE_ROOT / rel).read_bytes() + b"\0")
     return digest.hexdigest()
