@@ -24,8 +24,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from dulwich.repo import Repo  # noqa: E402
-
 from release_harness import Site  # noqa: E402
+
 from tova.server import pipeline  # noqa: E402
 from tova.server.system import LocalSystem  # noqa: E402
 from tova.server.ui import Out  # noqa: E402

@@ -62,7 +62,7 @@ def main() -> None:
             assert res.returncode == 0 and "Live at" in res.stderr, res.stderr
         runtime = shutil.which("bun") or shutil.which("node")
         boots, rollbacks = [], []
-        for i in range(RUNS):
+        for _ in range(RUNS):
             boots.append(app_boot_seconds(site.app.current.resolve(), runtime))
             target = "v1" if site.current() == "v2" else "v2"
             t0 = time.perf_counter()

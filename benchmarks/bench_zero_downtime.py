@@ -160,7 +160,8 @@ def main() -> int:
             web = Https(server_addr(config), fetch_ca(config, tmp / "ca.crt"))
             counter = [1]
 
-            def redeploy() -> None:
+            def redeploy(project: Project = project, domain: str = domain, instances: int = instances,
+                         counter: list[int] = counter) -> None:
                 counter[0] += 1
                 (project.dir / "src" / "app.tova").write_text(
                     APP.format(instances=instances, domain=domain, text=f"v{counter[0]}"))
@@ -170,9 +171,9 @@ def main() -> int:
 
             actions = [
                 ("redeploy (git push)", redeploy),
-                ("rollback", lambda: check(project.tova("deploy", "prod", "--rollback"), "rollback")),
+                ("rollback", lambda p=project: check(p.tova("deploy", "prod", "--rollback"), "rollback")),
                 ("restart (tova env set)",
-                 lambda: check(project.tova("env", "prod", "set", f"BENCH={time.time()}"), "env set")),
+                 lambda p=project: check(p.tova("env", "prod", "set", f"BENCH={time.time()}"), "env set")),
             ]
             for label, action in actions:
                 load = Load(web, domain)
@@ -182,10 +183,14 @@ def main() -> int:
             project.tova("deploy", "prod", "--remove", "--yes")
 
     print(f"\nZero-downtime under load ({RATE:.0f} HTTPS requests/s through Caddy, {WORKERS} keep-alive connections)")
-    print(f"{'instances':>9}  {'action':<24}{'requests':>9}{'failed':>8}{'retried*':>9}{'slowest':>10}{'action took':>13}")
+    print(
+        f"{'instances':>9}  {'action':<24}{'requests':>9}{'failed':>8}{'retried*':>9}{'slowest':>10}{'action took':>13}"
+    )
     for instances, label, total, failed, retried, slowest, took, errors in rows:
         extra = "  " + ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else ""
-        print(f"{instances:>9}  {label:<24}{total:>9}{failed:>8}{retried:>9}{slowest * 1000:>8.0f}ms{took:>12.1f}s{extra}")
+        print(
+            f"{instances:>9}  {label:<24}{total:>9}{failed:>8}{retried:>9}{slowest * 1000:>8.0f}ms{took:>12.1f}s{extra}"
+        )
     print("* idle keep-alive connections Caddy closed on its graceful reload, each request retried once")
     print("  on a fresh connection, as curl and browsers do (a reload resets Caddy's active health checks)")
     return 0

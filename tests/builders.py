@@ -29,7 +29,9 @@ def expr(text: str) -> Value:
 
 
 def body(fields: dict | None = None, **blocks: dict) -> Body:
-    fs = tuple(Field(k, value(v, i + 2), Location("src/app.tova", i + 2, 3)) for i, (k, v) in enumerate((fields or {}).items()))
+    fs = tuple(
+        Field(k, value(v, i + 2), Location("src/app.tova", i + 2, 3)) for i, (k, v) in enumerate((fields or {}).items())
+    )
     subs = []
     for name, content in blocks.items():
         if isinstance(content, Body):

@@ -74,7 +74,7 @@ class Project:
     env: dict[str, str]
 
     @classmethod
-    def create(cls, fixture: str, dest: Path, env: dict[str, str]) -> "Project":
+    def create(cls, fixture: str, dest: Path, env: dict[str, str]) -> Project:
         shutil.copytree(FIXTURE_APPS / fixture, dest)
         p = cls(dest, env)
         p.git("init", "-q", "-b", "main")

@@ -85,8 +85,14 @@ class Site:
 
     def release(self, *args: str, check: bool = False, stdin: str | None = None,
                 extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        res = subprocess.run([str(self.root / "toolkit/bin/tova-release"), *args], env={**self.env, **(extra_env or {})},
-                             text=True, capture_output=True, input=stdin, cwd=self.root)
+        res = subprocess.run(
+            [str(self.root / "toolkit/bin/tova-release"), *args],
+            env={**self.env, **(extra_env or {})},
+            text=True,
+            capture_output=True,
+            input=stdin,
+            cwd=self.root,
+        )
         if check and res.returncode != 0:
             raise AssertionError(f"tova-release {args} failed:\n{res.stdout}\n{res.stderr}")
         return res

@@ -53,7 +53,9 @@ class SshServer:
         """`root@127.0.0.1:PORT`: the client's own user@host:port form."""
         return f"root@127.0.0.1:{self.port}"
 
-    def write_ssh_config(self, path: Path, *, identity: Path | None = None, known_hosts: Path | None = None, port: int | None = None) -> Path:
+    def write_ssh_config(
+        self, path: Path, *, identity: Path | None = None, known_hosts: Path | None = None, port: int | None = None
+    ) -> Path:
         """An ssh_config for the client: alias `tova-test` and 127.0.0.1 both pinned to
         this server's host key (or another known_hosts, to test mismatches)."""
         kh = known_hosts or self.known_hosts

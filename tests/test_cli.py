@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
@@ -84,7 +83,10 @@ def test_unknown_env_lists_known_ones():
 
 
 def test_tova_error_points_at_source(tmp_path):
-    (tmp_path / "app.tova").write_text('server { route GET "/" => "x" }\n\ndeploy "prod" {\n  server: "root@h"\n  domain: "x.com"\n  instances: 99\n}\n')
+    (tmp_path / "app.tova").write_text(
+        'server { route GET "/" => "x" }\n\n'
+        'deploy "prod" {\n  server: "root@h"\n  domain: "x.com"\n  instances: 99\n}\n'
+    )
     r = tova("deploy", "prod", "--plan", "--local", "--project", str(tmp_path))
     assert r.returncode == 2
     first = r.stderr.splitlines()[0]

@@ -99,20 +99,31 @@ def test_project_dir_starting_with_a_dash(tmp_path, monkeypatch, capsys):
 def _run(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     full = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     full.update(env or {})
-    return subprocess.run([sys.executable, "-c", "import sys; from tova.cli import deploy_main; sys.exit(deploy_main())", *argv],
-                          capture_output=True, text=True, env=full, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from tova.cli import deploy_main; sys.exit(deploy_main())", *argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=60,
+    )
 
 
 def test_tova_deploy_takes_the_same_arguments_as_tova_deploy():
     ours = _run(["prod", "--plan", "--local", "--project", str(MINIMAL)])
-    theirs = subprocess.run([sys.executable, "-m", "tova.cli", "deploy", "prod", "--plan", "--local", "--project", str(MINIMAL)],
-                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1"))
+    theirs = subprocess.run(
+        [sys.executable, "-m", "tova.cli", "deploy", "prod", "--plan", "--local", "--project", str(MINIMAL)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1"),
+    )
     assert ours.returncode == 0 and ours.stdout == theirs.stdout
 
 
 def test_tova_deploy_env_is_tova_env(fake_server, monkeypatch):
     seen = {}
-    monkeypatch.setattr(commands, "cmd_env", lambda project, manifest, action, items: seen.update(action=action, items=items) or 0)
+    monkeypatch.setattr(
+        commands, "cmd_env", lambda project, manifest, action, items: seen.update(action=action, items=items) or 0
+    )
     assert cli.deploy_main(["env", "prod", "set", "A=-x", "--project", str(MINIMAL)]) == 0
     assert seen == {"action": "set", "items": ["A=-x"]}
 

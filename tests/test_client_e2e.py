@@ -8,14 +8,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import sshd_harness
+
 import tova
 from tova.client import commands
 from tova.errors import MissingSecretsError, TovaError
 from tova.manifest import Manifest, Secrets
 
-pytestmark = pytest.mark.skipif(not sshd_harness.available(), reason="needs openssh-server and ssh")
+pytestmark = [
+    pytest.mark.e2e,  # each test installs the toolkit over a real sshd: tens of seconds
+    pytest.mark.skipif(not sshd_harness.available(), reason="needs openssh-server and ssh"),
+]
 
 HOSTILE = {
     "SPACES": "a value with spaces",
@@ -69,12 +72,18 @@ def set_up(world):
 
 def test_setup_git_installs_toolkit_repo_and_remote(set_up, capsys):
     w = set_up
-    out = subprocess.run([str(w["root"] / "toolkit/bin/tova-release"), "version", "--json"], capture_output=True, text=True,
-                         env={"TOVA_ROOT": str(w["root"]), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [str(w["root"] / "toolkit/bin/tova-release"), "version", "--json"],
+        capture_output=True,
+        text=True,
+        env={"TOVA_ROOT": str(w["root"]), "PATH": "/usr/bin:/bin"},
+    )
     assert json.loads(out.stdout)["version"] == tova.__version__
     assert (w["links"] / "tova-release").resolve() == (w["root"] / "toolkit/bin/tova-release").resolve()
     assert (w["root"] / "apps/myapp/repo.git").is_dir()
-    url = subprocess.run(["git", "-C", str(w["project"]), "remote", "get-url", "prod"], capture_output=True, text=True).stdout.strip()
+    url = subprocess.run(
+        ["git", "-C", str(w["project"]), "remote", "get-url", "prod"], capture_output=True, text=True
+    ).stdout.strip()
     assert url == f"ssh://root@127.0.0.1:{w['server'].port}{w['root']}/apps/myapp/repo.git"
 
 
@@ -88,14 +97,18 @@ def test_setup_git_makes_a_plain_git_command_use_the_custom_ssh_config(set_up):
     got = subprocess.run(["git", "-C", str(project), "config", "core.sshCommand"], capture_output=True, text=True)
     assert shlex.split(got.stdout) == ["ssh", "-F", os.path.abspath(set_up["server"].ssh_config)]
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH_COMMAND", "GIT_SSH", "TOVA_SSH_CONFIG")}
-    res = subprocess.run(["git", "-C", str(project), "ls-remote", "prod"], capture_output=True, text=True, env=env, timeout=60)
+    res = subprocess.run(
+        ["git", "-C", str(project), "ls-remote", "prod"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert res.returncode == 0, res.stderr
 
 
 def test_cannot_resolve_hint_names_the_ssh_config():
     from tova.client.errors import from_ssh_failure
 
-    err = from_ssh_failure("tova-testserver", 255, "ssh: Could not resolve hostname tova-testserver: Name or service not known")
+    err = from_ssh_failure(
+        "tova-testserver", 255, "ssh: Could not resolve hostname tova-testserver: Name or service not known"
+    )
     assert "TOVA_SSH_CONFIG" in err.hint and "core.sshCommand" in err.hint
 
 
@@ -130,7 +143,9 @@ def test_setup_git_leaves_a_foreign_remote_alone(set_up, tmp_path, capsys):
     subprocess.run(["git", "-C", str(other), "remote", "add", "prod", "git@elsewhere:x.git"], check=True)
     commands.cmd_setup_git(other, set_up["manifest"], offline=True)
     assert "points to git@elsewhere:x.git; left as is" in capsys.readouterr().out
-    url = subprocess.run(["git", "-C", str(other), "remote", "get-url", "prod"], capture_output=True, text=True).stdout.strip()
+    url = subprocess.run(
+        ["git", "-C", str(other), "remote", "get-url", "prod"], capture_output=True, text=True
+    ).stdout.strip()
     assert url == "git@elsewhere:x.git"
 
 
@@ -230,7 +245,11 @@ def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     rc = commands.cmd_deploy(project, m, yes=True)
     out = capsys.readouterr()
     head = subprocess.run([*git, "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
-    pushed = subprocess.run(["git", "--git-dir", str(w["root"] / "apps/myapp/repo.git"), "rev-parse", "main"], capture_output=True, text=True).stdout.strip()
+    pushed = subprocess.run(
+        ["git", "--git-dir", str(w["root"] / "apps/myapp/repo.git"), "rev-parse", "main"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert pushed == head
     assert rc == 0, out.out + out.err
     rc2 = commands.cmd_deploy(project, m, yes=True)

@@ -7,18 +7,39 @@ NOW = 1_800_000_000.0
 
 def status(**over):
     s = {
-        "app": "myapp", "domain": "myapp.com", "version": "v4", "env": "prod",
+        "app": "myapp",
+        "domain": "myapp.com",
+        "version": "v4",
+        "env": "prod",
         "instances": [
-            {"port": 3000, "state": "active", "memory_bytes": 128 * 1024**2, "cpu_percent": 0.3, "uptime_seconds": 3 * 86400 + 7 * 3600},
-            {"port": 3001, "state": "active", "memory_bytes": 134 * 1024**2, "cpu_percent": 0.2, "uptime_seconds": 3 * 86400 + 7 * 3600},
+            {
+                "port": 3000,
+                "state": "active",
+                "memory_bytes": 128 * 1024**2,
+                "cpu_percent": 0.3,
+                "uptime_seconds": 3 * 86400 + 7 * 3600,
+            },
+            {
+                "port": 3001,
+                "state": "active",
+                "memory_bytes": 134 * 1024**2,
+                "cpu_percent": 0.2,
+                "uptime_seconds": 3 * 86400 + 7 * 3600,
+            },
         ],
         "databases": [
             {"engine": "postgres", "name": "myapp_db", "state": "active", "size_bytes": 24 * 1024**2},
             {"engine": "redis", "name": None, "state": "active", "keys": 1204, "memory_bytes": 18 * 1024**2},
         ],
-        "certificate": {"domain": "myapp.com", "expires": "2026-05-29T12:00:00+00:00", "days_left": 90, "state": "valid"},
+        "certificate": {
+            "domain": "myapp.com",
+            "expires": "2026-05-29T12:00:00+00:00",
+            "days_left": 90,
+            "state": "valid",
+        },
         "last_deploy": {"outcome": "ok", "start": NOW - 3 * 86400 - 60, "end": NOW - 3 * 86400},
-        "releases_kept": 4, "keep_releases": 5,
+        "releases_kept": 4,
+        "keep_releases": 5,
     }
     s.update(over)
     return s

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import sshd_harness
+
 from tova.client import errors
 from tova.client.remote import Probe, RemoteEnv, release_error
 from tova.client.ssh import Connection, Result, Target
@@ -80,7 +80,10 @@ def test_remote_env_prefix_only_non_defaults():
         ("ssh: connect to host 1.2.3.4 port 22: Connection refused", "cannot reach"),
         ("ssh: connect to host 1.2.3.4 port 22: Connection timed out", "cannot reach"),
         ("@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.", "CHANGED"),
-        ("No ED25519 host key is known for x and you have requested strict checking.\nHost key verification failed.", "not known"),
+        (
+            "No ED25519 host key is known for x and you have requested strict checking.\nHost key verification failed.",
+            "not known",
+        ),
         ("root@x: Permission denied (publickey).", "refused authentication"),
         ("something odd happened", "something odd happened"),
     ],
@@ -103,7 +106,18 @@ def test_probe_parse():
 
 
 # ---------------------------------------------------------------- real sshd
-HOSTILE = ["a b", "x=y=z", "it's \"quoted\"", "# not a comment", "$(touch /tmp/tova-pwned)", "`id`", "semi;colon", "new\nline", "ünï", ""]
+HOSTILE = [
+    "a b",
+    "x=y=z",
+    'it\'s "quoted"',
+    "# not a comment",
+    "$(touch /tmp/tova-pwned)",
+    "`id`",
+    "semi;colon",
+    "new\nline",
+    "ünï",
+    "",
+]
 
 
 def test_hostile_arguments_arrive_byte_exact(config, sshd):
@@ -126,7 +140,10 @@ def test_one_master_per_command_and_cleanup(config, sshd):
     sock_dir = c._dir
     assert sock_dir is not None and (sock_dir / "mux").exists()
     assert oct(sock_dir.stat().st_mode & 0o777) == "0o700"
-    check = subprocess.run(["ssh", "-F", str(config), "-o", f"ControlPath={sock_dir / 'mux'}", "-O", "check", "tova-test"], capture_output=True)
+    check = subprocess.run(
+        ["ssh", "-F", str(config), "-o", f"ControlPath={sock_dir / 'mux'}", "-O", "check", "tova-test"],
+        capture_output=True,
+    )
     assert check.returncode == 0
     for _ in range(3):
         assert c.run(["true"]).exit_code == 0

@@ -6,15 +6,30 @@ from tests.builders import LOC, body, deploy, value
 from tova.config import build_config
 from tova.errors import ConfigError, Location
 from tova.infer import build_manifest
-from tova.lang.program import (AuthDecl, BrowserBlock, DataBlock, DataSource, DbDecl, Field, Program,
-                               SecurityBlock, ServerBlock, SseDecl, SubBlock, Body)
+from tova.lang.program import (
+    AuthDecl,
+    Body,
+    BrowserBlock,
+    DataBlock,
+    DataSource,
+    DbDecl,
+    Field,
+    Program,
+    SecurityBlock,
+    ServerBlock,
+    SseDecl,
+    SubBlock,
+)
 
 
 def db_decl(**fields):
     return DbDecl(tuple(Field(k, value(v), LOC) for k, v in fields.items()), LOC)
 
 
-def program(tmp_path, *, servers=(ServerBlock(None, LOC),), deploys=None, **kw):
+_DEFAULT_SERVERS = (ServerBlock(None, LOC),)
+
+
+def program(tmp_path, *, servers=_DEFAULT_SERVERS, deploys=None, **kw):
     return Program(project_name="myapp", root=str(tmp_path), source_dir=str(tmp_path),
                    deploys=tuple(deploys or [deploy()]), servers=tuple(servers), **kw)
 

@@ -14,6 +14,7 @@ from tova.errors import TovaSyntaxError
 from tova.lang.lexer import NON_VALUE_WORDS
 from tova.lang.reader import parse_source
 
+
 def _fullstack() -> str:
     """The full-stack fixture of test_lang_reader.py, whatever pytest's import mode."""
     path = Path(__file__).with_name("test_lang_reader.py")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-
 from tova.server import envfile
 from tova.server.system import LocalSystem
 
@@ -45,7 +44,7 @@ def test_first_push_deploys_then_app_only_change(site):
     assert len(_provision_runs(site)) == 1  # no layer ran
     assert site.ports() == ports
     assert all(site.get(p) == (200, "hello v2") for p in ports)
-    history = [json.loads(l) for l in site.app.history.read_text().splitlines()]
+    history = [json.loads(line) for line in site.app.history.read_text().splitlines()]
     assert [h["outcome"] for h in history] == ["ok", "ok"]
     assert history[1]["infra_changed"] == []
     # After each rolling restart Caddy is reloaded so its active checks start afresh.

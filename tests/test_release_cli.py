@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-
 import tova
 from tova.server.locks import deploy_lock
 

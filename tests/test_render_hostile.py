@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck as HC
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from test_quoting import caddy_unquote, parse_systemd_env
+
 from tova.errors import ConfigError
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
 from tova.render import render_all, write_rendered
@@ -96,8 +96,10 @@ def check_files(manifest: Manifest, files: dict[str, str], tmp: Path) -> None:
     assert [parse_systemd_env(line) for line in env_lines] == list(manifest.env_vars)
 
     # Shell: bash itself reads the quoted words back; embedded files come out verbatim.
-    prog = (f"source <(sed '$d' {tmp / 'provision.sh'})\n"
-            "printf '%s\\0' \"$PG_DB\" \"$PG_DB_URL_PATH\" \"$(write_app_unit; echo .)\" \"$(write_caddy_app; echo .)\"\n")
+    prog = (
+        f"source <(sed '$d' {tmp / 'provision.sh'})\n"
+        'printf \'%s\\0\' "$PG_DB" "$PG_DB_URL_PATH" "$(write_app_unit; echo .)" "$(write_caddy_app; echo .)"\n'
+    )
     out = subprocess.run(["bash", "-c", prog], capture_output=True, check=True).stdout.decode().split("\0")
     pg = manifest.database("postgres")
     assert out[0] == (pg.name or "app_1_db")  # an empty name means the default
@@ -108,11 +110,11 @@ def check_files(manifest: Manifest, files: dict[str, str], tmp: Path) -> None:
 
     # Caddyfile: the quoted tokens read back with Caddy's lexer rules.
     site = files["caddy/apps/app-1.caddy"]
-    sse = next(l for l in site.split("\n") if l.strip().startswith("@sse path "))
+    sse = next(ln for ln in site.split("\n") if ln.strip().startswith("@sse path "))
     tokens = re.findall(r'"(?:[^"\\]|\\.)*"', sse)
     assert [caddy_unquote(t) for t in tokens] == list(manifest.proxy.sse_paths)
-    origins = [caddy_unquote(l.strip()[len("header Origin "):]) for l in site.split("\n")
-               if l.strip().startswith("header Origin ")]
+    origins = [caddy_unquote(ln.strip()[len("header Origin "):]) for ln in site.split("\n")
+               if ln.strip().startswith("header Origin ")]
     assert origins == list(manifest.proxy.cors_origins) * 2
 
 

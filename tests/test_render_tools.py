@@ -204,8 +204,12 @@ def test_systemd_security_exposure_at_most_2(case, tmp_path):
     tool = need("systemd-analyze")
     manifest, ports, _ = CASES[case]
     units, _ = units_dir(tmp_path, manifest, ports)
-    res = subprocess.run([tool, "security", "--offline=true", "--no-pager", f"./tova-{manifest.app}@{ports[0]}.service"],
-                         cwd=units, capture_output=True, text=True)
+    res = subprocess.run(
+        [tool, "security", "--offline=true", "--no-pager", f"./tova-{manifest.app}@{ports[0]}.service"],
+        cwd=units,
+        capture_output=True,
+        text=True,
+    )
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
     assert found, res.stdout + res.stderr
     assert float(found.group(1)) <= 2.0

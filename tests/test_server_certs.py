@@ -3,7 +3,7 @@
 import os
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,7 +12,7 @@ from tova.server.certs import find_certificate, parse_openssl_enddate, storage_n
 
 def test_parse_enddate():
     got = parse_openssl_enddate("notAfter=May 29 12:00:00 2026 GMT\n")
-    assert got == datetime(2026, 5, 29, 12, 0, tzinfo=timezone.utc)
+    assert got == datetime(2026, 5, 29, 12, 0, tzinfo=UTC)
     assert parse_openssl_enddate("garbage") is None
     assert parse_openssl_enddate("notAfter=soon") is None
 
@@ -34,6 +34,8 @@ def test_real_certificate_expiry(tmp_path):
     key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
                     "-days", "90", "-subj", "/CN=myapp.com"], check=True, capture_output=True)
-    out = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(crt)], capture_output=True, text=True).stdout
-    days = (parse_openssl_enddate(out) - datetime.now(timezone.utc)).days
+    out = subprocess.run(
+        ["openssl", "x509", "-enddate", "-noout", "-in", str(crt)], capture_output=True, text=True
+    ).stdout
+    days = (parse_openssl_enddate(out) - datetime.now(UTC)).days
     assert 88 <= days <= 90

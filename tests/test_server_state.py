@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tova.errors import LockedError, TovaError
 from tova.server import envfile, history
@@ -150,11 +151,11 @@ def test_envfile_reads_hand_written_forms():
         # comment
         ; another
         export A=1
-        B = two words  
+        B = two words  {trailing}
         C='single $quoted'
         D="dq \\"x\\" \\$y"
         DATABASE_URL=postgres://u:p@localhost/db?x=1
-    """)
+    """).format(trailing="")  # trailing blanks after B's value are part of the case
     assert envfile.parse(text) == {"A": "1", "B": "two words", "C": "single $quoted",
                                    "D": 'dq "x" $y', "DATABASE_URL": "postgres://u:p@localhost/db?x=1"}
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

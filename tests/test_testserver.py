@@ -193,10 +193,10 @@ def assert_host_differs_only_by_server(before: dict, now: dict) -> None:
     subnet, host_addr = state["subnet"], state["host_address"]
     prefix = subnet.split("/")[1]
     rule = "-A " + " ".join(state["nat_rule"])
-    assert rule in now["nat"] and [l for l in now["nat"] if l != rule] == before["nat"]
+    assert rule in now["nat"] and [ln for ln in now["nat"] if ln != rule] == before["nat"]
     extra = ["-A " + " ".join(r) for r in state.get("forward_rules", [])]
-    assert all(l in now["filter"] for l in extra)
-    assert [l for l in now["filter"] if l not in extra] == before["filter"]
+    assert all(ln in now["filter"] for ln in extra)
+    assert [ln for ln in now["filter"] if ln not in extra] == before["filter"]
     assert sorted(now["addr"]) == sorted(before["addr"] + [[cli.HOST_IF, f"{host_addr}/{prefix}"]])
     added_routes = [r for r in now["route"] if r not in before["route"]]
     assert before["route"] == [r for r in now["route"] if r in before["route"]]

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None, prog: str = "tova") -> int:
     return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args))
 
 
-def run_deploy(args: argparse.Namespace) -> int:
+def run_deploy(args: argparse.Namespace) -> int:  # noqa: C901
     if args.list:
         if not args.server:
             raise TovaError("--list needs --server", hint="tova deploy --list --server root@your-server")
@@ -189,7 +189,6 @@ def hand_over_to_compiler(argv: list[str]) -> int:
         print(f"tova: cannot run the compiler {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
         print("hint: check TOVA_COMPILER or the compiler's `tova` on PATH", file=sys.stderr)
         return EXIT_USAGE
-    return 0  # not reached
 
 
 def find_compiler() -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from tova.errors import ConfigError, Location
 from tova.lang.program import DeployBlock, Field, SubBlock, Value
@@ -94,7 +95,7 @@ def available_envs(blocks: tuple[DeployBlock, ...] | list[DeployBlock]) -> list[
     return seen
 
 
-def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, project: str) -> DeployConfig:
+def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, project: str) -> DeployConfig:  # noqa: C901
     """Merge the deploy blocks named `env` (later keys win) and validate them."""
     mine = [b for b in blocks if b.name == env]
     if not mine:
@@ -142,7 +143,7 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
             else:
                 raise _unknown(sub.name, sub.loc, list(PROPERTIES) + list(SUB_BLOCKS))
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each checked against its property's type by _literal
     locations: dict[str, Location] = {}
     for key, f in fields_.items():
         values[key] = _literal(f.value, PROPERTIES[key].type, key)
@@ -233,7 +234,7 @@ def default_app_name(project: str, env: str) -> str:
     return f"{slug}-{re.sub(r'[^a-z0-9]+', '-', env.lower()).strip('-')}"
 
 
-def _app_name(explicit: object, project: str, env: str, loc: Location) -> str:
+def _app_name(explicit: str | None, project: str, env: str, loc: Location) -> str:
     name = explicit if explicit is not None else default_app_name(project, env)
     if not APP_NAME_RE.match(name):
         where = "name" if explicit is not None else f"the app name derived from project {project!r}"
@@ -314,7 +315,7 @@ def _check_domain(domain: str, loc: Location) -> str:
             try:
                 label = label.encode("idna").decode("ascii")
             except UnicodeError:
-                raise bad
+                raise bad from None
         label = label.lower()
         if not DNS_LABEL_RE.match(label):
             raise bad
@@ -392,7 +393,7 @@ def _db_override(engine: str, subs: list[SubBlock]) -> DbOverride:
     return DbOverride(engine, settings, subs[0].loc)
 
 
-def _check_db_setting(engine: str, key: str, value: object, loc: Location) -> object:
+def _check_db_setting(engine: str, key: str, value: Any, loc: Location) -> object:
     if engine == "postgres" and key == "name" and not PG_IDENT_RE.match(value):
         raise ConfigError(
             f"postgres name {value!r} is not a plain identifier",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Exit codes a script can rely on.
 EXIT_OK = 0
@@ -44,6 +44,7 @@ class TovaError(Exception):
         self.hint = hint
         self.loc = loc
         self.source_line = source_line
+        self.already_shown = False  # set when a remote command already printed the cause
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -115,7 +116,7 @@ def run_at_edge(body: Callable[[], int]) -> int:
         return body()
     except TovaError as err:
         sys.stdout.flush()
-        if not getattr(err, "already_shown", False):  # a remote command already printed it
+        if not err.already_shown:  # a remote command already printed it
             print(err.render(), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:

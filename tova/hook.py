@@ -3,8 +3,8 @@ environment's branch through the one pipeline."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from dulwich.repo import Repo
 
@@ -23,7 +23,7 @@ def repo_identity(repo: Repo) -> tuple[str, str]:
         return cfg.get((b"tova",), b"app").decode(), cfg.get((b"tova",), b"env").decode()
     except KeyError:
         raise TovaError("this repository is not set up for tova (no tova.app / tova.env in its config)",
-                        hint="run in the project: tova deploy ENV --setup-git", exit_code=5)
+                        hint="run in the project: tova deploy ENV --setup-git", exit_code=5) from None
 
 
 def run_hook(lines: Iterable[str], git_dir: Path, settings: ServerSettings, system: System,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from tova.config import DeployConfig, check_relative_path
-from tova.errors import ConfigError
+from tova.errors import ConfigError, Location
 from tova.lang.program import Program, Value
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
 from tova.naming import pg_database
@@ -89,7 +89,7 @@ def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
     return [found[e] for e in ("postgres", "redis", "sqlite") if e in found]
 
 
-def _db_engine(fields: dict[str, Value], loc) -> str:
+def _db_engine(fields: dict[str, Value], loc: Location) -> str:
     for key in ("driver", "type"):
         v = fields.get(key)
         if v is None:
@@ -107,6 +107,12 @@ def _db_engine(fields: dict[str, Value], loc) -> str:
     return "sqlite"  # the compiler's default driver
 
 
+def _int(value: object) -> int:
+    if not isinstance(value, int):  # config validated the type; this keeps mypy honest
+        raise TypeError(f"expected an integer setting, got {value!r}")
+    return value
+
+
 def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Database, ...]:
     """Deploy db { } overrides adjust inferred engines or add new ones; never drop one."""
     by_engine = {d.engine: d for d in inferred}
@@ -117,11 +123,12 @@ def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Da
             by_engine["postgres"] = Database(
                 "postgres",
                 name=str(o.settings.get("name", base.name)),
-                port=int(o.settings.get("port", base.port)),
+                port=_int(o.settings.get("port", base.port)),
             )
         elif o.engine == "redis":
             base = current or Database("redis")
-            by_engine["redis"] = Database("redis", maxmemory_bytes=o.settings.get("maxmemory", base.maxmemory_bytes))
+            maxmemory = o.settings.get("maxmemory", base.maxmemory_bytes)
+            by_engine["redis"] = Database("redis", maxmemory_bytes=None if maxmemory is None else _int(maxmemory))
         else:
             base = current or Database("sqlite")
             paths = list(base.paths)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 LAYERS: tuple[str, ...] = ("system", "databases", "app", "secrets", "proxy", "services")
 # Entries of Manifest.system that the databases layer installs (not the system layer).
@@ -74,7 +75,7 @@ class Manifest:
     def database(self, engine: str) -> Database | None:
         return next((d for d in self.databases if d.engine == engine), None)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["manifest_version"] = MANIFEST_VERSION
         d["env_vars"] = dict(self.env_vars)
@@ -119,7 +120,7 @@ class Manifest:
         return _sha256(canonical_json(self.layer_hashes()))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Manifest":
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
         return cls(
             env=d["env"],
             app=d["app"],
@@ -151,7 +152,7 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "Manifest":
+    def from_json(cls, text: str) -> Manifest:
         return cls.from_dict(json.loads(text))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from tova.manifest import Manifest
 from tova.templating import render_template
@@ -19,7 +20,7 @@ def ports_text(ports: list[int]) -> str:
     return "ports " + ",".join(map(str, ports))
 
 
-def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict | None) -> dict:
+def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict[str, Any] | None) -> dict[str, Any]:
     d = m.to_dict()
     d["databases"] = [
         {k: v for k, v in asdict(db).items() if v not in (None, (), [])} for db in m.databases

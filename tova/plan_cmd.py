@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tova.errors import TovaError
 from tova.manifest import Manifest
@@ -21,7 +22,7 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
         text = Path(registry).read_text()
     except OSError as exc:
         raise TovaError(f"cannot read the registry {registry}: {exc.strerror}",
-                        hint="pass a registry.json copied from the server (/opt/tova/registry.json)")
+                        hint="pass a registry.json copied from the server (/opt/tova/registry.json)") from exc
     data = parse(text, registry, settings.first_port)
     return allocate(data, manifest.app, manifest.instances, settings.first_port)
 
@@ -31,7 +32,7 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
 
     settings = ServerSettings()
     ports = plan_ports(manifest, registry, settings)
-    server_view: dict = {"contacted": False}
+    server_view: dict[str, Any] = {"contacted": False}
     if local_only:
         server_view["reason"] = "--local"
     else:
@@ -55,7 +56,7 @@ def _path_lines() -> list[str]:
             "      (same arguments as `tova deploy ...`) or put tova-deploy's bin first on PATH."]
 
 
-def _server_view(project: Path, manifest: Manifest) -> dict:
+def _server_view(project: Path, manifest: Manifest) -> dict[str, Any]:
     try:
         from tova.client.commands import cmd_plan_remote
     except ImportError:
@@ -66,7 +67,7 @@ def _server_view(project: Path, manifest: Manifest) -> dict:
         return {"contacted": False, "reason": err.message}
 
 
-def _server_lines(view: dict) -> list[str]:
+def _server_lines(view: dict[str, Any]) -> list[str]:
     if not view.get("contacted"):
         reason = view.get("reason")
         return [f"Server not contacted ({reason}); showing the local plan only." if reason

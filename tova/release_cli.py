@@ -9,8 +9,12 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from dulwich.repo import Repo
+
+if TYPE_CHECKING:
+    from dulwich.refs import Ref
 
 import tova
 from tova.errors import EXIT_USAGE, TovaError, run_at_edge
@@ -21,11 +25,11 @@ from tova.server.ops import Server
 from tova.server.pipeline import deploy
 from tova.server.system import select_system
 from tova.server.ui import Out
-from tova.settings import load_settings
+from tova.settings import ServerSettings, load_settings
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors go through TovaError too
+    def error(self, message: str) -> NoReturn:  # usage errors go through TovaError too
         raise TovaError(message, hint=f"see: {self.prog} --help", exit_code=EXIT_USAGE)
 
 
@@ -71,26 +75,42 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=f"example:\n  {EXAMPLES[name]}",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    s = command("version"); s.add_argument("--json", action="store_true")
-    s = command("init"); s.add_argument("app"); s.add_argument("--env", required=True)
-    s.add_argument("--branch"); s.add_argument("--json", action="store_true")
+    json_flag: dict[str, Any] = {"action": "store_true", "help": "print JSON instead of text"}
+    command("version").add_argument("--json", **json_flag)
+    s = command("init")
+    s.add_argument("app")
+    s.add_argument("--env", required=True)
+    s.add_argument("--branch")
+    s.add_argument("--json", **json_flag)
     command("hook")
-    s = command("deploy"); s.add_argument("app"); s.add_argument("--rev", required=True, metavar="COMMIT")
-    s = command("rollback"); s.add_argument("app", nargs="?"); s.add_argument("--to", metavar="vN")
-    s.add_argument("--json", action="store_true")
+    s = command("deploy")
+    s.add_argument("app")
+    s.add_argument("--rev", required=True, metavar="COMMIT")
+    s = command("rollback")
+    s.add_argument("app", nargs="?")
+    s.add_argument("--to", metavar="vN")
+    s.add_argument("--json", **json_flag)
     for name in ("releases", "status"):
-        s = command(name); s.add_argument("app", nargs="?"); s.add_argument("--json", action="store_true")
-    s = command("apps"); s.add_argument("--json", action="store_true")
-    s = command("logs"); s.add_argument("app"); s.add_argument("--since", metavar="TIME")
-    s.add_argument("--instance", type=int, metavar="N"); s.add_argument("--follow", action="store_true")
-    s = command("env"); s.add_argument("app")
+        s = command(name)
+        s.add_argument("app", nargs="?")
+        s.add_argument("--json", **json_flag)
+    command("apps").add_argument("--json", **json_flag)
+    s = command("logs")
+    s.add_argument("app")
+    s.add_argument("--since", metavar="TIME")
+    s.add_argument("--instance", type=int, metavar="N")
+    s.add_argument("--follow", action="store_true")
+    s = command("env")
+    s.add_argument("app")
     esub = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    e = esub.add_parser("list", help="secret names"); e.add_argument("--json", action="store_true")
+    esub.add_parser("list", help="secret names").add_argument("--json", **json_flag)
     e = esub.add_parser("set", help="KEY=VALUE arguments, or a JSON object on stdin")
     e.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
-    e = esub.add_parser("unset", help="remove keys"); e.add_argument("keys", nargs="+", metavar="KEY")
-    s = command("remove"); s.add_argument("app"); s.add_argument("--yes", action="store_true")
-    s.add_argument("--json", action="store_true")
+    esub.add_parser("unset", help="remove keys").add_argument("keys", nargs="+", metavar="KEY")
+    s = command("remove")
+    s.add_argument("app")
+    s.add_argument("--yes", action="store_true")
+    s.add_argument("--json", **json_flag)
     return p
 
 
@@ -98,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_at_edge(lambda: run(build_parser().parse_args(argv)))
 
 
-def _emit(data: dict) -> None:
+def _emit(data: dict[str, Any]) -> None:
     print(json.dumps(data, sort_keys=True))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: C901
     if args.cmd == "version":
         if args.json:
             from tova.fingerprint import package_fingerprint
@@ -207,7 +227,7 @@ def cmd_env(args: argparse.Namespace, server: Server, out: Out) -> int:
             try:
                 data = json.loads(sys.stdin.read() or "{}")
             except json.JSONDecodeError as exc:
-                raise TovaError(f"stdin is not a JSON object: {exc.msg}", hint='send {"KEY": "value"}')
+                raise TovaError(f"stdin is not a JSON object: {exc.msg}", hint='send {"KEY": "value"}') from exc
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise TovaError("stdin must be a JSON object of strings", hint='send {"KEY": "value"}')
             values = data
@@ -219,7 +239,7 @@ def cmd_env(args: argparse.Namespace, server: Server, out: Out) -> int:
     return 0
 
 
-def cmd_init(args: argparse.Namespace, layout: Layout, settings) -> int:
+def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings) -> int:
     app = layout.app(check_app_name(args.app))
     created = not app.repo.exists()
     app.dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +258,7 @@ def cmd_init(args: argparse.Namespace, layout: Layout, settings) -> int:
     cfg.set((b"tova",), b"toolkit", str(layout.root / "toolkit").encode())
     cfg.write_to_path()
     if args.branch:
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + args.branch.encode())
+        repo.refs.set_symbolic_ref(cast("Ref", b"HEAD"), cast("Ref", b"refs/heads/" + args.branch.encode()))
     hook_text = resources.files("tova").joinpath("data/post-receive").read_bytes()
     hook = app.repo / "hooks" / "post-receive"
     hook_installed = not hook.exists() or hook.read_bytes() != hook_text

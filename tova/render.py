@@ -7,6 +7,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote as url_quote
 
 import jinja2
@@ -86,14 +87,14 @@ def write_rendered(files: dict[str, str], out_dir: Path) -> None:
         path.chmod(0o755 if rel.endswith(".sh") else 0o644)
 
 
-def _render(name: str, ctx: dict) -> str:
+def _render(name: str, ctx: dict[str, Any]) -> str:
     text = _ENV.get_template(name).render(**ctx)
     if not text.endswith("\n"):
         text += "\n"
     return text
 
 
-def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict:
+def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]:
     _validate(m, ports, s)
     layout = Layout.of(s.root.rstrip("/") or "/")
     a = layout.app(m.app)
@@ -206,7 +207,7 @@ def _fail(message: str, hint: str) -> None:
     raise ConfigError(message, hint=hint)
 
 
-def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:
+def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa: C901
     """Checks that quoting alone cannot express: the shape of names, numbers and paths."""
     if not _APP.fullmatch(m.app):
         _fail(f"invalid app name {m.app!r}", "app names are [a-z][a-z0-9-]{0,39}")

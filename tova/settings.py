@@ -7,6 +7,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from tova.errors import TovaError
 
@@ -50,13 +51,13 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
         try:
             values.update(tomllib.loads(path.read_text()))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise TovaError(f"{path}: {exc}", hint="fix the TOML syntax of the settings file")
+            raise TovaError(f"{path}: {exc}", hint="fix the TOML syntax of the settings file") from exc
     for f in fields(ServerSettings):
         key = "TOVA_" + f.name.upper()
         if key in env and f.name != "root":
             values[f.name] = env[key]
     known = {f.name: f for f in fields(ServerSettings)}
-    coerced: dict[str, object] = {}
+    coerced: dict[str, Any] = {}
     for name, raw in values.items():
         if name not in known:
             raise TovaError(
@@ -70,5 +71,5 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
             raise TovaError(
                 f"setting {name!r}: {raw!r} is not a {type(default).__name__}",
                 hint=f"fix it in {path} or in TOVA_{name.upper()}",
-            )
+            ) from None
     return replace(settings, **coerced)

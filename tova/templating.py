@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @lru_cache(maxsize=1)
-def _env():
+def _env() -> jinja2.Environment:
     import jinja2
 
     return jinja2.Environment(

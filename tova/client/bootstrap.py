@@ -18,9 +18,9 @@ import tova
 from tova.client import errors, localgit, wheels
 from tova.client.out import WARN, heading, say, step
 from tova.client.remote import Probe, Server
-from tova.manifest import Manifest
 from tova.client.scripts import server_script
 from tova.fingerprint import package_fingerprint
+from tova.manifest import Manifest
 
 
 @dataclass
@@ -41,7 +41,20 @@ def ensure_python(server: Server, probe: Probe) -> Probe:
         raise errors.python_missing(server.display, "apt-get is not available")
     for argv, what in (
         (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q"], "apt-get update"),
-        (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "python3", "python3-venv", "git"], "apt-get install python3 python3-venv git"),
+        (
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "python3",
+                "python3-venv",
+                "git",
+            ],
+            "apt-get install python3 python3-venv git",
+        ),
     ):
         res = server.run(argv, root_env=False)
         if res.exit_code != 0:
@@ -84,8 +97,18 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool, same_version
                 server.run_checked(["sh", "-c", 'cat > "$1"', "sh", dest], f"uploading {f.name}", stdin=f.read_bytes())
             toolkit = server.renv.toolkit
             server.run_checked(["mkdir", "-p", server.renv.root], "creating the toolkit root")
-            server.run_checked(["sh", "-c", server_script("make-venv.sh"), "sh", "python3", toolkit], "creating the toolkit venv")
-            pip = [posixpath.join(toolkit, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade"]
+            server.run_checked(
+                ["sh", "-c", server_script("make-venv.sh"), "sh", "python3", toolkit], "creating the toolkit venv"
+            )
+            pip = [
+                posixpath.join(toolkit, "bin", "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--upgrade",
+            ]
             if offline:
                 pip += ["--no-index", "--find-links", remote_dir]
             if same_version:  # pip keeps an installed version as it is unless forced
@@ -97,7 +120,9 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool, same_version
 
 def link_toolkit(server: Server) -> bool:
     link = posixpath.join(server.renv.link_dir, "tova-release")
-    res = server.run_checked(["sh", "-c", server_script("link-toolkit.sh"), "sh", server.renv.tova_release, link], "linking tova-release")
+    res = server.run_checked(
+        ["sh", "-c", server_script("link-toolkit.sh"), "sh", server.renv.tova_release, link], "linking tova-release"
+    )
     return res.out.strip() == "linked"
 
 
@@ -154,7 +179,9 @@ def ensure_ssh_command(project: Path, server: Server, result: SetupResult) -> No
     result.lines.append(step(f"git config core.sshCommand: ssh -F {server.conn.config}"))
 
 
-def setup_git(project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True) -> SetupResult:
+def setup_git(
+    project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True
+) -> SetupResult:
     result = SetupResult()
     localgit.require_repo(project)
     if announce:

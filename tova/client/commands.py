@@ -9,6 +9,7 @@ import json as jsonlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from tova.client import bootstrap, localgit, screens
 from tova.client.out import FAIL, heading, note, say, step
@@ -130,7 +131,7 @@ def pushed_outcome(server: Server, manifest: Manifest, commit: str) -> int:
 
 
 # ---------------------------------------------------------------- plan
-def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict:
+def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     """The server's view of a plan. Keys: contacted (True), deployed_version,
     deployed_commit (None when never deployed), changed_layers / unchanged_layers (layer
     names in run order), app_files_changed (files changed since the deployed commit, or
@@ -167,7 +168,7 @@ _LAYER_LABELS = {
 }
 
 
-def format_plan_remote(d: dict) -> str:
+def format_plan_remote(d: dict[str, Any]) -> str:
     changed = list(d.get("changed_layers") or [])
     unchanged = [_LAYER_LABELS.get(n, n) for n in d.get("unchanged_layers") or [] if n != "app"]
     lines = []

@@ -8,7 +8,7 @@ from tova.client.ssh import Result, run_local
 from tova.errors import TovaError
 
 
-def git(project: Path, *args: str, env: dict[str, str] | None = None, stream: bool = False) -> Result:
+def git(project: Path, *args: str, env: dict[str, str] | None = None, stream: bool | str = False) -> Result:
     return run_local(["git", "-C", str(project), *args], env=env, stream=stream)
 
 

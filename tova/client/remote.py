@@ -12,12 +12,13 @@ import json
 import os
 import posixpath
 from dataclasses import dataclass, field
+from typing import Any
 
 from tova.client import errors
+from tova.client.scripts import server_script
 from tova.client.ssh import Connection, Result, Target
 from tova.errors import EXIT_REMOTE, TovaError
 from tova.settings import DEFAULT_ROOT
-from tova.client.scripts import server_script
 
 DEFAULT_LINK_DIR = "/usr/local/bin"
 
@@ -30,7 +31,7 @@ class RemoteEnv:
     link_dir: str = DEFAULT_LINK_DIR
 
     @classmethod
-    def from_environ(cls, environ: dict[str, str] | None = None) -> "RemoteEnv":
+    def from_environ(cls, environ: dict[str, str] | None = None) -> RemoteEnv:
         env = os.environ if environ is None else environ
         return cls(
             root=env.get("TOVA_REMOTE_ROOT") or DEFAULT_ROOT,
@@ -78,7 +79,7 @@ class Probe:
     libc: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Probe":
+    def parse(cls, text: str) -> Probe:
         kv = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         return cls(
             uid=int(kv.get("uid", "-1") or -1),
@@ -103,12 +104,11 @@ class Server:
     target: Target
     env_name: str | None  # the deploy environment (for hints); None: not known (--list)
     renv: RemoteEnv = field(default_factory=RemoteEnv.from_environ)
-    conn: Connection | None = None
+    conn: Connection = field(init=False)
     _probe: Probe | None = None
 
     def __post_init__(self) -> None:
-        if self.conn is None:
-            self.conn = Connection(self.target)
+        self.conn = Connection(self.target)
 
     @property
     def display(self) -> str:
@@ -120,7 +120,7 @@ class Server:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -143,7 +143,9 @@ class Server:
         return argv if p.uid == 0 else ["sudo", "-n", "--", *argv]
 
     # ---- running ----
-    def run(self, argv: list[str], *, stdin: bytes | None = None, stream: bool = False, root_env: bool = True) -> Result:
+    def run(
+        self, argv: list[str], *, stdin: bytes | None = None, stream: bool = False, root_env: bool = True
+    ) -> Result:
         full = (self.renv.prefix() if root_env else []) + argv
         return self.conn.run(self.privileged(full), stdin=stdin, stream=stream)
 
@@ -166,7 +168,7 @@ class Server:
             raise release_error(res, stream=stream, env=self.env_name)
         return res
 
-    def release_json(self, args: list[str], *, stdin: bytes | None = None) -> dict:
+    def release_json(self, args: list[str], *, stdin: bytes | None = None) -> dict[str, Any]:
         res = self.release_ok([*args, "--json"], stdin=stdin)
         try:
             value = json.loads(res.out)
@@ -176,7 +178,7 @@ class Server:
                 hint="the toolkit on the server may be a different version: run `tova deploy "
                 f"{self.env_name or 'ENV'} --setup-git` to upgrade it",
                 exit_code=EXIT_REMOTE,
-            )
+            ) from None
         if not isinstance(value, dict):
             raise TovaError(f"unexpected reply from tova-release {args[0]}", exit_code=EXIT_REMOTE)
         return value
@@ -196,6 +198,10 @@ def release_error(res: Result, *, stream: bool = False, env: str | None = None) 
             message = s
     if hint and env:
         hint = hint.replace("tova deploy ENV ", f"tova deploy {env} ")
-    err = TovaError(message or f"the server reported a failure (exit status {res.exit_code})", hint=hint, exit_code=res.exit_code or 1)
+    err = TovaError(
+        message or f"the server reported a failure (exit status {res.exit_code})",
+        hint=hint,
+        exit_code=res.exit_code or 1,
+    )
     err.already_shown = stream  # streamed output already reached the user
     return err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from tova.units import format_bytes
 
@@ -54,7 +55,7 @@ def _when(ts: float | None, now: float) -> str:
 RUNNING = ("running", "active")
 
 
-def _db_details(db: dict) -> str:
+def _db_details(db: dict[str, Any]) -> str:
     """The design's `myapp_db   size: 24 MB` / `keys: 1,204   mem: 18 MB` / SQLite files."""
     parts = []
     if db.get("engine") == "postgres" and db.get("name"):
@@ -70,7 +71,7 @@ def _db_details(db: dict) -> str:
     return "   ".join(parts)
 
 
-def status_screen(s: dict, now: float | None = None) -> str:
+def status_screen(s: dict[str, Any], now: float | None = None) -> str:
     """`tova deploy <env> --status`. Input: `tova-release status APP --json`."""
     now = time.time() if now is None else now
     instances = s.get("instances") or []
@@ -94,13 +95,16 @@ def status_screen(s: dict, now: float | None = None) -> str:
             shown = "running" if i.get("state") in RUNNING else i.get("state", "?")
             lines.append(
                 f"    @{i.get('port', '?'):<6} {dot(i.get('state'))} {shown:<9} "
-                f"mem: {human_bytes(i.get('memory_bytes')):<8} cpu: {cpu_s:<6} uptime: {duration(i.get('uptime_seconds'))}"
+                f"mem: {human_bytes(i.get('memory_bytes')):<8} cpu: {cpu_s:<6} "
+                f"uptime: {duration(i.get('uptime_seconds'))}"
             )
     dbs = s.get("databases") or []
     if dbs:
         lines += ["", "  Database:"]
         for db in dbs:
-            label = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}.get(db.get("engine"), db.get("engine", "?"))
+            label = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}.get(
+                db.get("engine"), db.get("engine", "?")
+            )
             state = "running" if db.get("state") in RUNNING else db.get("state", "?")
             lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
     cert = s.get("certificate")
@@ -108,7 +112,10 @@ def status_screen(s: dict, now: float | None = None) -> str:
         lines += ["", "  SSL:"]
         expires = (cert.get("expires") or DASH)[:10]  # the date is what matters
         days = f" ({cert['days_left']} days)" if cert.get("days_left") is not None else ""
-        lines.append(f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   expires: {expires}{days}")
+        lines.append(
+            f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   "
+            f"expires: {expires}{days}"
+        )
     last = s.get("last_deploy")
     lines.append("")
     if last:
@@ -124,7 +131,7 @@ def status_screen(s: dict, now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def overview_screen(host: str, d: dict) -> str:
+def overview_screen(host: str, d: dict[str, Any]) -> str:
     """`tova deploy --list --server X`. Input: `tova-release apps --json`."""
     apps = d.get("apps") or []
     lines = [f"  Apps on {host}", f"  {RULE}"]
@@ -137,12 +144,15 @@ def overview_screen(host: str, d: dict) -> str:
         inst = f"{n} instance" + ("" if n == 1 else "s")
         state = a.get("state") or "unknown"
         lines.append(
-            f"  {a.get('app', '?'):<{w_app}}   {a.get('domain') or DASH:<{w_dom}}   {a.get('version') or DASH:<4} {inst:<13} {dot(state)} {state}"
+            f"  {a.get('app', '?'):<{w_app}}   {a.get('domain') or DASH:<{w_dom}}   "
+            f"{a.get('version') or DASH:<4} {inst:<13} {dot(state)} {state}"
         )
     services = d.get("services") or {}
     if services:
         names = {"postgresql": "PostgreSQL", "redis": "Redis", "caddy": "Caddy"}
-        parts = [f"{names.get(k, k)} {dot(v)}" for k, v in services.items() if v not in (None, "absent", "not-installed")]
+        parts = [
+            f"{names.get(k, k)} {dot(v)}" for k, v in services.items() if v not in (None, "absent", "not-installed")
+        ]
         if parts:
             lines += ["", "  Resources: " + "  ".join(parts)]
     for key, label in (("memory", "Memory"), ("disk", "Disk")):
@@ -152,7 +162,7 @@ def overview_screen(host: str, d: dict) -> str:
     return "\n".join(lines)
 
 
-def removal_screen(app: str, host: str, d: dict) -> str:
+def removal_screen(app: str, host: str, d: dict[str, Any]) -> str:
     """After `tova-release remove APP --json`: {"archive", "ports_freed", ...}."""
     lines = [f'  Removed "{app}" from {host}']
     ports = d.get("ports_freed") or []

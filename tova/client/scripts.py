@@ -3,10 +3,10 @@ in the package as tova/data/) so they can be read and checked like any other scr
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def server_script(name: str) -> str:
     return (resources.files("tova") / "data" / name).read_text(encoding="utf-8")

@@ -16,9 +16,10 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any
 
 import sh
 
@@ -47,7 +48,7 @@ class Target:
     port: int | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Target":
+    def parse(cls, text: str) -> Target:
         m = _TARGET_RE.match(text.strip())
         if not m or (m["host"] or "").startswith("-"):
             raise TovaError(
@@ -177,7 +178,9 @@ class Connection:
         """A terminal session (`ssh -t`), attached to ours."""
         self.open()
         cmd = sh.Command("ssh")
-        p = cmd(*self.ssh_argv(remote_argv, tty=True, batch=False), _fg=True, _ok_code=list(range(256)), _return_cmd=True)
+        p = cmd(
+            *self.ssh_argv(remote_argv, tty=True, batch=False), _fg=True, _ok_code=list(range(256)), _return_cmd=True
+        )
         return p.exit_code
 
     def close(self) -> None:
@@ -191,7 +194,7 @@ class Connection:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,12 +205,18 @@ def _run(args: list[str], stdin: bytes | None, stream: bool = False) -> Result:
     return run_local(["ssh", *args], stdin=stdin, stream=stream)
 
 
-def run_local(argv: list[str], stdin: bytes | None = None, stream: bool | str = False, env: dict[str, str] | None = None, cwd: str | Path | None = None) -> Result:
+def run_local(
+    argv: list[str],
+    stdin: bytes | None = None,
+    stream: bool | str = False,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Result:
     """Run a local program through `sh`; never raises on a non-zero exit.
     stream: True copies stdout and stderr to ours as they arrive, "err" only stderr."""
     out: list[bytes] = []
     err: list[bytes] = []
-    kwargs: dict = dict(_ok_code=list(range(256)), _return_cmd=True, _tty_out=False, _decode_errors="replace")
+    kwargs: dict[str, Any] = dict(_ok_code=list(range(256)), _return_cmd=True, _tty_out=False, _decode_errors="replace")
     if stdin is not None:
         kwargs["_in"] = stdin
     if env is not None:
@@ -222,13 +231,13 @@ def run_local(argv: list[str], stdin: bytes | None = None, stream: bool | str = 
     try:
         p = sh.Command(argv[0])(*argv[1:], **kwargs)
     except sh.CommandNotFound:
-        raise TovaError(f"{argv[0]} is not installed", hint=f"install {argv[0]} and try again")
+        raise TovaError(f"{argv[0]} is not installed", hint=f"install {argv[0]} and try again") from None
     if stream:
         return Result(p.exit_code, b"".join(out), b"".join(err))
     return Result(p.exit_code, p.stdout, p.stderr)
 
 
-def _tee(sink: list[bytes], stream) -> Callable[[object], None]:
+def _tee(sink: list[bytes], stream: IO[str] | None) -> Callable[[object], None]:
     def write(chunk: object) -> None:
         data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
         sink.append(data)

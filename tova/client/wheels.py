@@ -84,11 +84,27 @@ def own_wheel(out: Path) -> Path:
 
 
 def _build(tree: Path, out: Path, version: str) -> Path:
-    res = run_local([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out), str(tree)])
+    res = run_local(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(out),
+            str(tree),
+        ]
+    )
     shutil.rmtree(tree, ignore_errors=True)
     built = sorted(out.glob(f"{_WHEEL_PREFIX}{version}-*.whl"))
     if res.exit_code != 0 or not built:
-        raise TovaError(f"building the tova-deploy wheel failed: {res.err.strip()[-300:]}", hint="run `pip wheel --no-deps .` in the tova-deploy checkout to see why")
+        raise TovaError(
+            f"building the tova-deploy wheel failed: {res.err.strip()[-300:]}",
+            hint="run `pip wheel --no-deps .` in the tova-deploy checkout to see why",
+        )
     return built[-1]
 
 
@@ -121,7 +137,17 @@ def dependency_wheels(wheel: Path, out: Path, *, pyver: str, machine: str, libc:
     reqs = requirements(wheel)
     if not reqs:
         return []
-    args = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--only-binary=:all:", "-d", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "-q",
+        "--only-binary=:all:",
+        "-d",
+        str(out),
+    ]
     if pyver:
         args += ["--python-version", pyver]
     if machine:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from tova.errors import Location, TovaSyntaxError
 
@@ -72,6 +74,15 @@ _TAG_ATTR = re.compile(
 _CHILD_SPECIAL = re.compile(r"""[{}"'<]|(?<=[\s}"'{])(?:if|for|elif|else|match)\b""")
 _CF_KEYWORD = re.compile(r"(?:if|for|elif|else|match)\b")
 _CLOSE_TAG = re.compile(r"</\s*([\w\-.:]*)\s*>")
+
+
+def _always(pattern: re.Pattern[str]) -> Callable[[str, int], re.Match[str]]:
+    """`pattern.match` for a pattern that matches everywhere (it can match the empty string,
+    or the caller has just seen its text), typed as never returning None."""
+    return cast(Callable[[str, int], re.Match[str]], pattern.match)
+
+
+_match_token = _always(_TOKEN)  # _TOKEN ends with a catch-all alternative
 _VOID_TAGS = frozenset(
     "area base br col embed hr img input link meta source track wbr".split()
 )
@@ -181,11 +192,11 @@ class _Scanner:
         return depth + 1
 
     # -- code ---------------------------------------------------------------------
-    def code(
+    def code(  # noqa: C901
         self,
         pos: int,
-        toks: list,
-        closes: dict,
+        toks: list[tuple[str, int, int]],
+        closes: dict[int, int],
         open_pos: int | None,
         in_jsx: bool,
         depth: int,
@@ -195,12 +206,12 @@ class _Scanner:
         after it. Only this call appends to `toks`, so `toks[-1]` is the previous
         significant token, which decides regex-vs-division and markup-vs-less-than."""
         text = self.text
-        match = _TOKEN.match
+        match = _match_token
         append = toks.append
         stack: list[int] = []
         while True:
             m = match(text, pos)
-            kind = m.lastgroup
+            kind = cast(str, m.lastgroup)  # every alternative of _TOKEN is a named group
             pos, end = m.span(kind)
             if kind == "name":
                 size = end - pos
@@ -307,10 +318,10 @@ class _Scanner:
                 append(("op", pos, end))
             pos = end
         if stack:
-            o = toks[stack[-1]]
-            closer = {"{": "}", "(": ")", "[": "]"}[o[0]]
+            opener = toks[stack[-1]]
+            closer = {"{": "}", "(": ")", "[": "]"}[opener[0]]
             raise self.err(
-                f"'{o[0]}' is never closed", o[1],
+                f"'{opener[0]}' is never closed", opener[1],
                 f"add the matching '{closer}' before the end of the file",
             )
         if open_pos is not None:
@@ -320,7 +331,7 @@ class _Scanner:
             )
         return pos
 
-    def prev_is_value(self, toks: list) -> bool:
+    def prev_is_value(self, toks: list[tuple[str, int, int]]) -> bool:
         """Does the last token end a value (identifier, literal, `)`, `]`, `}`)?"""
         kind, s, e = toks[-1]
         if kind == "name":
@@ -337,7 +348,7 @@ class _Scanner:
     def dq_string(self, start: int, depth: int) -> int:
         """`start` is at the opening quote of a "..." string; returns the end."""
         text, n = self.text, self.n
-        run = _STR_RUN.match
+        run = _always(_STR_RUN)
         p = start + 1
         while True:
             p = run(text, p).end()
@@ -355,7 +366,7 @@ class _Scanner:
 
     def triple_string(self, start: int, depth: int) -> int:
         text, n = self.text, self.n
-        run = _TRI_RUN.match
+        run = _always(_TRI_RUN)
         p = start + 3
         while True:
             p = run(text, p).end()
@@ -383,7 +394,7 @@ class _Scanner:
         depth = self._deeper(depth, p)
         braces = 1
         p += 1
-        run = _INTERP_RUN.match
+        run = _always(_INTERP_RUN)
         while True:
             p = run(text, p).end()
             if p >= n:
@@ -436,7 +447,7 @@ class _Scanner:
         text, n = self.text, self.n
         depth = 0
         while True:
-            p = _CSS_RUN.match(text, p).end()
+            p = _always(_CSS_RUN)(text, p).end()
             if p >= n:
                 raise self.err(
                     "unterminated style block", start,
@@ -461,14 +472,14 @@ class _Scanner:
     def tag(self, p: int, depth: int, start: int) -> tuple[int, str, bool]:
         """`p` is at `<` of an opening tag; returns (end, name, self_closing)."""
         text = self.text
-        nm = _TAG_NAME.match(text, p + 1)
+        nm = _always(_TAG_NAME)(text, p + 1)
         name = nm.group()
         p = nm.end()
         while True:
             m = _TAG_ATTR.match(text, p)
             if not m:
                 raise self._unterminated_jsx(start)
-            kind = m.lastgroup
+            kind = cast(str, m.lastgroup)  # every alternative is a named group
             if kind == "gt":
                 return m.end(), name, False
             if kind == "sc":
@@ -483,11 +494,11 @@ class _Scanner:
             else:
                 p = m.end()
 
-    def cf_header(self, p: int, depth: int, start: int) -> tuple[int, bool]:
+    def cf_header(self, p: int, depth: int, start: int) -> tuple[int, bool]:  # noqa: C901
         """Control flow inside markup (`if x {`, `for a in b {`, `match v {`): lex the
         header as code up to the `{` that opens its body; return (after `{`, is_match)."""
         text, n = self.text, self.n
-        kw = _CF_KEYWORD.match(text, p).group()
+        kw = _always(_CF_KEYWORD)(text, p).group()  # the caller saw the keyword here
         p += len(kw)
         paren = 0
         prev = kw
@@ -495,7 +506,7 @@ class _Scanner:
             m = _TOKEN.match(text, p)
             if m is None:
                 raise self._unterminated_jsx(start)
-            kind = m.lastgroup
+            kind = cast(str, m.lastgroup)  # every alternative of _TOKEN is a named group
             p, end = m.span(kind)
             if kind == "lc":
                 p = end
@@ -524,7 +535,7 @@ class _Scanner:
             if p >= n:
                 raise self._unterminated_jsx(start)
 
-    def jsx(self, start: int, depth: int) -> int:
+    def jsx(self, start: int, depth: int) -> int:  # noqa: C901
         """`start` is at the `<` of an element; returns the position after it."""
         text, n = self.text, self.n
         p, name, self_closing = self.tag(start, depth, start)

@@ -4,7 +4,7 @@ imply infrastructure. Pure data; built by tova.lang.reader, read by config and i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tova.errors import Location
 
@@ -42,7 +42,7 @@ class Body:
     in source order."""
 
     fields: tuple[Field, ...] = ()
-    blocks: tuple["SubBlock", ...] = ()
+    blocks: tuple[SubBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,4 +130,4 @@ class Program:
     securities: tuple[SecurityBlock, ...] = ()
     datas: tuple[DataBlock, ...] = ()
     line_count: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -9,11 +9,11 @@ over balanced token groups reads the inside of the blocks that matter.
 from __future__ import annotations
 
 import os
-
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import lark
 from lark.lexer import Lexer as LarkLexer
@@ -97,7 +97,7 @@ class _TopLevelTokens(LarkLexer):
     def __init__(self, lexer_conf: object) -> None:  # lark's constructor signature
         pass
 
-    def lex(self, data: "_Reader") -> Iterator[LarkToken]:  # type: ignore[override]
+    def lex(self, data: _Reader) -> Iterator[LarkToken]:  # type: ignore[override]
         return data.top_level_tokens()
 
 
@@ -251,7 +251,7 @@ class _Reader:
             ) from None
         except lark.exceptions.LarkError as e:  # defensive: never leak lark's errors
             raise TovaSyntaxError(f"cannot read {self.lx.path}: {e}") from None
-        out: dict[str, list] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
+        out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
         for block in tree.children:
             if not isinstance(block, lark.Tree):
                 continue
@@ -259,10 +259,9 @@ class _Reader:
             if kind not in out:
                 continue
             kw, *rest = block.children
-            body = rest[-1]
-            name_tree = rest[0] if len(rest) == 2 else None
-            name = self.block_name(name_tree.children[0].value) if name_tree else None
-            out[kind].append(self.read_block(kind, kw.value, name, body.value))
+            name_node = rest[0] if len(rest) == 2 else None  # None: an unnamed block
+            name = self.block_name(_token(_tree(name_node).children[0]).value) if name_node else None
+            out[kind].append(self.read_block(kind, _token(kw).value, name, _token(rest[-1]).value))
         return ParsedFile(
             path=self.lx.path,
             line_count=count_lines(self.text),
@@ -312,7 +311,7 @@ class _Reader:
         return self.data(loc, body, close)
 
     # bodies of `key: value` fields ----------------------------------------------------
-    def body(self, open_i: int, close: int, strict: bool, commas: bool, depth: int) -> Body:
+    def body(self, open_i: int, close: int, strict: bool, commas: bool, depth: int) -> Body:  # noqa: C901
         """Fields and sub-blocks between the braces at open_i and close.
 
         strict (deploy blocks): every problem is a syntax error; commas between fields
@@ -402,7 +401,7 @@ class _Reader:
                 break
         return end
 
-    def operand(self, i: int, limit: int) -> int | None:
+    def operand(self, i: int, limit: int) -> int | None:  # noqa: C901
         # prefixes, including a lambda's `fn (params)` before its body (no recursion)
         while i < limit:
             kind = self.kind(i)
@@ -614,3 +613,15 @@ def _number(text: str, loc: Location) -> Value:
 
 
 __all__ = ["ParsedFile", "parse_source", "read_project", "count_lines"]
+
+
+def _tree(node: lark.Tree[lark.Token] | lark.Token) -> lark.Tree[lark.Token]:
+    if not isinstance(node, lark.Tree):
+        raise TypeError(f"grammar shape changed: expected a subtree, got {node!r}")
+    return node
+
+
+def _token(node: lark.Tree[lark.Token] | lark.Token) -> lark.Token:
+    if not isinstance(node, lark.Token):
+        raise TypeError(f"grammar shape changed: expected a token, got {node!r}")
+    return node

@@ -15,6 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tova.errors import Location, TovaError, TovaSyntaxError
 
@@ -68,7 +69,7 @@ def read_toml(root: Path) -> ProjectToml:
     )
 
 
-def _table(data: dict, key: str, path: Path, title: str | None = None) -> dict:
+def _table(data: dict[str, Any], key: str, path: Path, title: str | None = None) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise TovaError(
@@ -78,7 +79,7 @@ def _table(data: dict, key: str, path: Path, title: str | None = None) -> dict:
     return value
 
 
-def _string(table: dict, key: str, path: Path, section: str) -> str | None:
+def _string(table: dict[str, Any], key: str, path: Path, section: str) -> str | None:
     value = table.get(key)
     if value is None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -29,5 +29,5 @@ def parse_openssl_enddate(text: str) -> datetime | None:
                 value = datetime.strptime(line.split("=", 1)[1].strip(), "%b %d %H:%M:%S %Y %Z")
             except ValueError:
                 return None
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
     return None

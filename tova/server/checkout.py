@@ -16,12 +16,18 @@ import mmap
 import os
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from dulwich.diff_tree import tree_changes
 from dulwich.errors import ObjectFormatException
 from dulwich.objects import Commit, parse_tree
 from dulwich.pack import OFS_DELTA, REF_DELTA, apply_delta
 from dulwich.repo import Repo
+
+if TYPE_CHECKING:  # typing-only names: older dulwich releases lack some of them
+    from dulwich.object_store import PackBasedObjectStore
+    from dulwich.objects import ObjectID, RawObjectID
+    from dulwich.pack import Pack
 
 from tova.errors import DeployError
 
@@ -57,7 +63,7 @@ class _Corrupt(Exception):
 class _PackFile:
     """One pack: dulwich's index for sha -> offset, the pack bytes through an mmap."""
 
-    def __init__(self, pack) -> None:
+    def __init__(self, pack: Pack) -> None:
         self.index = pack.index
         with open(pack.data.path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -66,7 +72,7 @@ class _PackFile:
 
     def offset(self, raw_sha: bytes) -> int | None:
         try:
-            return self.index.object_offset(raw_sha)
+            return int(self.index.object_offset(cast("RawObjectID", raw_sha)))
         except KeyError:
             return None
 
@@ -78,7 +84,7 @@ class _PackFile:
 class ObjectReader:
     """Raw object bytes by hex SHA-1, each object inflated once and verified."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store: PackBasedObjectStore) -> None:
         self.store = store
         self.packs = [_PackFile(p) for p in store.packs]
         self.cache: dict[tuple[int, int], tuple[int, bytes]] = {}
@@ -89,10 +95,10 @@ class ObjectReader:
         for p in self.packs:
             p.close()
 
-    def __enter__(self) -> "ObjectReader":
+    def __enter__(self) -> ObjectReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def get(self, hexsha: bytes, want: int) -> bytes:
@@ -117,15 +123,15 @@ class ObjectReader:
                     return self._at(i, off)
                 except (_Corrupt, zlib.error, IndexError, ValueError) as exc:
                     raise DeployError(f"cannot read object {hexsha.decode()} from its pack: {exc}",
-                                      hint="the repository is corrupt; run `git fsck` in it and push again")
+                                      hint="the repository is corrupt; run `git fsck` in it and push again") from exc
         try:  # loose objects (fresh from a push), packs added since we opened, alternates
-            return self.store.get_raw(hexsha)
+            return self.store.get_raw(cast("ObjectID", hexsha))
         except KeyError:
             raise DeployError(f"the repository is missing object {hexsha.decode()}",
                               hint="push again") from None
         except (ObjectFormatException, zlib.error, ValueError) as exc:
             raise DeployError(f"object {hexsha.decode()} is malformed: {exc}",
-                              hint="the repository is corrupt; run `git fsck` in it and push again")
+                              hint="the repository is corrupt; run `git fsck` in it and push again") from exc
 
     def tree(self, hexsha: bytes) -> list[tuple[bytes, int, bytes]]:
         """A tree's entries (name, mode, hex sha)."""
@@ -133,7 +139,7 @@ class ObjectReader:
             return list(parse_tree(self.get(hexsha, _TREE), 20))
         except (ObjectFormatException, ValueError) as exc:
             raise DeployError(f"tree {hexsha.decode()} is malformed: {exc}",
-                              hint="the repository is corrupt; run `git fsck` in it and push again")
+                              hint="the repository is corrupt; run `git fsck` in it and push again") from exc
 
     def _at(self, i: int, offset: int) -> tuple[int, bytes]:
         """The fully resolved object at `offset` of pack `i`."""
@@ -238,7 +244,7 @@ def _check_name(name: bytes) -> None:
                           hint="rename that file in the repository")
 
 
-def checkout(repo: Repo, commit: Commit, dest: Path) -> int:
+def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
     """Write the commit's tree into `dest` (must not exist). Returns the count of files and
     symlinks written. Submodules (gitlinks) become empty directories, as with git archive.
 
@@ -308,12 +314,19 @@ def checkout(repo: Repo, commit: Commit, dest: Path) -> int:
     return count
 
 
+def commit_object(repo: Repo, sha: bytes) -> Commit:
+    obj = repo[sha]
+    if not isinstance(obj, Commit):
+        raise DeployError(f"{sha.decode()} is not a commit", hint="push a branch, not a tag or tree")
+    return obj
+
+
 def changed_files(repo: Repo, old: bytes | None, new: bytes) -> int | None:
     """How many paths differ between two commits; None when there is no old commit."""
     if old is None:
         return None
     try:
-        old_tree = repo[old].tree
-    except KeyError:
+        old_tree = commit_object(repo, old).tree
+    except (KeyError, DeployError):
         return None
-    return sum(1 for _ in tree_changes(repo.object_store, old_tree, repo[new].tree))
+    return sum(1 for _ in tree_changes(repo.object_store, old_tree, commit_object(repo, new).tree))

@@ -71,7 +71,7 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
-def _value(text: str, i: int) -> tuple[str, int]:
+def _value(text: str, i: int) -> tuple[str, int]:  # noqa: C901
     n = len(text)
     buf: list[str] = []
     if i < n and text[i] == '"':

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -32,7 +33,7 @@ def check_once(port: int, path: str, timeout: float) -> HealthResult:
 
 def wait_healthy(
     port: int, path: str, timeout: float, deadline: float, interval: float = 0.1,
-    alive: "callable[[], bool] | None" = None,
+    alive: Callable[[], bool] | None = None,
 ) -> HealthResult:
     """Retry until healthy or `deadline` seconds have passed. `alive` lets the caller stop
     early when the process it started has already exited."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
-def append(path: Path, record: dict) -> None:
+def append(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -21,7 +22,7 @@ def append(path: Path, record: dict) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> list[dict]:
+def read(path: Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -35,6 +36,6 @@ def read(path: Path) -> list[dict]:
     return out
 
 
-def last(path: Path) -> dict | None:
+def last(path: Path) -> dict[str, Any] | None:
     records = read(path)
     return records[-1] if records else None

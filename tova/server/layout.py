@@ -27,7 +27,7 @@ class Layout:
     root: Path
 
     @classmethod
-    def of(cls, root: str | Path) -> "Layout":
+    def of(cls, root: str | Path) -> Layout:
         return cls(Path(root))
 
     # server-wide
@@ -72,7 +72,7 @@ class Layout:
         return self.root / "run"
 
     # per app
-    def app(self, app: str) -> "AppLayout":
+    def app(self, app: str) -> AppLayout:
         return AppLayout(self.apps_dir / check_app_name(app), app)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
@@ -42,7 +42,7 @@ def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
         raise LockedError(
             f"{app.name} is locked by {_holder(app)}",
             hint="wait for that deploy to finish, then push again",
-        )
+        ) from None
     try:
         # Who holds it, for the message above; informational only (the flock decides).
         write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}))

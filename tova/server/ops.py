@@ -7,6 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
@@ -16,7 +17,8 @@ from tova.server import envfile, history, releases
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
 from tova.server.pipeline import restart_all, switch_to
-from tova.server.registry import Registry, release as registry_release
+from tova.server.registry import Registry
+from tova.server.registry import release as registry_release
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
 from tova.server.ui import Out
 from tova.settings import ServerSettings
@@ -131,7 +133,7 @@ class Server:
                               hint=f"run `tova deploy {manifest.env} --logs` to investigate")
 
     # --- inspection ----------------------------------------------------------------
-    def releases(self, app: AppLayout) -> list[dict]:
+    def releases(self, app: AppLayout) -> list[dict[str, Any]]:
         current = app.current_version()
         out = []
         for r in reversed(releases.listing(app)):
@@ -141,7 +143,7 @@ class Server:
                         "time": meta.get("time")})
         return out
 
-    def status(self, app: AppLayout) -> dict:
+    def status(self, app: AppLayout) -> dict[str, Any]:
         manifest = read_current_manifest(app)
         entry = self.registry.app(app.name) or {}
         ports = list(entry.get("ports", []))
@@ -165,7 +167,7 @@ class Server:
             "keep_releases": manifest.keep_releases if manifest else 5,
         }
 
-    def apps(self) -> dict:
+    def apps(self) -> dict[str, Any]:
         data = self.registry.read()
         rows = []
         for name, entry in sorted(data["apps"].items()):
@@ -181,7 +183,7 @@ class Server:
                              (("postgresql", "postgresql"), ("redis", "redis-server"), ("caddy", "caddy"))}}
 
     # --- removal -------------------------------------------------------------------
-    def remove(self, app: AppLayout, out: Out) -> dict:
+    def remove(self, app: AppLayout, out: Out) -> dict[str, Any]:
         with deploy_lock(app, self.settings.lock_wait, what="remove"):
             manifest = read_current_manifest(app)
             ports = self.ports(app)
@@ -205,7 +207,7 @@ class Server:
             return {"archive": str(archive), "ports_freed": freed}
 
 
-def _memory() -> dict:
+def _memory() -> dict[str, Any]:
     info = {}
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -17,7 +17,9 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from dulwich.repo import Repo
 
@@ -26,7 +28,7 @@ from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
 from tova.server import envfile, history, releases
 from tova.server.atomic import flip_symlink, write_atomic
-from tova.server.checkout import changed_files, checkout
+from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import HealthResult, check_once, wait_healthy
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
@@ -87,7 +89,7 @@ def step_checkout(d: Deploy) -> None:
     d.app.build_dir.mkdir(parents=True, exist_ok=True)
     d.workdir = Path(tempfile.mkdtemp(prefix="deploy-", dir=d.app.build_dir))
     d.checkout_dir = d.workdir / "src"
-    checkout(d.repo, d.repo[d.commit], d.checkout_dir)
+    checkout(d.repo, commit_object(d.repo, d.commit), d.checkout_dir)
     # The branch that deploys is named in the pushed commit's own deploy block.
     d.manifest = load_manifest(d.checkout_dir, d.env)
     if d.manifest.app != d.app.name:
@@ -115,7 +117,7 @@ def step_build(d: Deploy) -> None:
     except OSError as exc:
         d.out.end(False)
         raise DeployError(f"cannot run the compiler {argv[0]!r}: {exc.strerror}",
-                          hint="install it, or set `compiler` in the server's config.toml")
+                          hint="install it, or set `compiler` in the server's config.toml") from exc
     assert proc.stdout is not None
     for line in proc.stdout:
         d.out.passthrough(line)
@@ -145,11 +147,12 @@ def step_manifest(d: Deploy) -> None:
     d.files_changed = changed_files(d.repo, d.old_commit.encode() if d.old_commit else None, d.commit)
 
 
-def _release_meta(release_dir: Path) -> dict:
+def _release_meta(release_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((release_dir / ".tova-manifest.json").read_text())
+        meta = json.loads((release_dir / ".tova-manifest.json").read_text())
     except (OSError, ValueError):
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def step_provision(d: Deploy) -> None:
@@ -283,7 +286,7 @@ def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Mani
         system.restart_instance(app, port)
         result = wait_healthy(port, manifest.health.path, manifest.health.timeout,
                               settings.startup_deadline,
-                              alive=lambda p=port: system.instance_running(app, p))
+                              alive=partial(system.instance_running, app, port))
         if not result.ok:
             return port, result
     # Caddy's active health checks may have seen an instance down while it restarted
@@ -406,7 +409,7 @@ def _roll_back(d: Deploy) -> Outcome:
     return Outcome("rolled_back", target.version, 1)
 
 
-def _record(d: Deploy, outcome: str, step: str | None, **extra) -> None:
+def _record(d: Deploy, outcome: str, step: str | None, **extra: Any) -> None:
     record = {
         "version": d.version,
         "commit": d.commit.decode(),

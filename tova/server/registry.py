@@ -9,9 +9,10 @@ conventionally uses (RESERVED_PORTS) and nothing else on the server listens on (
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -42,11 +43,11 @@ RESERVED_PORTS = frozenset({
 })
 
 
-def empty(first_port: int) -> dict:
+def empty(first_port: int) -> dict[str, Any]:
     return {"apps": {}, "next_port": first_port}
 
 
-def used_ports(data: dict, except_app: str | None = None) -> set[int]:
+def used_ports(data: dict[str, Any], except_app: str | None = None) -> set[int]:
     return {
         p
         for name, entry in data["apps"].items()
@@ -67,7 +68,7 @@ def _free_block(taken: set[int], size: int, first_port: int) -> list[int]:
     raise TovaError("no free ports left for the app", hint="remove unused apps")
 
 
-def allocate(data: dict, app: str, instances: int, first_port: int,
+def allocate(data: dict[str, Any], app: str, instances: int, first_port: int,
              avoid: frozenset[int] | set[int] = frozenset()) -> list[int]:
     """Give `app` exactly `instances` ports in `data` (mutated) and return them. New ports
     are never in `avoid` (ports in use on the server) nor RESERVED_PORTS; the app's own
@@ -94,14 +95,14 @@ def allocate(data: dict, app: str, instances: int, first_port: int,
     return ports
 
 
-def release(data: dict, app: str, first_port: int) -> list[int]:
+def release(data: dict[str, Any], app: str, first_port: int) -> list[int]:
     """Remove `app` from `data` (mutated); return the ports it held."""
     entry = data["apps"].pop(app, None)
     data["next_port"] = max([first_port - 1, *used_ports(data)]) + 1
     return list(entry.get("ports", [])) if entry else []
 
 
-def parse(text: str, source: str, first_port: int) -> dict:
+def parse(text: str, source: str, first_port: int) -> dict[str, Any]:
     """registry.json's text as a dict with both top-level keys present."""
     try:
         data = json.loads(text)
@@ -109,7 +110,7 @@ def parse(text: str, source: str, first_port: int) -> dict:
         raise TovaError(
             f"{source} is not valid JSON: {exc}",
             hint="restore it from a backup; it is only ever replaced atomically",
-        )
+        ) from exc
     if not isinstance(data, dict):
         raise TovaError(f"{source} is not a registry (a JSON object)", hint="restore it from a backup")
     data.setdefault("apps", {})
@@ -123,7 +124,7 @@ class Registry:
     first_port: int = 3000
     lock_wait: float = 30.0
 
-    def read(self) -> dict:
+    def read(self) -> dict[str, Any]:
         path = self.layout.registry
         try:
             text = path.read_text()
@@ -131,11 +132,12 @@ class Registry:
             return empty(self.first_port)
         return parse(text, str(path), self.first_port)
 
-    def app(self, app: str) -> dict | None:
-        return self.read()["apps"].get(app)
+    def app(self, app: str) -> dict[str, Any] | None:
+        entry = self.read()["apps"].get(app)
+        return entry if isinstance(entry, dict) else None
 
     @contextmanager
-    def transaction(self) -> Iterator[dict]:
+    def transaction(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write under the registry lock; written only if the block succeeds."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.layout.registry_lock), timeout=self.lock_wait)
@@ -145,7 +147,7 @@ class Registry:
             raise LockedError(
                 "the server registry is locked by another tova process",
                 hint="try again in a moment",
-            )
+            ) from None
         try:
             data = self.read()
             yield data

@@ -9,6 +9,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tova.server.atomic import write_atomic
 from tova.server.layout import RELEASE_RE, AppLayout
@@ -24,11 +25,12 @@ class Release:
     path: Path
     failed: bool
 
-    def meta(self) -> dict:
+    def meta(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / ".tova-manifest.json").read_text())
+            meta = json.loads((self.path / ".tova-manifest.json").read_text())
         except (OSError, ValueError):
             return {}
+        return meta if isinstance(meta, dict) else {}
 
 
 def listing(app: AppLayout) -> list[Release]:

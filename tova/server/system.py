@@ -9,21 +9,22 @@ provision.sh (which would install packages and change the firewall of this host)
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import Any, Protocol
 
 from tova.errors import TovaError
 from tova.manifest import Manifest
+from tova.naming import pg_database, pg_role
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
-from tova.naming import pg_database, pg_role
 from tova.server.procstat import process_usage
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -34,10 +35,16 @@ CADDY_STORAGE_DIRS = (
 )
 
 
-def _utcnow():
-    from datetime import datetime, timezone
 
-    return datetime.now(timezone.utc)
+class TextSink(Protocol):
+    """Where provisioning output goes: a text stream, or the progress printer's adapter."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _sql_literal(text: str) -> str:
@@ -71,12 +78,12 @@ class System(ABC):
         """Whether the instance's process is up."""
 
     @abstractmethod
-    def instance_info(self, app: AppLayout, port: int) -> dict:
+    def instance_info(self, app: AppLayout, port: int) -> dict[str, Any]:
         """port, state, memory_bytes, cpu_percent, uptime_seconds (None when unknown)."""
 
     # provisioning
     @abstractmethod
-    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+    def provision(self, script: Path, layers: list[str], out: TextSink) -> int:
         """Run provision.sh for `layers`, streaming its output; its exit status."""
 
     # inspection
@@ -89,7 +96,7 @@ class System(ABC):
         """State of a system service (caddy, postgresql, redis-server) or "absent"."""
 
     @abstractmethod
-    def certificate(self, domain: str) -> dict | None:
+    def certificate(self, domain: str) -> dict[str, Any] | None:
         """The certificate the proxy holds for `domain`, or None."""
 
     @abstractmethod
@@ -101,7 +108,7 @@ class System(ABC):
         """Gracefully reload the reverse proxy."""
 
     @abstractmethod
-    def databases(self, manifest: Manifest | None) -> list[dict]:
+    def databases(self, manifest: Manifest | None) -> list[dict[str, Any]]:
         """State of each engine the app uses, with the app's share of it."""
 
     # removal
@@ -110,7 +117,7 @@ class System(ABC):
         """Take the app off the system (data archived into `archive`); the steps done."""
 
 
-def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, text=True, capture_output=True, **kw)
 
 
@@ -160,7 +167,7 @@ class SystemdSystem(System):
     def instance_running(self, app: AppLayout, port: int) -> bool:
         return _run(["systemctl", "is-active", "--quiet", unit(app.name, port)]).returncode == 0
 
-    def instance_info(self, app: AppLayout, port: int) -> dict:
+    def instance_info(self, app: AppLayout, port: int) -> dict[str, Any]:
         res = _run(["systemctl", "show", unit(app.name, port), "-p",
                     "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic,MainPID"])
         props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
@@ -180,7 +187,7 @@ class SystemdSystem(System):
         return {"port": port, "state": props.get("ActiveState", "unknown"),
                 "memory_bytes": memory, "cpu_percent": cpu, "uptime_seconds": uptime}
 
-    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+    def provision(self, script: Path, layers: list[str], out: TextSink) -> int:
         proc = subprocess.Popen(self.provision_cmd(script, layers), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
@@ -213,12 +220,12 @@ class SystemdSystem(System):
             return "absent"
         return props.get("ActiveState") or "unknown"
 
-    def databases(self, manifest: Manifest | None) -> list[dict]:
+    def databases(self, manifest: Manifest | None) -> list[dict[str, Any]]:
         """State of each engine the app uses, with the app's own share of it."""
         out = []
         app = manifest.app if manifest else ""
         for db in (manifest.databases if manifest else ()):
-            entry: dict = {"engine": db.engine, "name": db.name}
+            entry: dict[str, Any] = {"engine": db.engine, "name": db.name}
             if db.engine == "postgres":
                 entry["state"] = self.service_state("postgresql")
                 res = _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(db.port or 5432), "-XAtq",
@@ -238,7 +245,7 @@ class SystemdSystem(System):
             out.append(entry)
         return out
 
-    def certificate(self, domain: str) -> dict | None:
+    def certificate(self, domain: str) -> dict[str, Any] | None:
         """Expiry of the certificate Caddy keeps for `domain`, read from its storage."""
         from tova.server.certs import find_certificate, parse_openssl_enddate
 
@@ -312,7 +319,7 @@ class LocalSystem(System):
 
     def __init__(self, layout: Layout, runtime: str | None = None) -> None:
         super().__init__(layout)
-        self._children: dict[tuple[str, int], subprocess.Popen] = {}
+        self._children: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self.runtime = runtime or os.environ.get("TOVA_LOCAL_RUNTIME") or (
             shutil.which("bun") or shutil.which("node") or "node")
 
@@ -365,7 +372,7 @@ class LocalSystem(System):
         pid = self._pid(app, port)
         return pid is not None and _alive(pid)
 
-    def instance_info(self, app: AppLayout, port: int) -> dict:
+    def instance_info(self, app: AppLayout, port: int) -> dict[str, Any]:
         pid = self._pid(app, port)
         if pid is None or not _alive(pid):
             return {"port": port, "state": "inactive", "memory_bytes": None,
@@ -376,7 +383,7 @@ class LocalSystem(System):
         return {"port": port, "state": "active", "memory_bytes": mem, "cpu_percent": cpu,
                 "uptime_seconds": uptime}
 
-    def provision(self, script: Path, layers: list[str], out: IO[str]) -> int:
+    def provision(self, script: Path, layers: list[str], out: TextSink) -> int:
         record = {"script": str(script), "layers": layers, "time": time.time()}
         path = self.layout.run_dir / "provision.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +391,7 @@ class LocalSystem(System):
             f.write(json.dumps(record) + "\n")
         return 0
 
-    def provision_runs(self) -> list[dict]:
+    def provision_runs(self) -> list[dict[str, Any]]:
         path = self.layout.run_dir / "provision.jsonl"
         try:
             return [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -403,7 +410,7 @@ class LocalSystem(System):
     def service_state(self, service: str) -> str:
         return "unknown"
 
-    def certificate(self, domain: str) -> dict | None:
+    def certificate(self, domain: str) -> dict[str, Any] | None:
         return None  # no Caddy runs in a local test root
 
     def reload_proxy(self) -> None:
@@ -420,7 +427,7 @@ class LocalSystem(System):
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(f"tova-deploy: {line}\n")
 
-    def databases(self, manifest: Manifest | None) -> list[dict]:
+    def databases(self, manifest: Manifest | None) -> list[dict[str, Any]]:
         return [{"engine": d.engine, "name": d.name, "state": "unknown"}
                 for d in (manifest.databases if manifest else ())]
 

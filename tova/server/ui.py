@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 _ANSI = re.compile(r"\033\[[0-9;]*m")
 

@@ -12,8 +12,8 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tova.errors import TovaError
 from tova.manifest import HealthCheck
