@@ -238,7 +238,7 @@ DEPLOY_AFTER = '\ndeploy "prod" { server: "s" domain: "d" }\n'
 
 HAZARDS = {
     "braces in strings": 'x = "}}} \\{ {\'{\'} {f("}")}"',
-    "braces in nested interpolation": 'x = "a {g("b {h("}")}")} c"',
+    "braces in nested interpolation": 'x = "a {g("b {h(1)}")} c {k(\'}\')}"',
     "escaped brace": 'x = "\\{ not an interpolation"',
     "raw string ends at first quote": 'p = r"C:\\dir\\"\nq = "{1}"',
     "single quotes never interpolate": "s = '{ not an interpolation'",
@@ -344,7 +344,7 @@ def test_route_groups_three_deep_with_options() -> None:
     src = '''server {
       routes "/a" {
         sse "/top" fn(p) { }
-        routes "/b" { auth: true } {
+        routes "/b" version: "2" deprecated: true {
           routes "/c" {
             ws { on_message fn(ws, m) { } }
             sse "/deep/{id}" fn(p) { }

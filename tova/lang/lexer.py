@@ -1,130 +1,114 @@
-"""A hand-written lexer for Tova that knows exactly enough to never lose its place:
-strings with nested interpolation, raw/single/triple strings, nested block comments,
-regex-vs-division, style blocks and JSX markup (see docs/tova-syntax.md, section 1).
+"""The Tova lexer's decisions, without its tokens.
 
-Speed matters (a 1.5 MB project must read in well under a second), so ordinary text is
-consumed by compiled regexes, tokens are plain tuples `(kind, start, end)` and line/col
-are computed only when somebody asks for them.
+The deploy toolkit needs block boundaries and a few statements, so reading a file happens
+in two passes:
 
-Token kinds: "name", "num", "str", "regex", "jsx", "style", "op", and the punctuation
-characters themselves: "{", "}", "(", ")", "[", "]", ",", ";".  Strings, regexes, JSX
-elements and style blocks are opaque single tokens: nothing inside them can be a block.
+1. `scan()` walks the whole file once and records only what can hide a brace: strings
+   (with nested interpolation), comments, regex literals, style blocks and markup text,
+   as opaque spans, plus the matching `}` of every `{` token. It makes the same choices as
+   the compiler's lexer (tova-syntax.md section 1): a `/` starts a regex only after a
+   non-value token; a `<` starts markup after a non-value token *or a newline*; markup is
+   a flat state machine (tags, `{expr}`, `if`/`for`/`match` bodies) like the compiler's,
+   so nesting depth costs nothing and nothing recurses. Ordinary code between the spans is
+   skipped by one regex search per interesting character, which keeps it fast.
+2. `tokens()` tokenizes one region (the top level, or the inside of one `{ }` group)
+   into `(kind, start, end)` tuples, with nested `{ }` groups collapsed to their two
+   braces. The reader only ever tokenizes the few regions it looks into.
+
+Token kinds: "name", "num", "str", "regex", "style", "text" (markup text), "tagend" (the
+`>` that ends a whole markup element), "op", and the
+punctuation characters themselves: "{", "}", "(", ")", "[", "]", ",", ";".
+
+Every character the compiler's lexer rejects outside strings, comments and markup text
+(`#`, a backslash, control characters such as NUL and form feed, a zero-width space, a
+BOM, characters beyond U+FFFF, ...) is a located "unexpected character" error.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
-from collections.abc import Callable
+import unicodedata
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import cast
 
 from tova.errors import Location, TovaSyntaxError
 
-# Keywords of the Tova lexer: none of them ends a value, so `/` after one starts a regex
-# and `<` after one starts markup. (`true false nil` are values and are not listed.)
-NON_VALUE_WORDS = frozenset(
+# The compiler's keywords (tokens.js). Only `true false nil` among them are values.
+KEYWORDS = frozenset(
     """var let fn return if elif else for while match type import from export as and or
-    not in break continue try catch finally async await guard interface derive pub impl
-    trait defer mut yield loop when extern is with server client browser shared route
-    state computed effect component store""".split()
+    not in true false nil break continue try catch finally async await guard interface
+    derive pub impl trait defer mut yield loop when extern default is with server browser
+    client shared route state computed effect component store form field group steps""".split()
 )
+VALUE_WORDS = frozenset({"true", "false", "nil"})
+NON_VALUE_WORDS = KEYWORDS - VALUE_WORDS
+_CF_WORDS = ("if", "for", "elif", "else", "match")
 
-# Opaque-ish nesting (strings in markup in strings...) recurses; cap it so hostile input
-# gives a syntax error instead of a RecursionError.
-MAX_DEPTH = 64
+# What the previous token was, for the regex and markup decisions.
+_NONE, _VALUE, _OTHER, _ASSIGN, _FOR = 0, 1, 2, 3, 4
 
-# One match per token; leading whitespace rides along with the token it precedes.
-_TOKEN = re.compile(
-    r"""\s*(?:
-    (?P<name>[^\W\d]\w*)
-   |(?P<punct>[{}()\[\],;])
-   |(?P<op>\.\.\.|\.\.=|\.\.|=>|->|==|!=|<=|>=|&&|\|\||\|>|::|\?\.|\?\?|\*\*
-           |[-+*%=!&|^~?.:@$]=?)
-   |(?P<s1>"(?![\"])[^"\\{]*")
-   |(?P<dq>")
-   |(?P<num>0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+
+# Characters that never need a decision in code: identifiers, numbers, whitespace and
+# operators other than `/` and `<` (and `>` inside a tag). Non-ASCII characters up to
+# U+FFFF pass here and are checked once at the end (letters are identifiers).
+_CODE_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]")
+_TAG_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]")
+_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+_OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
+
+_SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
+_DQ_STOP = re.compile(r'["\\{]')
+_INTERP_STOP = re.compile(r"[\"'`{}]")
+_NESTED_STOP = {'"': re.compile(r'[\\"{}]'), "'": re.compile(r"[\\']"), "`": re.compile(r"[\\`$}]")}
+_SQ = re.compile(r"'[^'\\]*(?:\\[\s\S][^'\\]*)*'")
+_BLOCK_COMMENT = re.compile(r"/\*|\*/")
+_REGEX = re.compile(r"/[^/\\\[\n]*(?:(?:\\[^\n]|\[(?:\\[^\n]|[^\]\\\n])*\])[^/\\\[\n]*)*/[gimsuydv]*")
+_CSS_STOP = re.compile(r"[{}]")
+_WS = re.compile(r"[ \t\r\n]*")
+_CF_WORD = re.compile(r"(?:if|for|elif|else|match)(?![\w$])")
+_TEXT_END = re.compile(r"""[<{"']|(?<=[ \t\n\r])(?:if|for|elif|else|match)(?![\w$])""")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_NL = re.compile(r"\n")
+
+_OPS = ("...", "..=", "<<=", "..", "=>", "->", "==", "!=", "<=", ">=", "<<", "&&", "||", "|>",
+        "::", "?.", "??", "**", "+=", "-=", "*=", "/=", "&=", "|=", "^=")
+_GAP_TOKEN = re.compile(
+    r"""[ \t\r\n]*(?:
+    (?P<name>[A-Za-z_$\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)
+   |(?P<num>0[xX][0-9a-fA-F_]*|0[bB][01_]*|0[oO][0-7_]*
             |\d[\d_]*(?:\.(?=[\d_])[\d_]*)?(?:[eE][+-]?\d+)?)
-   |(?P<lc>//[^\n]*)
-   |(?P<bc>/\*)
-   |(?P<slash>/)
-   |(?P<sq>'(?:[^'\\]|\\[\s\S])*')
-   |(?P<lt><)
-   |(?P<other>[\s\S])
+   |(?P<punct>[{}()\[\],;])
+   |(?P<op>"""
+    + "|".join(re.escape(o) for o in _OPS)
+    + r"""|[-+*/%=!&|^~?.:@<>])
    |(?P<eof>\Z)
     )""",
     re.VERBOSE,
 )
-
-_STR_RUN = re.compile(r'[^"\\{]*')
-_TRI_RUN = re.compile(r'[^"\\{]*')
-_INTERP_RUN = re.compile(r"""[^"'{}]*""")
-_SQ = re.compile(r"'(?:[^'\\]|\\[\s\S])*'")
-_BLOCK_COMMENT = re.compile(r"/\*|\*/")
-_REGEX = re.compile(r"/(?:\\[^\n]|\[(?:\\[^\n]|[^\]\\\n])*\]|[^/\\\[\n])*/[gimsuydv]*")
-_STYLE_HEAD = re.compile(r"\s*(?:\([^()]{0,500}\)\s*)?\{")
-_CSS_RUN = re.compile(r"[^{}]*")
-_NL = re.compile(r"\n")
-
-# Markup.
-_TAG_NAME = re.compile(r"[\w\-.:]*")
-_TAG_ATTR = re.compile(
-    r"""\s*(?:(?P<sc>/>)|(?P<gt>>)|(?P<dq>")|(?P<sq>')|(?P<lb>\{)|(?P<word>[^\s/>{}"'=]+)|(?P<other>[\s\S]))"""
-)
-_CHILD_SPECIAL = re.compile(r"""[{}"'<]|(?<=[\s}"'{])(?:if|for|elif|else|match)\b""")
-_CF_KEYWORD = re.compile(r"(?:if|for|elif|else|match)\b")
-_CLOSE_TAG = re.compile(r"</\s*([\w\-.:]*)\s*>")
-
-
-def _always(pattern: re.Pattern[str]) -> Callable[[str, int], re.Match[str]]:
-    """`pattern.match` for a pattern that matches everywhere (it can match the empty string,
-    or the caller has just seen its text), typed as never returning None."""
-    return cast(Callable[[str, int], re.Match[str]], pattern.match)
-
-
-_match_token = _always(_TOKEN)  # _TOKEN ends with a catch-all alternative
-_VOID_TAGS = frozenset(
-    "area base br col embed hr img input link meta source track wbr".split()
-)
-
 _PAIRS = {")": "(", "]": "[", "}": "{"}
-_VALUE_KINDS = frozenset({"num", "str", ")", "]", "}"})
+_CLOSERS = {"{": "}", "(": ")", "[": "]"}
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A token with its position, for callers that want one object per token."""
+class Scanned:
+    """One file after pass 1: opaque spans (sorted, disjoint) and `{` → `}` positions."""
 
-    kind: str
-    text: str
-    start: int
-    end: int
-    line: int
-    col: int
-
-
-class Lexed:
-    """The token stream of one file: `toks` holds `(kind, start, end)` tuples and
-    `closes` maps the index of every opening bracket token to its closing one."""
-
-    __slots__ = ("text", "path", "toks", "closes", "_nl")
+    __slots__ = ("text", "path", "start", "starts", "ends", "kinds", "closes", "_nl")
 
     def __init__(self, text: str, path: str) -> None:
         self.text = text
         self.path = path
-        self.toks: list[tuple[str, int, int]] = []
+        self.start = 0  # after a shebang line
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.kinds: list[str] = []
         self.closes: dict[int, int] = {}
         self._nl: list[int] | None = None
 
-    def _newlines(self) -> list[int]:
+    # -- locations ----------------------------------------------------------------------
+    def line_col(self, pos: int) -> tuple[int, int]:
         if self._nl is None:
             self._nl = [m.start() for m in _NL.finditer(self.text)]
-        return self._nl
-
-    def line_col(self, pos: int) -> tuple[int, int]:
-        nl = self._newlines()
-        idx = bisect_left(nl, pos)
-        line_start = nl[idx - 1] + 1 if idx else 0
+        idx = bisect_left(self._nl, pos)
+        line_start = self._nl[idx - 1] + 1 if idx else 0
         return idx + 1, pos - line_start + 1
 
     def loc(self, pos: int) -> Location:
@@ -136,224 +120,441 @@ class Lexed:
         end = self.text.find("\n", pos)
         return self.text[start : end if end != -1 else len(self.text)]
 
-    def tok_text(self, i: int) -> str:
-        _, s, e = self.toks[i]
-        return self.text[s:e]
-
     def error(self, message: str, pos: int, hint: str | None = None) -> TovaSyntaxError:
         pos = min(max(pos, 0), len(self.text))
-        return TovaSyntaxError(
-            message, hint=hint, loc=self.loc(pos), source_line=self.line_text(pos)
-        )
+        return TovaSyntaxError(message, hint=hint, loc=self.loc(pos), source_line=self.line_text(pos))
 
-    def tokens(self) -> list[Token]:
-        out = []
-        for kind, s, e in self.toks:
-            line, col = self.line_col(s)
-            out.append(Token(kind, self.text[s:e], s, e, line, col))
-        return out
+    def span_at(self, pos: int) -> int:
+        """Index of the opaque span holding pos, or -1."""
+        i = bisect_right(self.starts, pos) - 1
+        return i if i >= 0 and self.ends[i] > pos else -1
 
 
-def lex(text: str, path: str = "<input>") -> Lexed:
-    """Tokenize one file; raises TovaSyntaxError for unterminated or unbalanced input."""
-    lexed = Lexed(text, path)
-    _Scanner(lexed).run()
-    return lexed
+def scan(text: str, path: str = "<input>") -> Scanned:
+    """Pass 1 over one file; raises TovaSyntaxError with the place of the first problem."""
+    sc = Scanned(text, path)
+    _Pass(sc).run()
+    if not text.isascii():
+        _check_non_ascii(sc)
+    return sc
 
 
-def tokenize(text: str, path: str = "<input>") -> list[Token]:
-    return lex(text, path).tokens()
+def unexpected(sc: Scanned, pos: int) -> TovaSyntaxError:
+    ch = sc.text[pos]
+    name = unicodedata.name(ch, "")
+    shown = f"'{ch}'" if ch.isprintable() and not ch.isspace() and ch != "\ufeff" else ""
+    what = f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+    message = f"unexpected character {shown} ({what})" if shown else f"unexpected character {what}"
+    if ch == "#":
+        hint = "Tova comments start with // (only a first-line #! is allowed)"
+    elif ch == "\\":
+        hint = "a backslash belongs inside a string"
+    else:
+        hint = "the Tova compiler rejects this character here; delete it (it may be invisible)"
+    return sc.error(message, pos, hint)
 
 
-class _Scanner:
-    def __init__(self, lexed: Lexed) -> None:
-        self.lx = lexed
-        self.text = lexed.text
-        self.n = len(lexed.text)
+def _check_non_ascii(sc: Scanned) -> None:
+    """Outside opaque spans, non-ASCII characters must make identifiers, as in the
+    compiler's lexer: a letter starts one; digits and marks may continue one."""
+    text = sc.text
+    for m in _NON_ASCII.finditer(text, sc.start):
+        pos = m.start()
+        if sc.span_at(pos) != -1:
+            continue
+        for p in range(pos, m.end()):
+            if sc.span_at(p) != -1:
+                continue
+            cat = unicodedata.category(text[p])
+            if cat[0] == "L":
+                continue
+            before = text[p - 1] if p else " "
+            if cat[0] in "NM" and (before in _IDENT_CHARS or (before > "\x7f" and before.isalnum())):
+                continue
+            raise unexpected(sc, p)
 
-    def run(self) -> None:
-        pos = 0
-        if self.text.startswith("#!"):
-            nl = self.text.find("\n")
-            pos = self.n if nl == -1 else nl + 1
-        self.code(pos, self.lx.toks, self.lx.closes, None, False, 0)
 
-    # -- errors -------------------------------------------------------------------
+class _Pass:
+    """Pass 1: the compiler lexer's state machine, jumping over ordinary code."""
+
+    def __init__(self, sc: Scanned) -> None:
+        self.sc = sc
+        self.text = sc.text
+        self.n = len(sc.text)
+
     def err(self, message: str, pos: int, hint: str | None = None) -> TovaSyntaxError:
-        return self.lx.error(message, pos, hint)
+        return self.sc.error(message, pos, hint)
 
-    def _deeper(self, depth: int, pos: int) -> int:
-        if depth >= MAX_DEPTH:
-            raise self.err(
-                "nesting too deep (strings, markup and braces inside each other)",
-                pos,
-                "split the expression into smaller pieces",
-            )
-        return depth + 1
+    def run(self) -> None:  # noqa: C901 - one loop on purpose: this is the hot path
+        text, n, sc = self.text, self.n, self.sc
+        starts, ends, kinds, closes = sc.starts, sc.ends, sc.kinds, sc.closes
+        pos = 0
+        if text.startswith("#!"):
+            nl = text.find("\n")
+            pos = n if nl == -1 else nl + 1
+            sc.start = pos
+        brackets: list[tuple[str, int]] = []
+        # markup state, as in the compiler's lexer
+        jstack: list[str] = []  # "tag" | "cfblock" | "matchblock"
+        tag_mode = ""  # "" | "open" | "close"
+        self_closing = False
+        expr_depth = 0
+        cf: list | None = None  # [paren, brace, keyword] while reading `if ... {`
+        match_depth = 0
+        markup_start = -1
+        # the previous token: kind of the last one before `gap`, and whether a newline
+        # token followed it (newlines are tokens for the markup rule only)
+        prev = _NONE
+        prev_nl = False
+        gap = pos
+        code_search = _CODE_STOP.search
+        tag_search = _TAG_STOP.search
 
-    # -- code ---------------------------------------------------------------------
-    def code(  # noqa: C901
-        self,
-        pos: int,
-        toks: list[tuple[str, int, int]],
-        closes: dict[int, int],
-        open_pos: int | None,
-        in_jsx: bool,
-        depth: int,
-    ) -> int:
-        """Lex code from `pos` into `toks`. With `open_pos` set (an expression inside
-        markup), stop after the `}` closing the `{` at open_pos and return the position
-        after it. Only this call appends to `toks`, so `toks[-1]` is the previous
-        significant token, which decides regex-vs-division and markup-vs-less-than."""
-        text = self.text
-        match = _match_token
-        append = toks.append
-        stack: list[int] = []
         while True:
-            m = match(text, pos)
-            kind = cast(str, m.lastgroup)  # every alternative of _TOKEN is a named group
-            pos, end = m.span(kind)
-            if kind == "name":
-                size = end - pos
-                if size == 1 and text.startswith('"', end) and text[pos] in "rf":
-                    if text[pos] == "r":
-                        close = text.find('"', end + 1)
+            if jstack and not expr_depth and not tag_mode and cf is None and not match_depth:
+                # markup children: text, strings, {expr}, tags, control flow
+                if pos >= n:
+                    break
+                c = text[pos]
+                if c == "}" and jstack[-1] == "cfblock":
+                    jstack.pop()
+                    self._close(brackets, "}", pos)
+                    pos += 1
+                    prev, prev_nl, gap = _VALUE, False, pos
+                    continue
+                if c in " \t\r\n":
+                    pp = _WS.match(text, pos).end()
+                    if pp >= n or text[pp] in "<{}\"'" or _CF_WORD.match(text, pp):
+                        pos = pp
+                        continue
+                elif c == "{":
+                    brackets.append(("{", pos))
+                    expr_depth = 1
+                    pos += 1
+                    prev, prev_nl, gap = _OTHER, False, pos
+                    continue
+                elif c == "<":
+                    nxt = text[pos + 1 : pos + 2]
+                    if nxt == "/":
+                        tag_mode = "close"
+                    elif nxt == ">" or _is_alpha(nxt):
+                        tag_mode = "open"
+                    pos += 2 if nxt == "=" else 1
+                    prev, prev_nl, gap = _OTHER, False, pos
+                    continue
+                elif c == '"':
+                    end = self.dq_string(pos)
+                    self._span(pos, end, "str")
+                    pos = end
+                    prev, prev_nl, gap = _VALUE, False, pos
+                    continue
+                elif c == "'":
+                    end = self.sq_string(pos)
+                    self._span(pos, end, "str")
+                    pos = end
+                    prev, prev_nl, gap = _VALUE, False, pos
+                    continue
+                else:
+                    w = _CF_WORD.match(text, pos)
+                    if w:
+                        cf = [0, 0, w.group()]
+                        pos = w.end()
+                        prev, prev_nl, gap = _OTHER, False, pos
+                        continue
+                m = _TEXT_END.search(text, pos + 1)
+                end = m.start() if m else n
+                self._span(pos, end, "text")
+                pos = end
+                prev, prev_nl, gap = _OTHER, False, pos
+                continue
+
+            m = (tag_search if tag_mode else code_search)(text, pos)
+            if m is None:
+                break
+            q = m.start()
+            c = text[q]
+            if c == '"':
+                if q > gap and text[q - 1] in "rf" and (q - 1 == 0 or text[q - 2] not in _IDENT_CHARS
+                                                       and not (text[q - 2] > "\x7f" and text[q - 2].isalnum())):
+                    begin = q - 1
+                    if text[begin] == "r":
+                        close = text.find('"', q + 1)
                         if close == -1:
-                            raise self.err(
-                                "unterminated raw string", pos,
-                                'a raw string r"..." ends at the next "',
-                            )
+                            raise self.err("unterminated raw string", begin,
+                                           'a raw string r"..." ends at the next "')
                         end = close + 1
                     else:
-                        end = self.dq_string(end, depth)
-                    append(("str", pos, end))
-                elif size == 5 and text.startswith("style", pos) and (
-                    head := _STYLE_HEAD.match(text, end)
-                ):
-                    end = self.css(head.end() - 1, pos)
-                    append(("style", pos, end))
+                        end = self.dq_string(q)
                 else:
-                    append(("name", pos, end))
-            elif kind == "punct":
-                ch = text[pos]
-                if ch in "{([":
-                    stack.append(len(toks))
-                    append((ch, pos, end))
-                elif ch in "})]":
-                    if not stack:
-                        if open_pos is not None and ch == "}":
-                            return end
-                        raise self.err(
-                            f"unexpected '{ch}' with nothing open", pos,
-                            "remove it, or add the opening bracket it belongs to",
-                        )
-                    o = stack.pop()
-                    if toks[o][0] != _PAIRS[ch]:
-                        ol, oc = self.lx.line_col(toks[o][1])
-                        raise self.err(
-                            f"'{ch}' does not match '{toks[o][0]}' opened at line {ol}, col {oc}",
-                            pos,
-                            "check the brackets between these two places",
-                        )
-                    closes[o] = len(toks)
-                    append((ch, pos, end))
+                    begin = q
+                    end = self.triple_string(q) if text.startswith('"""', q) else self.dq_string(q)
+                self._span(begin, end, "str")
+                pos = end
+                prev, prev_nl, gap = _VALUE, False, pos
+            elif c == "{" or c == "}" or c == "(" or c == ")" or c == "[" or c == "]":
+                if c == "{" or c == "(":
+                    style_end = self.style_block(q, gap)
+                    if style_end:
+                        pos = style_end
+                        prev, prev_nl, gap = _OTHER, False, pos
+                        continue
+                if c == "{":
+                    if cf is not None:
+                        if cf[1] > 0 or cf[0] > 0:
+                            cf[1] += 1
+                        else:
+                            prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                            if not prev_nl and (prev == _ASSIGN or prev == _FOR):
+                                cf[1] += 1
+                            elif cf[2] == "match":
+                                cf = None
+                                jstack.append("matchblock")
+                                match_depth = 1
+                            else:
+                                cf = None
+                                jstack.append("cfblock")
+                    elif expr_depth:
+                        expr_depth += 1
+                    elif match_depth:
+                        match_depth += 1
+                    brackets.append(("{", q))
+                    prev = _OTHER
+                elif c == "}":
+                    closes[self._close(brackets, "}", q)] = q
+                    if cf is not None and cf[1] > 0:
+                        cf[1] -= 1
+                    elif match_depth:
+                        match_depth -= 1
+                        if not match_depth and jstack and jstack[-1] == "matchblock":
+                            jstack.pop()
+                    elif expr_depth:
+                        expr_depth -= 1
+                    prev = _VALUE
+                elif c == "(" or c == "[":
+                    if cf is not None:
+                        cf[0] += 1
+                    brackets.append((c, q))
+                    prev = _OTHER
                 else:
-                    append((ch, pos, end))
-            elif kind == "op":
-                append(("op", pos, end))
-            elif kind == "s1" or kind == "sq":
-                append(("str", pos, end))
-            elif kind == "dq":
-                if text.startswith('"""', pos):
-                    end = self.triple_string(pos, depth)
+                    self._close(brackets, c, q)
+                    if cf is not None and cf[0] > 0:
+                        cf[0] -= 1
+                    prev = _VALUE
+                pos = q + 1
+                prev_nl, gap = False, pos
+            elif c == "/":
+                nxt = text[q + 1 : q + 2]
+                if nxt == "/":
+                    prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                    end = text.find("\n", q)
+                    end = n if end == -1 else end
+                    self._span(q, end, "comment")
+                    if text.startswith("///", q):  # a doc comment is a token
+                        prev, prev_nl = _OTHER, False
+                    pos = gap = end
+                elif nxt == "*":
+                    prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                    end = self.block_comment(q)
+                    self._span(q, end, "comment")
+                    pos = gap = end
                 else:
-                    end = self.dq_string(pos, depth)
-                append(("str", pos, end))
-            elif kind == "num":
-                append(("num", pos, end))
-            elif kind == "lc":
-                pass
-            elif kind == "bc":
-                end = self.block_comment(pos)
-            elif kind == "slash":
-                nxt = text[end : end + 1]
-                if toks:
-                    regex_ok = not self.prev_is_value(toks)
-                else:  # first token of a file: a regex only if it cannot be anything else
-                    regex_ok = nxt != "" and not nxt.isspace()
-                if regex_ok and not in_jsx and nxt != "=":
-                    rm = _REGEX.match(text, pos)
-                    if not rm:
-                        raise self.err(
-                            "unterminated regex literal", pos,
-                            "a regex /.../ must end on the same line; write `a / b` "
-                            "with a value before `/` for division",
-                        )
-                    end = rm.end()
-                    append(("regex", pos, end))
+                    regex = False
+                    if nxt != "=" and not jstack:
+                        prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                        if prev == _NONE:
+                            regex = q + 1 < n and not (nxt.isspace() or nxt in "/*=")
+                        else:
+                            regex = prev != _VALUE
+                    if regex:
+                        rm = _REGEX.match(text, q)
+                        if rm is None:
+                            raise self.err(
+                                "unterminated regex literal", q,
+                                "a regex /.../ must end on the same line; write `a / b` "
+                                "with a value before `/` for division",
+                            )
+                        self._span(q, rm.end(), "regex")
+                        pos = rm.end()
+                    else:
+                        if nxt != "=" and tag_mode == "open":
+                            self_closing = True
+                        pos = q + (2 if nxt == "=" else 1)
+                    prev, prev_nl, gap = _OTHER, False, pos
+            elif c == "<":
+                prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                before = _OTHER if prev_nl else prev  # the token right before, newline included
+                nxt = text[q + 1 : q + 2]
+                if nxt == "<" and before == _VALUE:
+                    pos = q + (3 if text.startswith("=", q + 2) else 2)
+                elif nxt == "=":
+                    pos = q + 2
                 else:
-                    if nxt == "=":
-                        end += 1
-                    append(("op", pos, end))
-            elif kind == "lt":
-                nxt = text[end : end + 1]
-                if (nxt.isalpha() or nxt == "_") and not (toks and self.prev_is_value(toks)):
-                    end = self.jsx(pos, self._deeper(depth, pos))
-                    append(("jsx", pos, end))
+                    if not tag_mode:
+                        if nxt == "/":
+                            tag_mode = "close"
+                        elif nxt == ">":
+                            if jstack or before != _VALUE:
+                                tag_mode = "open"
+                        elif _is_alpha(nxt) and before != _VALUE:
+                            tag_mode = "open"
+                        if tag_mode and not jstack and markup_start < 0:
+                            markup_start = q
+                    pos = q + 1
+                prev, prev_nl, gap = _OTHER, False, pos
+            elif c == ">":  # only searched for inside a tag
+                if text.startswith("=", q + 1):
+                    pos = q + 2
                 else:
-                    if nxt == "=":
-                        end += 1
-                    append(("op", pos, end))
-            elif kind == "eof":
-                break
-            else:  # other: a character that can start nothing
-                c = text[pos]
-                if c == "'":
-                    raise self._unterminated(pos)
-                if c == "#":
-                    raise self.err(
-                        "'#' is not allowed here", pos,
-                        "Tova comments start with // (only a first-line #! is allowed)",
-                    )
-                append(("op", pos, end))
-            pos = end
-        if stack:
-            opener = toks[stack[-1]]
-            closer = {"{": "}", "(": ")", "[": "]"}[opener[0]]
-            raise self.err(
-                f"'{opener[0]}' is never closed", opener[1],
-                f"add the matching '{closer}' before the end of the file",
-            )
-        if open_pos is not None:
-            raise self.err(
-                "'{' is never closed", open_pos,
-                "add the matching '}' before the end of the file",
-            )
-        return pos
+                    if self_closing:
+                        tag_mode, self_closing = "", False
+                    elif tag_mode == "close":
+                        tag_mode = ""
+                        if jstack:
+                            jstack.pop()
+                    elif tag_mode == "open":
+                        tag_mode = ""
+                        jstack.append("tag")
+                    pos = q + 1
+                    if not jstack and not tag_mode:
+                        # the end of a whole element: a value, after which a statement
+                        # may begin (the reader needs to know; an "op" would not say)
+                        self._span(q, pos, "tagend")
+                        markup_start = -1
+                prev, prev_nl, gap = _OTHER, False, pos
+            elif c == "'":
+                end = self.sq_string(q)
+                self._span(q, end, "str")
+                pos = end
+                prev, prev_nl, gap = _VALUE, False, pos
+            else:
+                raise unexpected(sc, q)
 
-    def prev_is_value(self, toks: list[tuple[str, int, int]]) -> bool:
-        """Does the last token end a value (identifier, literal, `)`, `]`, `}`)?"""
-        kind, s, e = toks[-1]
-        if kind == "name":
-            return self.text[s:e] not in NON_VALUE_WORDS
-        return kind in _VALUE_KINDS
+        if brackets:
+            ch, at = brackets[-1]
+            raise self.err(f"'{ch}' is never closed", at,
+                           f"add the matching '{_CLOSERS[ch]}' before the end of the file")
+        if jstack or tag_mode:
+            at = markup_start if markup_start >= 0 else self.n
+            raise self.err(
+                "unterminated markup element", at,
+                "close every <tag> with </tag> or write <tag />; quote prose: <p>\"text\"</p>",
+            )
 
-    # -- strings --------------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------
+    def _span(self, start: int, end: int, kind: str) -> None:
+        sc = self.sc
+        sc.starts.append(start)
+        sc.ends.append(end)
+        sc.kinds.append(kind)
+
+    def _close(self, brackets: list[tuple[str, int]], ch: str, pos: int) -> int:
+        if not brackets:
+            raise self.err(f"unexpected '{ch}' with nothing open", pos,
+                           "remove it, or add the opening bracket it belongs to")
+        opener, at = brackets.pop()
+        if opener != _PAIRS[ch]:
+            line, col = self.sc.line_col(at)
+            raise self.err(f"'{ch}' does not match '{opener}' opened at line {line}, col {col}",
+                           pos, "check the brackets between these two places")
+        if ch == "}":
+            self.sc.closes[at] = pos
+        return at
+
+    def fold(self, gap: int, q: int, prev: int, prev_nl: bool) -> tuple[int, bool]:
+        """The previous token after the plain code text[gap:q] (no spans inside)."""
+        if gap >= q:
+            return prev, prev_nl
+        seg = self.text[gap:q]
+        s = seg.rstrip(" \t\r\n")
+        if not s:
+            return prev, prev_nl or "\n" in seg
+        nl = "\n" in seg[len(s):]
+        c = s[-1]
+        if c in _IDENT_CHARS or (c > "\x7f" and c.isalnum()):
+            j = len(s) - 1
+            while j >= 0 and (s[j] in _IDENT_CHARS or (s[j] > "\x7f" and s[j].isalnum())):
+                j -= 1
+            word = s[j + 1:]
+            if word[0].isdigit() or word not in KEYWORDS or word in VALUE_WORDS:
+                return _VALUE, nl
+            return (_FOR if word == "for" else _OTHER), nl
+        if c == "=":
+            j = len(s) - 1
+            while j >= 0 and s[j] in _OP_CHARS:
+                j -= 1
+            ops = _split_ops(s[j + 1:])
+            return (_ASSIGN if ops and ops[-1] == "=" else _OTHER), nl
+        return _OTHER, nl
+
+    def style_block(self, q: int, gap: int) -> int:
+        """At `{` or `(` right after the identifier `style`: the end of the CSS block it
+        opens (recorded as a span), or 0."""
+        text = self.text
+        k = q
+        while k > gap and text[k - 1] in " \t\r\n":
+            k -= 1
+        w = k - 5
+        if w < gap or not text.startswith("style", w):
+            return 0
+        if w > 0 and (text[w - 1] in _IDENT_CHARS or (text[w - 1] > "\x7f" and text[w - 1].isalnum())):
+            return 0
+        p = q
+        if text[q] == "(":
+            close = text.find(")", q)
+            if close == -1:
+                return 0
+            p = _WS.match(text, close + 1).end()
+            if not text.startswith("{", p):
+                return 0
+        depth = 0
+        while True:
+            m = _CSS_STOP.search(text, p)
+            if m is None:
+                raise self.err("unterminated style block", w,
+                               "the CSS in a style { } block must have balanced braces")
+            p = m.end()
+            depth += 1 if m.group() == "{" else -1
+            if depth == 0:
+                self._span(w, p, "style")
+                return p
+
+    def block_comment(self, start: int) -> int:
+        depth = 0
+        p = start
+        search = _BLOCK_COMMENT.search
+        while True:
+            m = search(self.text, p)
+            if not m:
+                raise self.err("unterminated block comment", start,
+                               "close it with */ (block comments nest: every /* needs its own */)")
+            depth += 1 if m.group() == "/*" else -1
+            p = m.end()
+            if depth == 0:
+                return p
+
+    # -- strings --------------------------------------------------------------------------
     def _unterminated(self, start: int) -> TovaSyntaxError:
-        return self.err(
-            "unterminated string", start,
-            'close it with the same quote; write \\{ for a literal "{" in "..." strings',
-        )
+        return self.err("unterminated string", start,
+                        'close it with the same quote; write \\{ for a literal "{" in "..." strings')
 
-    def dq_string(self, start: int, depth: int) -> int:
-        """`start` is at the opening quote of a "..." string; returns the end."""
+    def sq_string(self, start: int) -> int:
+        m = _SQ.match(self.text, start)
+        if not m:
+            raise self._unterminated(start)
+        return m.end()
+
+    def dq_string(self, start: int) -> int:
+        """`start` is at the opening quote of a "..." string; returns its end."""
+        m = _SIMPLE_DQ.match(self.text, start)
+        if m:
+            return m.end()
         text, n = self.text, self.n
-        run = _always(_STR_RUN)
         p = start + 1
         while True:
-            p = run(text, p).end()
-            if p >= n:
+            m = _DQ_STOP.search(text, p)
+            if m is None:
                 raise self._unterminated(start)
+            p = m.start()
             c = text[p]
             if c == '"':
                 return p + 1
@@ -362,18 +563,16 @@ class _Scanner:
                     raise self._unterminated(start)
                 p += 2
             else:
-                p = self.interpolation(p, start, depth)
+                p = self.interpolation(p, start)
 
-    def triple_string(self, start: int, depth: int) -> int:
+    def triple_string(self, start: int) -> int:
         text, n = self.text, self.n
-        run = _always(_TRI_RUN)
         p = start + 3
         while True:
-            p = run(text, p).end()
-            if p >= n:
-                raise self.err(
-                    "unterminated triple-quoted string", start, 'close it with """'
-                )
+            m = _DQ_STOP.search(text, p)
+            if m is None:
+                raise self.err("unterminated triple-quoted string", start, 'close it with """')
+            p = m.start()
             c = text[p]
             if c == '"':
                 if text.startswith('"""', p):
@@ -384,215 +583,183 @@ class _Scanner:
                     raise self.err("unterminated triple-quoted string", start, 'close it with """')
                 p += 2
             else:
-                p = self.interpolation(p, start, depth)
+                p = self.interpolation(p, start)
 
-    def interpolation(self, p: int, string_start: int, depth: int) -> int:
+    def interpolation(self, p: int, string_start: int) -> int:
         """`p` is at the `{` of an interpolation; returns the position after its `}`.
-        Braces are counted; strings inside are skipped whole, and a "..." string there
-        may interpolate again (its own braces never count here)."""
+        The compiler counts braces and skips quoted literals inside; a "..." literal
+        there counts its own braces (it may interpolate again)."""
         text, n = self.text, self.n
-        depth = self._deeper(depth, p)
-        braces = 1
+        depth = 1
         p += 1
-        run = _always(_INTERP_RUN)
         while True:
-            p = run(text, p).end()
-            if p >= n:
+            m = _INTERP_STOP.search(text, p)
+            if m is None:
                 raise self.err(
                     "unterminated string interpolation", string_start,
                     "every { in a string opens an expression: close it with }, "
                     "or write \\{ for a literal brace",
                 )
+            p = m.start()
             c = text[p]
             if c == "{":
-                braces += 1
+                depth += 1
                 p += 1
             elif c == "}":
-                braces -= 1
+                depth -= 1
                 p += 1
-                if braces == 0:
+                if depth == 0:
                     return p
-            elif c == "'":
-                p = self.sq_string(p)
-            elif text.startswith('"""', p):
-                p = self.triple_string(p, depth)
             else:
-                p = self.dq_string(p, depth)
+                p = self.nested_literal(p, c)
+                if p >= n:
+                    raise self.err(
+                        "unterminated string interpolation", string_start,
+                        "every { in a string opens an expression: close it with }, "
+                        "or write \\{ for a literal brace",
+                    )
 
-    def sq_string(self, start: int) -> int:
-        m = _SQ.match(self.text, start)
-        if not m:
-            raise self._unterminated(start)
-        return m.end()
-
-    # -- comments, css ------------------------------------------------------------------
-    def block_comment(self, start: int) -> int:
-        depth = 0
-        p = start
-        search = _BLOCK_COMMENT.search
-        while True:
-            m = search(self.text, p)
-            if not m:
-                raise self.err(
-                    "unterminated block comment", start,
-                    "close it with */ (block comments nest: every /* needs its own */)",
-                )
-            depth += 1 if m.group() == "/*" else -1
-            p = m.end()
-            if depth == 0:
-                return p
-
-    def css(self, p: int, start: int) -> int:
-        """`p` is at the `{` of a style block: CSS is counted by braces only."""
+    def nested_literal(self, p: int, quote: str) -> int:
         text, n = self.text, self.n
+        stop = _NESTED_STOP[quote].search
         depth = 0
+        p += 1
         while True:
-            p = _always(_CSS_RUN)(text, p).end()
-            if p >= n:
-                raise self.err(
-                    "unterminated style block", start,
-                    "the CSS in a style { } block must have balanced braces",
-                )
-            depth += 1 if text[p] == "{" else -1
-            p += 1
-            if depth == 0:
-                return p
-
-    # -- markup --------------------------------------------------------------------
-    def _unterminated_jsx(self, start: int) -> TovaSyntaxError:
-        return self.err(
-            "unterminated markup element", start,
-            "close every <tag> with </tag> or write <tag />; quote prose: <p>\"text\"</p>",
-        )
-
-    def expr_in_markup(self, p: int, depth: int) -> int:
-        """`p` is at a `{` inside markup: lex code up to its matching `}`."""
-        return self.code(p + 1, [], {}, p, True, self._deeper(depth, p))
-
-    def tag(self, p: int, depth: int, start: int) -> tuple[int, str, bool]:
-        """`p` is at `<` of an opening tag; returns (end, name, self_closing)."""
-        text = self.text
-        nm = _always(_TAG_NAME)(text, p + 1)
-        name = nm.group()
-        p = nm.end()
-        while True:
-            m = _TAG_ATTR.match(text, p)
-            if not m:
-                raise self._unterminated_jsx(start)
-            kind = cast(str, m.lastgroup)  # every alternative is a named group
-            if kind == "gt":
-                return m.end(), name, False
-            if kind == "sc":
-                return m.end(), name, True
-            q = m.start(kind)
-            if kind == "dq":
-                p = self.dq_string(q, depth)
-            elif kind == "sq":
-                p = self.sq_string(q)
-            elif kind == "lb":
-                p = self.expr_in_markup(q, depth)
-            else:
-                p = m.end()
-
-    def cf_header(self, p: int, depth: int, start: int) -> tuple[int, bool]:  # noqa: C901
-        """Control flow inside markup (`if x {`, `for a in b {`, `match v {`): lex the
-        header as code up to the `{` that opens its body; return (after `{`, is_match)."""
-        text, n = self.text, self.n
-        kw = _always(_CF_KEYWORD)(text, p).group()  # the caller saw the keyword here
-        p += len(kw)
-        paren = 0
-        prev = kw
-        while True:
-            m = _TOKEN.match(text, p)
+            m = stop(text, p)
             if m is None:
-                raise self._unterminated_jsx(start)
-            kind = cast(str, m.lastgroup)  # every alternative of _TOKEN is a named group
-            p, end = m.span(kind)
-            if kind == "lc":
-                p = end
-                continue
-            if kind == "eof":
-                raise self._unterminated_jsx(start)
-            tok = m.group(kind)
-            if kind == "bc":
-                end = self.block_comment(p)
-            elif kind == "dq":
-                end = self.triple_string(p, depth) if text.startswith('"""', p) else self.dq_string(p, depth)
-            elif kind == "punct":
-                if tok in "([":
-                    paren += 1
-                elif tok in ")]":
-                    paren -= 1
-                elif tok == "{":
-                    if paren > 0 or prev in ("=", "for"):
-                        end = self.expr_in_markup(p, depth)
-                    else:
-                        return end, kw == "match"
-                elif tok == "}":
-                    raise self._unterminated_jsx(start)
-            prev = tok
-            p = end
-            if p >= n:
-                raise self._unterminated_jsx(start)
-
-    def jsx(self, start: int, depth: int) -> int:  # noqa: C901
-        """`start` is at the `<` of an element; returns the position after it."""
-        text, n = self.text, self.n
-        p, name, self_closing = self.tag(start, depth, start)
-        if self_closing or name in _VOID_TAGS:
-            return p
-        frames: list[str | None] = [name]  # tag names; None for a control-flow body
-        special = _CHILD_SPECIAL.search
-        while True:
-            if _CF_KEYWORD.match(text, p):
-                p, is_match = self.cf_header(p, depth, start)
-                if is_match:
-                    p = self.code(p, [], {}, p - 1, True, self._deeper(depth, p))
+                return n
+            p = m.start()
+            c = text[p]
+            if c == "\\":
+                p += 2
+            elif c == "{":
+                depth += 1
+                p += 1
+            elif c == "$":
+                if text.startswith("{", p + 1):
+                    depth += 1
+                    p += 2
                 else:
-                    frames.append(None)
-                continue
-            m = special(text, p)
-            if not m:
-                raise self._unterminated_jsx(start)
-            q = m.start()
-            c = text[q]
-            if c == "{":
-                p = self.expr_in_markup(q, depth)
-            elif c == '"':
-                p = self.triple_string(q, depth) if text.startswith('"""', q) else self.dq_string(q, depth)
-            elif c == "'":
-                p = self.sq_string(q)
+                    p += 1
             elif c == "}":
-                if frames[-1] is None:
-                    frames.pop()
-                p = q + 1
-            elif c == "<":
-                nxt = text[q + 1 : q + 2]
-                if nxt == "/":
-                    cm = _CLOSE_TAG.match(text, q)
-                    if not cm:
-                        p = q + 1
-                        continue
-                    p = cm.end()
-                    closing = cm.group(1)
-                    if closing in frames:
-                        while frames and frames.pop() != closing:
-                            pass
-                    elif not closing and "" in frames:  # </> closes a fragment
-                        while frames and frames.pop() != "":
-                            pass
-                    if not frames:
-                        return p
-                elif nxt.isalpha() or nxt == "_" or nxt == ">":
-                    p, child, sc = self.tag(q, depth, start)
-                    if not sc and child not in _VOID_TAGS:
-                        frames.append(child)
-                else:
-                    p = q + 1
-            else:  # a control-flow keyword after whitespace
-                p = q
-            if p >= n and frames:
-                raise self._unterminated_jsx(start)
+                if depth > 0:
+                    depth -= 1
+                p += 1
+            elif depth == 0:  # the closing quote
+                return p + 1
+            else:
+                p += 1
+
+
+def _is_alpha(ch: str) -> bool:
+    if not ch:
+        return False
+    if ch < "\x80":
+        return ch.isalpha() or ch == "_" or ch == "$"
+    return ch <= "\uffff" and unicodedata.category(ch)[0] == "L"
+
+
+def _split_ops(run: str) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(run):
+        for op in _OPS:
+            if run.startswith(op, i):
+                out.append(op)
+                i += len(op)
+                break
+        else:
+            out.append(run[i])
+            i += 1
+    return out
+
+
+# -- pass 2 -------------------------------------------------------------------------------
+
+Tok = tuple[str, int, int]
+
+
+def tokens(sc: Scanned, a: int, b: int, collapse: bool = True) -> tuple[list[Tok], dict[int, int]]:
+    """Tokens of text[a:b], a region holding no unmatched bracket. With `collapse`,
+    each nested `{ }` group is just its two braces (the reader looks inside the few
+    groups it needs with another call). Returns the tokens and, for every opening
+    bracket token, the index of its closing one."""
+    text = sc.text
+    starts, ends, kinds, braces = sc.starts, sc.ends, sc.kinds, sc.closes
+    toks: list[Tok] = []
+    closes: dict[int, int] = {}
+    stack: list[int] = []
+    nspans = len(starts)
+    si = bisect_left(starts, a)
+    pos = a
+    match = _GAP_TOKEN.match
+    while pos < b:
+        stop = starts[si] if si < nspans and starts[si] < b else b
+        while True:
+            m = match(text, pos, stop)
+            if m is None:  # pass 1 lets nothing else through; never loop on it
+                raise sc.error("cannot read this", pos, "report this file to the toolkit's authors")
+            kind = m.lastgroup
+            if kind == "eof":
+                pos = stop
+                break
+            s, e = m.span(kind)  # type: ignore[arg-type]
+            if kind == "punct":
+                ch = text[s]
+                if ch == "{":
+                    close = braces[s]
+                    if collapse:
+                        stack.append(len(toks))
+                        toks.append(("{", s, e))
+                        closes[stack.pop()] = len(toks)
+                        toks.append(("}", close, close + 1))
+                        pos = close + 1
+                        si = bisect_left(starts, pos)
+                        break
+                    stack.append(len(toks))
+                    toks.append(("{", s, e))
+                    pos = e
+                    continue
+                if ch in "([":
+                    stack.append(len(toks))
+                elif ch in ")]}":
+                    closes[stack.pop()] = len(toks)
+                toks.append((ch, s, e))
+            else:
+                toks.append((kind, s, e))  # type: ignore[arg-type]
+            pos = e
+        if pos >= b:
+            break
+        if si < nspans and starts[si] == pos:
+            if kinds[si] != "comment":
+                toks.append((kinds[si], pos, ends[si]))
+            pos = ends[si]
+            si += 1
+    return toks, closes
+
+
+# -- convenience for tests and tools --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str
+    start: int
+    end: int
+    line: int
+    col: int
+
+
+def tokenize(text: str, path: str = "<input>") -> list[Token]:
+    """Every token of a file (nothing collapsed), with line and column."""
+    sc = scan(text, path)
+    toks, _ = tokens(sc, sc.start, len(text), collapse=False)
+    out = []
+    for kind, s, e in toks:
+        line, col = sc.line_col(s)
+        out.append(Token(kind, text[s:e], s, e, line, col))
+    return out
 
 
 # -- string values --------------------------------------------------------------------

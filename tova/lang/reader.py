@@ -1,26 +1,21 @@
 """Read one .tova file into its top-level blocks and the few facts that imply
 infrastructure (see tova/lang/program.py).
 
-Three layers: the lexer (lexer.py) turns text into tokens; the island grammar
-(tova.lark, LALR) finds the top-level blocks among collapsed bracket groups; a small walk
-over balanced token groups reads the inside of the blocks that matter.
+Pass 1 (tova.lang.lexer.scan) finds every string, comment, regex, style block and markup
+text and the matching `}` of every `{`, deciding as the compiler's lexer does. The reader
+then tokenizes only what it looks at: the top level (block bodies collapsed), and inside
+the blocks that matter, one `{ }` group at a time. Block detection follows the
+compiler's block registry (which word, followed by what, opens a block).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import lark
-from lark.lexer import Lexer as LarkLexer
-from lark.lexer import Token as LarkToken
+from typing import Iterator
 
 from tova.errors import Location, TovaSyntaxError
-from tova.lang.lexer import NON_VALUE_WORDS, Lexed, lex, string_value
+from tova.lang.lexer import NON_VALUE_WORDS, Scanned, scan, string_value, tokens
 from tova.lang.program import (
     AuthDecl,
     Body,
@@ -38,11 +33,11 @@ from tova.lang.program import (
     Value,
 )
 
-# Words that open a top-level block, and what may sit between the word and its `{`.
-_NAMED_BLOCKS = {"server": "SERVER", "browser": "BROWSER", "client": "BROWSER",
-                 "shared": "SHARED", "test": "TEST", "bench": "BENCH", "edge": "EDGE"}
-_PLAIN_BLOCKS = {"security": "SECURITY", "data": "DATA", "cli": "CLI",
-                 "theme": "THEME", "auth": "AUTH"}
+# How the compiler's registry recognises a top-level block: the word, and what may follow.
+_KEYWORD_BLOCKS = {"server": "server", "browser": "browser", "client": "browser", "shared": "shared"}
+_BRACE_BLOCKS = {"security", "data", "cli", "theme", "auth"}  # word then `{`
+_NAMED_BLOCKS = {"test", "bench", "edge"}  # word then `{` or a string
+_CONCURRENT_MODES = {"cancel_on_error", "first", "timeout"}
 
 _BINARY_OPS = frozenset(
     "+ - * / % ** == != < > <= >= && || ?? |> .. ..= & | ^ =>".split()
@@ -51,9 +46,20 @@ _BINARY_WORDS = frozenset({"and", "or", "is", "in"})
 _PREFIX_OPS = frozenset({"-", "+", "!", "~", "..."})
 _PREFIX_WORDS = frozenset({"not", "await"})
 # Token kinds after which a new statement may begin (besides non-keyword names).
-_STATEMENT_AFTER = frozenset({";", "}", ")", "]", "str", "num", "regex", "jsx", "style"})
-# Deeper than this, sub-blocks of a deploy body are surely not configuration.
-_MAX_BODY_DEPTH = 32
+_STATEMENT_AFTER = frozenset({";", "}", ")", "]", "str", "num", "regex", "text", "style", "tagend"})
+# Deeper than this, sub-blocks and arrays of a deploy body are surely not configuration.
+_MAX_DEPTH = 32
+# Options a route group may have between its prefix and its body.
+_ROUTE_OPTIONS = {"version", "deprecated", "sunset"}
+
+
+@dataclass(frozen=True)
+class TopBlock:
+    """A top-level block as the compiler's parser sees it: kind, name, place."""
+
+    kind: str
+    name: str | None
+    loc: Location
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,13 @@ class ParsedFile:
     browsers: tuple[BrowserBlock, ...] = ()
     securities: tuple[SecurityBlock, ...] = ()
     datas: tuple[DataBlock, ...] = ()
+    blocks: tuple[TopBlock, ...] = ()
 
 
 def parse_source(text: str, path: str) -> ParsedFile:
     """Parse one file's text. Raises TovaSyntaxError (with location) and nothing else."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lx = lex(text, path)
-    return _Reader(lx).read()
+    sc = scan(text, path)
+    return _FileReader(sc).read()
 
 
 def read_project(root: str | Path) -> Program:
@@ -88,58 +93,19 @@ def count_lines(text: str) -> int:
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
-# -- the grammar and its token adapter ----------------------------------------------------
+# -- one region: the tokens of the top level or of one { } group -------------------------
 
 
-class _TopLevelTokens(LarkLexer):
-    """Feeds lark one token per top-level item of a `_Reader`."""
+class _Region:
+    def __init__(self, sc: Scanned, a: int, b: int) -> None:
+        self.sc = sc
+        self.text = sc.text
+        self.toks, self.closes = tokens(sc, a, b)
+        self.end = b
 
-    def __init__(self, lexer_conf: object) -> None:  # lark's constructor signature
-        pass
-
-    def lex(self, data: _Reader) -> Iterator[LarkToken]:  # type: ignore[override]
-        return data.top_level_tokens()
-
-
-@lru_cache(maxsize=1)
-def _grammar() -> lark.Lark:
-    text = Path(__file__).with_name("tova.lark").read_text(encoding="utf-8")
-    options = dict(parser="lalr", lexer=_TopLevelTokens, maybe_placeholders=True)
-    cache = _grammar_cache_file()
-    if cache is not None:
-        try:
-            # Building the LALR tables costs ~50 ms a run; lark checks the cached copy
-            # against the grammar's hash before it trusts it.
-            return lark.Lark(text, cache=str(cache), **options)
-        except (OSError, EOFError, ValueError, AttributeError, ImportError):
-            pass
-    return lark.Lark(text, **options)
-
-
-def _grammar_cache_file() -> Path | None:
-    """A private (0700) per-user cache directory: lark's cache is a pickle, so it must
-    never live where another user could write it (such as /tmp)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = Path(base) / "tova-deploy"
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = directory.stat()
-        if st.st_uid != os.getuid() or st.st_mode & 0o022:
-            return None
-    except OSError:
-        return None
-    return directory / f"grammar-lark{lark.__version__}.cache"
-
-
-# -- the reader ------------------------------------------------------------------------
-
-
-class _Reader:
-    def __init__(self, lx: Lexed) -> None:
-        self.lx = lx
-        self.text = lx.text
-        self.toks = lx.toks
-        self.closes = lx.closes
+    def inner(self, open_i: int) -> "_Region":
+        """The region inside the `{ }` group whose `{` is token open_i."""
+        return _Region(self.sc, self.toks[open_i][2], self.toks[self.closes[open_i]][1])
 
     # token helpers ----------------------------------------------------------------
     def kind(self, i: int) -> str:
@@ -163,11 +129,11 @@ class _Reader:
         return (close if close is not None else i) + 1
 
     def loc(self, i: int) -> Location:
-        return self.lx.loc(self.toks[i][1])
+        return self.sc.loc(self.toks[i][1])
 
     def error(self, message: str, i: int, hint: str) -> TovaSyntaxError:
-        pos = self.toks[i][1] if i < len(self.toks) else len(self.text)
-        return self.lx.error(message, pos, hint)
+        pos = self.toks[i][1] if i < len(self.toks) else self.end
+        return self.sc.error(message, pos, hint)
 
     def newline_between(self, a: int, b: int) -> bool:
         return self.text.find("\n", self.toks[a][2], self.toks[b][1]) != -1
@@ -194,410 +160,424 @@ class _Reader:
             prev = nxt - 1
             i = nxt
 
-    # top level --------------------------------------------------------------------
-    def top_level_tokens(self) -> Iterator[LarkToken]:
-        """One lark token per top-level item; a run of plain code is one _OTHER."""
-        toks = self.toks
-        n = len(toks)
-        last = ""
-        for prev, i in self.level(0, n):
-            kind = toks[i][0]
-            if kind == "{":
-                ttype = "BODY"
-            elif kind == "str":
-                ttype = "STRING"
-            elif kind == "name" and self.stmt_start(prev, i):
-                ttype = self.block_keyword(i, n)
-            else:
-                ttype = "_OTHER"
-            if ttype == "_OTHER" and last == "_OTHER":
-                continue
-            last = ttype
-            yield LarkToken(ttype, i, start_pos=toks[i][1])
 
-    def block_keyword(self, i: int, n: int) -> str:
-        word = self.src(i)
-        nxt = i + 1
-        body_next = nxt < n and self.kind(nxt) == "{"
-        named_body = (
-            nxt + 1 < n and self.kind(nxt) == "str" and self.kind(nxt + 1) == "{"
-        )
-        if word in _NAMED_BLOCKS:
-            return _NAMED_BLOCKS[word] if body_next or named_body else "_OTHER"
-        if word in _PLAIN_BLOCKS:
-            return _PLAIN_BLOCKS[word] if body_next else "_OTHER"
-        if word == "deploy":
-            # `deploy {` and `deploy prod {` are sent on so the grammar rejects them.
-            unquoted = nxt + 1 < n and self.kind(nxt) == "name" and self.kind(nxt + 1) == "{"
-            return "DEPLOY" if body_next or named_body or unquoted else "_OTHER"
-        if word == "concurrent":
-            j = nxt
-            while j < n and not self.newline_between(j - 1, j) and self.kind(j) not in (";", "}"):
-                if self.kind(j) == "{":
-                    return "CONCURRENT"
-                j = self.after(j)
-            return "_OTHER"
-        return "_OTHER"
+class _FileReader:
+    def __init__(self, sc: Scanned) -> None:
+        self.sc = sc
 
     def read(self) -> ParsedFile:
-        try:
-            tree = _grammar().parse(self)
-        except lark.exceptions.UnexpectedToken as e:
-            raise self.grammar_error(e) from None
-        except lark.exceptions.UnexpectedEOF:
-            raise self.error(
-                "deploy block is incomplete", len(self.toks),
-                'write deploy "name" { server: "..." domain: "..." }',
-            ) from None
-        except lark.exceptions.LarkError as e:  # defensive: never leak lark's errors
-            raise TovaSyntaxError(f"cannot read {self.lx.path}: {e}") from None
-        out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
-        for block in tree.children:
-            if not isinstance(block, lark.Tree):
+        sc = self.sc
+        top = _Region(sc, sc.start, len(sc.text))
+        out: dict[str, list] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
+        blocks: list[TopBlock] = []
+        n = len(top.toks)
+        for prev, i in top.level(0, n):
+            if top.kind(i) != "name" or not top.stmt_start(prev, i):
                 continue
-            kind = block.data.removesuffix("_block")
-            if kind not in out:
+            found = self.block_at(top, i, n)
+            if found is None:
                 continue
-            kw, *rest = block.children
-            name_node = rest[0] if len(rest) == 2 else None  # None: an unnamed block
-            name = self.block_name(_token(_tree(name_node).children[0]).value) if name_node else None
-            out[kind].append(self.read_block(kind, _token(kw).value, name, _token(rest[-1]).value))
+            kind, name, body = found
+            loc = top.loc(i)
+            blocks.append(TopBlock(kind, name, loc))
+            if kind in out:
+                out[kind].append(self.read_block(kind, loc, name, top.inner(body)))
         return ParsedFile(
-            path=self.lx.path,
-            line_count=count_lines(self.text),
+            path=sc.path,
+            line_count=count_lines(sc.text),
             deploys=tuple(out["deploy"]),
             servers=tuple(out["server"]),
             browsers=tuple(out["browser"]),
             securities=tuple(out["security"]),
             datas=tuple(out["data"]),
+            blocks=tuple(blocks),
         )
 
-    def grammar_error(self, e: lark.exceptions.UnexpectedToken) -> TovaSyntaxError:
-        i = e.token.value if isinstance(e.token.value, int) else len(self.toks)
-        if "STRING" in e.expected:
-            if i < len(self.toks) and self.kind(i) == "name":
-                return self.error(
-                    "a deploy block name must be a quoted string", i,
-                    f'write deploy "{self.src(i)}" {{ ... }}',
-                )
-            return self.error(
-                "a deploy block needs a name", i,
-                'name the environment: deploy "prod" { ... }',
-            )
-        return self.error("unexpected code at top level", i, "check the block structure")
+    def block_at(self, r: _Region, i: int, n: int) -> tuple[str, str | None, int] | None:
+        """(kind, name, index of the body's `{`) when the word at i opens a top-level
+        block the way the compiler's registry detects them; None otherwise."""
+        word = r.src(i)
+        nxt = i + 1
+        kind_next = r.kind(nxt) if nxt < n else ""
+        if word in _KEYWORD_BLOCKS:
+            name = None
+            if kind_next == "str":
+                name = self.block_name(r, nxt)
+                nxt += 1
+            if nxt < n and r.kind(nxt) == "{":
+                return _KEYWORD_BLOCKS[word], name, nxt
+            raise r.error(f"'{word}' must be followed by a block", nxt,
+                          f'write {word} {{ ... }} or {word} "name" {{ ... }}')
+        if word in _BRACE_BLOCKS:
+            return (word, None, nxt) if kind_next == "{" else None
+        if word in _NAMED_BLOCKS or word == "deploy":
+            if kind_next == "{" and word != "deploy":
+                return word, None, nxt
+            if kind_next != "str":
+                if word == "deploy" and kind_next == "{":
+                    raise r.error("a deploy block needs a name", nxt,
+                                  'name the environment: deploy "prod" { ... }')
+                if word == "deploy" and kind_next == "name" and nxt + 1 < n and r.kind(nxt + 1) == "{":
+                    raise r.error("a deploy block name must be a quoted string", nxt,
+                                  f'write deploy "{r.src(nxt)}" {{ ... }}')
+                return None
+            name = self.block_name(r, nxt)
+            nxt += 1
+            if word == "test" and r.is_name(nxt, n, "timeout") and r.is_op(nxt + 1, n, "="):
+                if nxt + 2 >= n or r.kind(nxt + 2) != "num":
+                    raise r.error("expected a number after timeout=", nxt + 2, "write timeout=5000")
+                nxt += 3
+            if nxt < n and r.kind(nxt) == "{":
+                return word, name, nxt
+            raise r.error(f"expected '{{' after the {word} block's name", nxt,
+                          f'write {word} "{name}" {{ ... }}')
+        if word == "concurrent":
+            if kind_next == "{":
+                return word, None, nxt
+            if kind_next == "name" and r.src(nxt) in _CONCURRENT_MODES:
+                nxt += 1
+                if r.src(nxt - 1) == "timeout" and nxt < n and r.kind(nxt) == "(":
+                    nxt = r.after(nxt)
+                if nxt < n and r.kind(nxt) == "{":
+                    return word, None, nxt
+                raise r.error("expected '{' after 'concurrent'", nxt, "write concurrent { ... }")
+        return None
 
-    def block_name(self, i: int) -> str:
-        name = string_value(self.src(i))
+    @staticmethod
+    def block_name(r: _Region, i: int) -> str:
+        name = string_value(r.src(i))
         if name is None:
-            raise self.error(
-                "a block name must be a plain string", i,
-                "remove the {...} interpolation from the name",
-            )
+            raise r.error("a block name must be a plain string", i,
+                          "remove the {...} interpolation from the name")
         return name
 
-    def read_block(self, kind: str, kw: int, name: str | None, body: int) -> object:
-        loc = self.loc(kw)
-        close = self.closes[body]
+    def read_block(self, kind: str, loc: Location, name: str | None, body: _Region) -> object:
         if kind == "deploy":
             assert name is not None
-            return DeployBlock(name=name, loc=loc, body=self.body(body, close, strict=True,
-                                                                   commas=False, depth=0))
+            return DeployBlock(name=name, loc=loc, body=_body(body, strict=True, commas=False, depth=0))
         if kind == "server":
-            return self.server(name, loc, body, close)
+            return _server(name, loc, body)
         if kind == "browser":
             return BrowserBlock(name=name, loc=loc)
         if kind == "security":
-            return self.security(loc, body, close)
-        return self.data(loc, body, close)
+            return _security(loc, body)
+        return _data(loc, body)
 
-    # bodies of `key: value` fields ----------------------------------------------------
-    def body(self, open_i: int, close: int, strict: bool, commas: bool, depth: int) -> Body:  # noqa: C901
-        """Fields and sub-blocks between the braces at open_i and close.
 
-        strict (deploy blocks): every problem is a syntax error; commas between fields
-        are allowed only when `commas`. Otherwise unreadable parts are skipped."""
-        if depth > _MAX_BODY_DEPTH:
-            raise self.error("blocks nested too deeply", open_i, "flatten the configuration")
-        fields: list[Field] = []
-        blocks: list[SubBlock] = []
-        i = open_i + 1
-        while i < close:
-            kind = self.kind(i)
-            if kind == ";" or (kind == "," and (commas or not strict)):
-                i += 1
-                continue
-            if kind == ",":
-                raise self.error(
-                    "fields of a deploy block are not separated by commas", i,
-                    "put each field on its own line, or separate them with ';'",
-                )
-            if kind in ("name", "str") and i + 1 < close:
-                key = self.src(i) if kind == "name" else string_value(self.src(i))
-                if key is not None and self.is_op(i + 1, close, ":"):
-                    value, nxt = self.value(i + 2, close, strict)
-                    if strict and nxt < close and self.kind(nxt) == "name" \
-                            and self.toks[nxt][1] == self.toks[nxt - 1][2]:
-                        raise self.error(
-                            f"'{self.text[self.toks[i + 2][1]:self.toks[nxt][2]]}' is not a value", i + 2,
-                            f'sizes and other text are strings: {key}: "{self.src(nxt - 1)}{self.src(nxt)}"',
-                        )
-                    if value is not None:
-                        fields.append(Field(key=key, value=value, loc=self.loc(i)))
-                        i = nxt
-                        continue
-                elif key is not None and kind == "name" and self.kind(i + 1) == "{":
-                    sub_close = self.closes[i + 1]
-                    sub = self.body(i + 1, sub_close, strict, True, depth + 1)
-                    blocks.append(SubBlock(name=key, loc=self.loc(i), body=sub))
-                    i = sub_close + 1
+# -- bodies of `key: value` fields (deploy blocks, db, cors) ------------------------------
+
+
+def _body(r: _Region, strict: bool, commas: bool, depth: int) -> Body:
+    """Fields and sub-blocks of one region.
+
+    strict (deploy blocks): every problem is a syntax error; commas between fields are
+    allowed only when `commas`. Otherwise unreadable parts are skipped."""
+    fields: list[Field] = []
+    blocks: list[SubBlock] = []
+    close = len(r.toks)
+    i = 0
+    while i < close:
+        kind = r.kind(i)
+        if kind == ";" or (kind == "," and (commas or not strict)):
+            i += 1
+            continue
+        if kind == ",":
+            raise r.error(
+                "fields of a deploy block are not separated by commas", i,
+                "put each field on its own line, or separate them with ';'",
+            )
+        if kind in ("name", "str") and i + 1 < close:
+            key = r.src(i) if kind == "name" else string_value(r.src(i))
+            if key is not None and r.is_op(i + 1, close, ":"):
+                value, nxt = _value(r, i + 2, close, strict)
+                if strict and nxt < close and r.kind(nxt) == "name" \
+                        and r.toks[nxt][1] == r.toks[nxt - 1][2]:
+                    raise r.error(
+                        f"'{r.text[r.toks[i + 2][1]:r.toks[nxt][2]]}' is not a value", i + 2,
+                        f'sizes and other text are strings: {key}: "{r.src(nxt - 1)}{r.src(nxt)}"',
+                    )
+                if value is not None:
+                    fields.append(Field(key=key, value=value, loc=r.loc(i)))
+                    i = nxt
                     continue
-                elif strict and kind == "name":
-                    raise self.error(
-                        f"field '{key}' needs ':' before its value", i + 1,
-                        f'write {key}: "value"',
-                    )
-            if strict:
-                if kind == "name":  # a name right before the closing brace
-                    raise self.error(
-                        f"field '{self.src(i)}' needs ':' and a value", i,
-                        f'write {self.src(i)}: "value"',
-                    )
-                raise self.error(
-                    f"expected a field name, found {self.src(i)[:30]!r}", i,
-                    'fields look like key: "value"',
+            elif key is not None and kind == "name" and r.kind(i + 1) == "{":
+                if depth >= _MAX_DEPTH:
+                    raise r.error("blocks nested too deeply", i + 1, "flatten the configuration")
+                sub = _body(r.inner(i + 1), strict, True, depth + 1)
+                blocks.append(SubBlock(name=key, loc=r.loc(i), body=sub))
+                i = r.closes[i + 1] + 1
+                continue
+            elif strict and kind == "name":
+                raise r.error(
+                    f"field '{key}' needs ':' before its value", i + 1,
+                    f'write {key}: "value"',
                 )
-            i = self.skip_statement(i, close)
-        return Body(fields=tuple(fields), blocks=tuple(blocks))
-
-    def skip_statement(self, i: int, close: int) -> int:
-        """Lenient recovery: move past the item at i and the rest of its line."""
-        prev = i
-        i = self.after(i)
-        while i < close and self.kind(i) not in (",", ";") and not self.newline_between(prev, i):
-            prev = self.after(i) - 1
-            i = prev + 1
-        return i
-
-    def value(self, i: int, limit: int, strict: bool) -> tuple[Value | None, int]:
-        """Parse the expression starting at i; (None, next) when lenient and missing."""
-        end = self.expression(i, limit)
-        if end is None:
-            if strict:
-                raise self.error(
-                    "missing value", min(i, limit), 'a field looks like key: "value"'
+        if strict:
+            if kind == "name":  # a name right before the closing brace
+                raise r.error(
+                    f"field '{r.src(i)}' needs ':' and a value", i,
+                    f'write {r.src(i)}: "value"',
                 )
-            return None, self.skip_statement(i, limit) if i < limit else limit
-        return self.make_value(i, end), end
+            raise r.error(
+                f"expected a field name, found {r.src(i)[:30]!r}", i,
+                'fields look like key: "value"',
+            )
+        i = _skip_statement(r, i, close)
+    return Body(fields=tuple(fields), blocks=tuple(blocks))
 
-    def expression(self, i: int, limit: int) -> int | None:
-        """End index of the expression starting at i, or None when there is none."""
-        end = self.operand(i, limit)
-        while end is not None and end < limit:
-            k = self.kind(end)
-            word = self.src(end)
-            if (k == "op" and word in _BINARY_OPS) or (k == "name" and word in _BINARY_WORDS):
-                end = self.operand(end + 1, limit)
-            else:
-                break
-        return end
 
-    def operand(self, i: int, limit: int) -> int | None:  # noqa: C901
-        # prefixes, including a lambda's `fn (params)` before its body (no recursion)
-        while i < limit:
-            kind = self.kind(i)
-            if kind == "op" and self.src(i) in _PREFIX_OPS:
-                i += 1
-            elif kind == "name" and self.src(i) in _PREFIX_WORDS:
-                i += 1
-            elif kind == "name" and self.src(i) == "fn" and i + 1 < limit and self.kind(i + 1) == "(":
-                i = self.after(i + 1)
-            else:
-                break
-        if i >= limit:
-            return None
-        kind = self.kind(i)
-        if kind in ("str", "num", "regex", "jsx", "(", "[", "{"):
-            end = self.after(i)
-        elif kind == "name":
-            end = i + 1
+def _skip_statement(r: _Region, i: int, close: int) -> int:
+    """Lenient recovery: move past the item at i and the rest of its line."""
+    prev = i
+    i = r.after(i)
+    while i < close and r.kind(i) not in (",", ";") and not r.newline_between(prev, i):
+        prev = r.after(i) - 1
+        i = prev + 1
+    return i
+
+
+def _value(r: _Region, i: int, limit: int, strict: bool) -> tuple[Value | None, int]:
+    """Parse the expression starting at i; (None, next) when lenient and missing."""
+    end = _expression(r, i, limit)
+    if end is None:
+        if strict:
+            raise r.error("missing value", min(i, limit), 'a field looks like key: "value"')
+        return None, _skip_statement(r, i, limit) if i < limit else limit
+    return _make_value(r, i, end, 0), end
+
+
+def _expression(r: _Region, i: int, limit: int) -> int | None:
+    """End index of the expression starting at i, or None when there is none."""
+    end = _operand(r, i, limit)
+    while end is not None and end < limit:
+        k = r.kind(end)
+        word = r.src(end)
+        if (k == "op" and word in _BINARY_OPS) or (k == "name" and word in _BINARY_WORDS):
+            end = _operand(r, end + 1, limit)
         else:
-            return None
-        # postfix: calls and indexing on the same line, member access anywhere
-        while end < limit:
-            k = self.kind(end)
-            if k in ("(", "[") and not self.newline_between(end - 1, end):
-                end = self.after(end)
-            elif k == "op" and self.src(end) in (".", "?.") and self.is_name(end + 1, limit):
-                end += 2
-            else:
-                break
-        return end
+            break
+    return end
 
-    def make_value(self, i: int, end: int) -> Value:
-        loc = self.loc(i)
-        text = self.text[self.toks[i][1] : self.toks[end - 1][2]]
-        if self.after(i) != end:
-            return Value("expr", None, text, loc)
-        kind = self.kind(i)
-        if kind == "str":
-            decoded = string_value(text)
-            if decoded is None:
-                return Value("expr", None, text, loc)
-            return Value("string", decoded, text, loc)
-        if kind == "num":
-            return _number(text, loc)
-        if kind == "name" and text in ("true", "false"):
-            return Value("bool", text == "true", text, loc)
-        if kind == "name" and text == "nil":
-            return Value("nil", None, text, loc)
-        if kind == "[":
-            return Value("array", self.elements(i, end - 1), text, loc)
+
+def _operand(r: _Region, i: int, limit: int) -> int | None:
+    # prefixes, including a lambda's `fn (params)` before its body (no recursion)
+    while i < limit:
+        kind = r.kind(i)
+        if kind == "op" and r.src(i) in _PREFIX_OPS:
+            i += 1
+        elif kind == "name" and r.src(i) in _PREFIX_WORDS:
+            i += 1
+        elif kind == "name" and r.src(i) == "fn" and i + 1 < limit and r.kind(i + 1) == "(":
+            i = r.after(i + 1)
+        else:
+            break
+    if i >= limit:
+        return None
+    kind = r.kind(i)
+    if kind in ("str", "num", "regex", "text", "style", "(", "[", "{"):
+        end = r.after(i)
+    elif kind == "name":
+        end = i + 1
+    else:
+        return None
+    # postfix: calls and indexing on the same line, member access anywhere
+    while end < limit:
+        k = r.kind(end)
+        if k in ("(", "[") and not r.newline_between(end - 1, end):
+            end = r.after(end)
+        elif k == "op" and r.src(end) in (".", "?.") and r.is_name(end + 1, limit):
+            end += 2
+        else:
+            break
+    return end
+
+
+def _make_value(r: _Region, i: int, end: int, depth: int) -> Value:
+    loc = r.loc(i)
+    text = r.text[r.toks[i][1] : r.toks[end - 1][2]]
+    if r.after(i) != end:
         return Value("expr", None, text, loc)
+    kind = r.kind(i)
+    if kind == "str":
+        decoded = string_value(text)
+        if decoded is None:
+            return Value("expr", None, text, loc)
+        return Value("string", decoded, text, loc)
+    if kind == "num":
+        return _number(text, loc)
+    if kind == "name" and text in ("true", "false"):
+        return Value("bool", text == "true", text, loc)
+    if kind == "name" and text == "nil":
+        return Value("nil", None, text, loc)
+    if kind == "[":
+        if depth >= _MAX_DEPTH:
+            raise r.error("arrays nested too deeply", i, "a deploy value is a string, number or boolean")
+        return Value("array", _elements(r, i, end - 1, depth + 1), text, loc)
+    return Value("expr", None, text, loc)
 
-    def elements(self, open_i: int, close: int) -> tuple[Value, ...]:
-        out: list[Value] = []
-        start = open_i + 1
-        i = start
-        while i <= close:
-            if i == close or self.kind(i) == ",":
-                if i > start:
-                    end = self.expression(start, i)
-                    if end != i:  # not one clean expression: keep it as text
-                        text = self.text[self.toks[start][1] : self.toks[i - 1][2]]
-                        out.append(Value("expr", None, text, self.loc(start)))
-                    else:
-                        out.append(self.make_value(start, i))
-                i += 1
-                start = i
-            else:
-                i = self.after(i)
-        return tuple(out)
 
-    # server ------------------------------------------------------------------------
-    def server(self, name: str | None, loc: Location, body: int, close: int) -> ServerBlock:
-        dbs: list[tuple[int, DbDecl]] = []
-        wss: list[tuple[int, Location]] = []
-        sses: list[tuple[int, SseDecl]] = []
-        # Route groups nest to any depth: no recursion. Each entry carries the group's
-        # path prefix (None once a prefix is not a plain string) for SSE paths.
-        work: list[tuple[int, int, str | None]] = [(body, close, "")]
-        while work:
-            open_i, stop, prefix = work.pop()
-            for prev, i in self.level(open_i + 1, stop):
-                if self.kind(i) != "name" or not self.stmt_start(prev, i):
-                    continue
-                word = self.src(i)
-                nxt = i + 1
-                if word == "db" and nxt < stop and self.kind(nxt) == "{":
-                    fields = self.body(nxt, self.closes[nxt], strict=False, commas=True, depth=0)
-                    dbs.append((i, DbDecl(fields=fields.fields, loc=self.loc(i))))
-                elif word == "ws" and nxt < stop and self.kind(nxt) == "{":
-                    wss.append((i, self.loc(i)))
-                elif word == "sse" and nxt < stop and self.kind(nxt) == "str":
-                    path = string_value(self.src(nxt))
-                    full = prefix + path if prefix is not None and path is not None else None
-                    sses.append((i, SseDecl(path=full, loc=self.loc(i))))
-                elif word == "routes" and nxt < stop and self.kind(nxt) == "str":
-                    group = self.route_group_body(nxt + 1, stop)
-                    if group is not None:
-                        part = string_value(self.src(nxt))
-                        inner = prefix + part.rstrip("/") if prefix is not None and part is not None else None
-                        work.append((group, self.closes[group], inner))
-        return ServerBlock(
-            name=name,
-            loc=loc,
-            dbs=tuple(d for _, d in sorted(dbs, key=lambda t: t[0])),
-            websockets=tuple(w for _, w in sorted(wss, key=lambda t: t[0])),
-            sse=tuple(s for _, s in sorted(sses, key=lambda t: t[0])),
-        )
+def _elements(r: _Region, open_i: int, close: int, depth: int) -> tuple[Value, ...]:
+    out: list[Value] = []
+    start = open_i + 1
+    i = start
+    while i <= close:
+        if i == close or r.kind(i) == ",":
+            if i > start:
+                end = _expression(r, start, i)
+                if end != i:  # not one clean expression: keep it as text
+                    text = r.text[r.toks[start][1] : r.toks[i - 1][2]]
+                    out.append(Value("expr", None, text, r.loc(start)))
+                else:
+                    out.append(_make_value(r, start, i, depth))
+            i += 1
+            start = i
+        else:
+            i = r.after(i)
+    return tuple(out)
 
-    def route_group_body(self, i: int, stop: int) -> int | None:
-        """After `routes "/prefix"`: the `{` of the group body, past any options."""
-        prev = i - 1
-        while i < stop:
-            kind = self.kind(i)
-            if kind == ";":
-                return None
-            if kind == "{":
-                nxt = self.closes[i] + 1
-                if nxt >= stop or self.kind(nxt) != "{":
-                    return i
-            elif self.newline_between(prev, i) and self.stmt_start(prev, i):
-                return None  # the statement ended without a body
-            prev = self.after(i) - 1
-            i = prev + 1
-        return None
 
-    # security ------------------------------------------------------------------------
-    def security(self, loc: Location, body: int, close: int) -> SecurityBlock:
-        auths: list[AuthDecl] = []
-        origins: list[Value] = []
-        for prev, i in self.level(body + 1, close):
-            if self.kind(i) != "name" or not self.stmt_start(prev, i):
+# -- server --------------------------------------------------------------------------------
+
+
+def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
+    dbs: list[tuple[int, DbDecl]] = []
+    wss: list[tuple[int, Location]] = []
+    sses: list[tuple[int, SseDecl]] = []
+    # Route groups nest to any depth: no recursion. Each entry carries the group's path
+    # prefix (None once a prefix is not a plain string) for SSE paths.
+    work: list[tuple[_Region, str | None]] = [(body, "")]
+    while work:
+        r, prefix = work.pop()
+        stop = len(r.toks)
+        for prev, i in r.level(0, stop):
+            if r.kind(i) != "name" or not r.stmt_start(prev, i):
                 continue
-            word = self.src(i)
+            word = r.src(i)
             nxt = i + 1
-            if word == "auth":
-                kind = "jwt"
-                if self.is_name(nxt, close) and nxt + 1 < close and self.kind(nxt + 1) == "{":
-                    kind = self.src(nxt)
-                    nxt += 1
-                if nxt < close and self.kind(nxt) == "{":
-                    refs = self.env_refs(nxt, self.closes[nxt])
-                    auths.append(AuthDecl(kind=kind, env_refs=refs, loc=self.loc(i)))
-            elif word == "cors" and nxt < close and self.kind(nxt) == "{":
-                fields = self.body(nxt, self.closes[nxt], strict=False, commas=True, depth=0)
-                for f in fields.fields:
-                    if f.key == "origins":
-                        v = f.value
-                        origins.extend(v.value if v.kind == "array" else (v,))  # type: ignore[arg-type]
-        return SecurityBlock(loc=loc, auths=tuple(auths), cors_origins=tuple(origins))
+            pos = r.toks[i][1]
+            if word == "db" and nxt < stop and r.kind(nxt) == "{":
+                fields = _body(r.inner(nxt), strict=False, commas=True, depth=0)
+                dbs.append((pos, DbDecl(fields=fields.fields, loc=r.loc(i))))
+            elif word == "ws" and nxt < stop and r.kind(nxt) == "{":
+                wss.append((pos, r.loc(i)))
+            elif word == "sse" and nxt < stop and r.kind(nxt) == "str":
+                path = string_value(r.src(nxt))
+                full = prefix + path if prefix is not None and path is not None else None
+                sses.append((pos, SseDecl(path=full, loc=r.loc(i))))
+            elif word == "routes" and nxt < stop and r.kind(nxt) == "str":
+                group = _route_group_body(r, nxt + 1, stop)
+                if group is not None:
+                    part = string_value(r.src(nxt))
+                    inner = prefix + part.rstrip("/") if prefix is not None and part is not None else None
+                    work.append((r.inner(group), inner))
+    return ServerBlock(
+        name=name,
+        loc=loc,
+        dbs=tuple(d for _, d in sorted(dbs, key=lambda t: t[0])),
+        websockets=tuple(w for _, w in sorted(wss, key=lambda t: t[0])),
+        sse=tuple(s for _, s in sorted(sses, key=lambda t: t[0])),
+    )
 
-    def env_refs(self, open_i: int, close: int) -> tuple[str, ...]:
-        """Names in env("NAME") calls anywhere between the braces."""
-        names: list[str] = []
-        for i in range(open_i + 1, close - 2):
-            if (
-                self.kind(i) == "name"
-                and self.kind(i + 1) == "("
-                and self.kind(i + 2) == "str"
-                and self.src(i) == "env"
-            ):
-                name = string_value(self.src(i + 2))
-                if name and name not in names:
-                    names.append(name)
-        return tuple(names)
 
-    # data -----------------------------------------------------------------------------
-    def data(self, loc: Location, body: int, close: int) -> DataBlock:
-        sources: list[DataSource] = []
-        for prev, i in self.level(body + 1, close):
-            if not (self.is_name(i, close, "source") and self.stmt_start(prev, i)):
-                continue
-            if not self.is_name(i + 1, close):
-                continue
-            name = self.src(i + 1)
-            j = i + 2
-            last = i + 1
-            # an optional `: Type`, then `=`
-            while j < close and not self.is_op(j, close, "="):
-                if self.kind(j) in (";", "}") or self.newline_between(last, j):
-                    break
-                last = self.after(j) - 1
-                j = last + 1
-            if not self.is_op(j, close, "="):
-                continue
-            sources.append(DataSource(name=name, path=self.read_path(j + 1, close), loc=self.loc(i)))
-        return DataBlock(loc=loc, sources=tuple(sources))
-
-    def read_path(self, i: int, close: int) -> str | None:
-        """The literal first argument of `read("...")` starting at i, else None."""
-        if not (self.is_name(i, close, "read") and i + 1 < close and self.kind(i + 1) == "("):
+def _route_group_body(r: _Region, i: int, stop: int) -> int | None:
+    """After `routes "/prefix"`: the `{` of the group body, past the options the
+    compiler allows there (`version: ...`, `deprecated: ...`, `sunset: ...`)."""
+    while i < stop and r.kind(i) == "name" and r.src(i) in _ROUTE_OPTIONS and r.is_op(i + 1, stop, ":"):
+        end = _expression(r, i + 2, stop)
+        if end is None:
             return None
-        arg = i + 2
-        if self.kind(arg) == "str" and self.kind(arg + 1) in (",", ")"):
-            return string_value(self.src(arg))
+        i = end
+    if i < stop and r.kind(i) == "{":
+        return i
+    return None
+
+
+# -- security --------------------------------------------------------------------------------
+
+
+def _security(loc: Location, r: _Region) -> SecurityBlock:
+    auths: list[AuthDecl] = []
+    origins: list[Value] = []
+    close = len(r.toks)
+    for prev, i in r.level(0, close):
+        if r.kind(i) != "name" or not r.stmt_start(prev, i):
+            continue
+        word = r.src(i)
+        nxt = i + 1
+        if word == "auth":
+            kind = "jwt"
+            if r.is_name(nxt, close) and nxt + 1 < close and r.kind(nxt + 1) == "{":
+                kind = r.src(nxt)
+                nxt += 1
+            if nxt < close and r.kind(nxt) == "{":
+                auths.append(AuthDecl(kind=kind, env_refs=_env_refs(r, nxt), loc=r.loc(i)))
+        elif word == "cors" and nxt < close and r.kind(nxt) == "{":
+            fields = _body(r.inner(nxt), strict=False, commas=True, depth=0)
+            for f in fields.fields:
+                if f.key == "origins":
+                    v = f.value
+                    origins.extend(v.value if v.kind == "array" else (v,))  # type: ignore[arg-type]
+    return SecurityBlock(loc=loc, auths=tuple(auths), cors_origins=tuple(origins))
+
+
+def _env_refs(r: _Region, open_i: int) -> tuple[str, ...]:
+    """Names in env("NAME") calls anywhere inside the group opened at open_i."""
+    toks, _ = tokens(r.sc, r.toks[open_i][2], r.toks[r.closes[open_i]][1], collapse=False)
+    text = r.text
+    names: list[str] = []
+    for i in range(len(toks) - 2):
+        k, s, e = toks[i]
+        if k == "name" and text[s:e] == "env" and toks[i + 1][0] == "(" and toks[i + 2][0] == "str":
+            _, s2, e2 = toks[i + 2]
+            name = string_value(text[s2:e2])
+            if name and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+# -- data --------------------------------------------------------------------------------
+
+
+def _data(loc: Location, r: _Region) -> DataBlock:
+    sources: list[DataSource] = []
+    close = len(r.toks)
+    for prev, i in r.level(0, close):
+        if not (r.is_name(i, close, "source") and r.stmt_start(prev, i)):
+            continue
+        if not r.is_name(i + 1, close):
+            continue
+        name = r.src(i + 1)
+        j = i + 2
+        if r.is_op(j, close, ":"):
+            # a type annotation: names, `.`, `<`, `>`, `,` and brackets, up to `=`; two
+            # names in a row start the next statement (this keeps the walk linear)
+            j += 1
+            last_name = False
+            while j < close and not r.is_op(j, close, "="):
+                k = r.kind(j)
+                if k == "name":
+                    if last_name:
+                        break
+                    last_name = True
+                elif k in ("op", "(", "["):
+                    last_name = False
+                else:
+                    break
+                j = r.after(j)
+        if not r.is_op(j, close, "="):
+            continue
+        sources.append(DataSource(name=name, path=_read_path(r, j + 1, close), loc=r.loc(i)))
+    return DataBlock(loc=loc, sources=tuple(sources))
+
+
+def _read_path(r: _Region, i: int, close: int) -> str | None:
+    """The literal first argument of `read("...")` starting at i, else None."""
+    if not (r.is_name(i, close, "read") and i + 1 < close and r.kind(i + 1) == "("):
         return None
+    arg = i + 2
+    if arg < close and r.kind(arg) == "str" and arg + 1 < close and r.kind(arg + 1) in (",", ")"):
+        return string_value(r.src(arg))
+    return None
 
 
 def _number(text: str, loc: Location) -> Value:
@@ -612,16 +592,4 @@ def _number(text: str, loc: Location) -> Value:
         return Value("expr", None, text, loc)
 
 
-__all__ = ["ParsedFile", "parse_source", "read_project", "count_lines"]
-
-
-def _tree(node: lark.Tree[lark.Token] | lark.Token) -> lark.Tree[lark.Token]:
-    if not isinstance(node, lark.Tree):
-        raise TypeError(f"grammar shape changed: expected a subtree, got {node!r}")
-    return node
-
-
-def _token(node: lark.Tree[lark.Token] | lark.Token) -> lark.Token:
-    if not isinstance(node, lark.Token):
-        raise TypeError(f"grammar shape changed: expected a token, got {node!r}")
-    return node
+__all__ = ["ParsedFile", "TopBlock", "parse_source", "read_project", "count_lines"]
