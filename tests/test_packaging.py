@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.e2e  # builds a wheel with pip: seconds
-def test_wheel_has_templates_grammar_and_server_scripts(tmp_path):
+def test_wheel_has_templates_and_server_scripts(tmp_path):
     names = set(zipfile.ZipFile(own_wheel(tmp_path)).namelist())  # the wheel setup-git uploads
-    expected = {"tova/lang/tova.lark", "tova/templates/provision.sh.j2", "tova/templates/screens/plan.txt.j2",
+    expected = {"tova/templates/provision.sh.j2", "tova/templates/screens/plan.txt.j2",
                 "tova/data/post-receive", "tova/data/probe.sh", "tova/data/link-toolkit.sh", "tova/data/make-venv.sh"}
     assert expected <= names
     for t in (REPO / "tova" / "templates").rglob("*.j2"):
