@@ -30,6 +30,7 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import Any
 
 from tova.errors import Location, TovaSyntaxError
 
@@ -187,7 +188,7 @@ class _Pass:
 
     def run(self) -> None:  # noqa: C901 - one loop on purpose: this is the hot path
         text, n, sc = self.text, self.n, self.sc
-        starts, ends, kinds, closes = sc.starts, sc.ends, sc.kinds, sc.closes
+        closes = sc.closes
         pos = 0
         if text.startswith("#!"):
             nl = text.find("\n")
@@ -199,7 +200,7 @@ class _Pass:
         tag_mode = ""  # "" | "open" | "close"
         self_closing = False
         expr_depth = 0
-        cf: list | None = None  # [paren, brace, keyword] while reading `if ... {`
+        cf: list[Any] | None = None  # [paren, brace, keyword] while reading `if ... {`
         match_depth = 0
         markup_start = -1
         # the previous token: kind of the last one before `gap`, and whether a newline
@@ -223,7 +224,7 @@ class _Pass:
                     prev, prev_nl, gap = _VALUE, False, pos
                     continue
                 if c in " \t\r\n":
-                    pp = _WS.match(text, pos).end()
+                    pp = _ws_end(text, pos)
                     if pp >= n or text[pp] in "<{}\"'" or _CF_WORD.match(text, pp):
                         pos = pp
                         continue
@@ -503,7 +504,7 @@ class _Pass:
             close = text.find(")", q)
             if close == -1:
                 return 0
-            p = _WS.match(text, close + 1).end()
+            p = _ws_end(text, close + 1)
             if not text.startswith("{", p):
                 return 0
         depth = 0
@@ -651,6 +652,11 @@ class _Pass:
                 p += 1
 
 
+def _ws_end(text: str, pos: int) -> int:
+    m = _WS.match(text, pos)
+    return m.end() if m else pos  # _WS matches the empty string: m is never None
+
+
 def _is_alpha(ch: str) -> bool:
     if not ch:
         return False
@@ -679,7 +685,7 @@ def _split_ops(run: str) -> list[str]:
 Tok = tuple[str, int, int]
 
 
-def tokens(sc: Scanned, a: int, b: int, collapse: bool = True) -> tuple[list[Tok], dict[int, int]]:
+def tokens(sc: Scanned, a: int, b: int, collapse: bool = True) -> tuple[list[Tok], dict[int, int]]:  # noqa: C901 - hot path, one loop
     """Tokens of text[a:b], a region holding no unmatched bracket. With `collapse`,
     each nested `{ }` group is just its two braces (the reader looks inside the few
     groups it needs with another call). Returns the tokens and, for every opening

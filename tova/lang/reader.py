@@ -10,9 +10,10 @@ compiler's block registry (which word, followed by what, opens a block).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from tova.errors import Location, TovaSyntaxError
 from tova.lang.lexer import NON_VALUE_WORDS, Scanned, scan, string_value, tokens
@@ -103,7 +104,7 @@ class _Region:
         self.toks, self.closes = tokens(sc, a, b)
         self.end = b
 
-    def inner(self, open_i: int) -> "_Region":
+    def inner(self, open_i: int) -> _Region:
         """The region inside the `{ }` group whose `{` is token open_i."""
         return _Region(self.sc, self.toks[open_i][2], self.toks[self.closes[open_i]][1])
 
@@ -168,7 +169,7 @@ class _FileReader:
     def read(self) -> ParsedFile:
         sc = self.sc
         top = _Region(sc, sc.start, len(sc.text))
-        out: dict[str, list] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
+        out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
         blocks: list[TopBlock] = []
         n = len(top.toks)
         for prev, i in top.level(0, n):
@@ -193,7 +194,7 @@ class _FileReader:
             blocks=tuple(blocks),
         )
 
-    def block_at(self, r: _Region, i: int, n: int) -> tuple[str, str | None, int] | None:
+    def block_at(self, r: _Region, i: int, n: int) -> tuple[str, str | None, int] | None:  # noqa: C901 - the registry's table
         """(kind, name, index of the body's `{`) when the word at i opens a top-level
         block the way the compiler's registry detects them; None otherwise."""
         word = r.src(i)
@@ -267,7 +268,7 @@ class _FileReader:
 # -- bodies of `key: value` fields (deploy blocks, db, cors) ------------------------------
 
 
-def _body(r: _Region, strict: bool, commas: bool, depth: int) -> Body:
+def _body(r: _Region, strict: bool, commas: bool, depth: int) -> Body:  # noqa: C901 - one grammar rule per branch
     """Fields and sub-blocks of one region.
 
     strict (deploy blocks): every problem is a syntax error; commas between fields are
@@ -359,7 +360,7 @@ def _expression(r: _Region, i: int, limit: int) -> int | None:
     return end
 
 
-def _operand(r: _Region, i: int, limit: int) -> int | None:
+def _operand(r: _Region, i: int, limit: int) -> int | None:  # noqa: C901 - prefixes, atom, postfixes
     # prefixes, including a lambda's `fn (params)` before its body (no recursion)
     while i < limit:
         kind = r.kind(i)
