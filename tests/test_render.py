@@ -112,7 +112,8 @@ def test_unit_content():
     assert 'Environment="GREETING=say \\"hi\\" 100%% $(id)"' in lines
     assert "EnvironmentFile=/opt/tova/apps/shop-2/.env.production" in lines
     assert "ExecStart=/usr/local/bin/bun run /opt/tova/apps/shop-2/current/server.js" in lines
-    assert "WorkingDirectory=/opt/tova/apps/shop-2/current" in lines
+    assert "WorkingDirectory=/opt/tova/apps/shop-2/data" in lines  # relative SQLite paths land in data/
+    assert lines.index("Environment=NODE_ENV=production") > lines.index("Environment=PORT=%i")
     assert f"MemoryMax={256 * 1024 * 1024}" in lines
     assert "Restart=on-failure" in lines
     assert "User=tova-shop-2" in lines
@@ -142,7 +143,8 @@ def test_caddy_site():
     for line in ("lb_policy round_robin", "lb_try_duration 10s", "lb_try_interval 100ms",
                  'health_uri "/health/ready"', "health_interval 15s", "health_timeout 3s",
                  "flush_interval -1", 'header Origin "https://a.example.com"',
-                 'root * "/opt/tova/apps/shop-2/current/public"'):
+                 'root * "/opt/tova/apps/shop-2/current/static"',
+                 'header @hashed Cache-Control "public, max-age=31536000, immutable"'):
         assert line in site
     assert files["caddy/Caddyfile"].rstrip().endswith('import "/opt/tova/caddy/apps/*.caddy"')
     bare = render_all(minimal(), [3000], SETTINGS)["caddy/apps/blog.caddy"]

@@ -157,7 +157,7 @@ def test_caddy_accepts_the_site(case, tmp_path):
         assert origin_list == list(manifest.proxy.cors_origins)
     if manifest.proxy.static:
         files = [n["file"] for n in nodes if "file" in n and isinstance(n["file"], dict)]
-        assert files and files[0]["root"] == f"{settings.root}/apps/{manifest.app}/current/public"
+        assert files and files[0]["root"] == f"{settings.root}/apps/{manifest.app}/current/static"
 
 
 def units_dir(tmp_path: Path, manifest: Manifest, ports: list[int]) -> tuple[Path, dict[str, str]]:

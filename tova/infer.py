@@ -5,6 +5,7 @@ Pure: Program + DeployConfig in, Manifest out."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from tova.config import DeployConfig, check_relative_path
@@ -41,7 +42,7 @@ def build_manifest(program: Program, config: DeployConfig, project_root: str | P
         env_vars=tuple(sorted(config.env_vars)),
         databases=databases,
         system=infer_system(program, engines),
-        proxy=infer_proxy(program),
+        proxy=_with_public(infer_proxy(program), project_root),
         secrets=infer_secrets(program, engines),
         data_files=infer_data_files(program, project_root or program.root),
     )
@@ -169,6 +170,13 @@ def infer_proxy(program: Program) -> Proxy:
         static=bool(program.browsers),
         cors_origins=tuple(origins),
     )
+
+
+def _with_public(proxy: Proxy, project_root: str | Path | None) -> Proxy:
+    """The project's public/ is served beside the browser build."""
+    if proxy.static or project_root is None or not (Path(project_root) / "public").is_dir():
+        return proxy
+    return replace(proxy, static=True)
 
 
 def infer_secrets(program: Program, engines: set[str]) -> Secrets:

@@ -52,7 +52,8 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         paths = ", ".join(m.proxy.sse_paths) or "streams"
         proxy_lines.append(f"SSE {paths} → unbuffered")
     if m.proxy.static:
-        proxy_lines.append("Static files from the release's public/")
+        proxy_lines.append("Static: browser build (/ → index.html, /.tova-out/client.<hash>.js, "
+                           "immutable caching) and public/, served by Caddy")
     if m.proxy.cors_origins:
         proxy_lines.append("CORS: " + ", ".join(m.proxy.cors_origins))
     secrets = [f"{n} (required)" for n in m.secrets.required] + [f"{n} (auto)" for n in m.secrets.auto]

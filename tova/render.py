@@ -16,6 +16,7 @@ from tova import quoting
 from tova.errors import ConfigError
 from tova.manifest import Manifest, canonical_json
 from tova.naming import app_user, pg_database, pg_role  # shared with the server side
+from tova.server.assets import STATIC
 from tova.server.layout import Layout
 from tova.settings import ServerSettings
 
@@ -147,7 +148,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "caddy_master": str(layout.caddy_master),
         "caddy_app_file": str(layout.caddy_app(m.app)),
         "caddy_apps_glob": f"{layout.caddy_apps_dir}/*.caddy",
-        "public_dir": str(a.current / "public"),
+        "static_dir": str(a.current / STATIC),
         "user": app_user(m.app),
         "packages": packages,
         "db_packages": db_packages,

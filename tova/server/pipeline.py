@@ -27,6 +27,7 @@ from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
 from tova.server import envfile, history, releases
+from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import HealthResult, check_once, wait_healthy
@@ -232,10 +233,7 @@ def step_release(d: Deploy) -> None:
     staged = releases.staging_dir(d.app, d.version)
     d.output_dir.rename(staged)
     _copy_data_files(d)  # before public/ moves: a data file may live under it
-    public = d.checkout_dir / "public"
-    if public.is_dir() and not (staged / "public").exists():
-        # The checkout is thrown away after the deploy: move, don't copy.
-        public.rename(staged / "public")
+    served = arrange_static(staged, d.checkout_dir / "public")
     meta = d.manifest.to_dict()
     meta.update({
         "version": d.version,
@@ -244,6 +242,7 @@ def step_release(d: Deploy) -> None:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "previous_commit": d.old_commit,
         "files_changed": d.files_changed,
+        "static_files": len(served),
     })
     write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     d.release_dir = releases.publish(d.app, staged, d.version)

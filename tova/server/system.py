@@ -347,11 +347,12 @@ class LocalSystem(System):
             env.update(dict(manifest.env_vars))
         env.update(envfile.read(app.env_file))  # EnvironmentFile= wins over Environment=
         env["PORT"] = str(port)
+        env["NODE_ENV"] = "production"  # as the unit sets it
         log = self._logfile(app, port)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as f:
             proc = subprocess.Popen(
-                [self.runtime, str(server)], cwd=str(app.current.resolve()), env=env,
+                [self.runtime, str(server)], cwd=str(app.data), env=env,  # the unit's WorkingDirectory
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives the hook like a service would
             )
