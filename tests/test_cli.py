@@ -43,7 +43,7 @@ def test_fullstack_plan_json_has_every_key():
                 "secrets", "data_files", "infra_hash"):
         assert key in d, key
     assert d["app"] == "shop" and d["instances"] == 2 and d["memory_bytes"] == 1024**3
-    assert d["health"] == {"path": "/healthz", "interval": 30, "timeout": 5}
+    assert d["health"] == {"path": "/healthz", "interval": 30, "timeout": 5, "fallback": False}
     assert d["system"] == ["bun", "caddy", "ufw", "postgresql", "redis"]
     assert d["databases"] == [
         {"engine": "postgres", "name": "shop_prod", "port": 5432},

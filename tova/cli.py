@@ -131,13 +131,19 @@ def run_deploy(args: argparse.Namespace) -> int:  # noqa: C901
     if not args.env:
         raise TovaError("which environment?", hint="name a deploy block, e.g. tova deploy prod --plan")
     project = Path(args.project)
-    from tova.project import load_manifest
+    from tova.project import load_project
 
-    manifest = load_manifest(project, args.env)
+    program, config, manifest = load_project(project, args.env)
     if args.plan:
-        from tova.plan_cmd import run_plan
+        from functools import partial
 
-        return run_plan(project, manifest, as_json=args.json, registry=args.registry, local_only=args.local)
+        from tova.plan import health_view
+        from tova.plan_cmd import run_plan
+        from tova.project import shown_location
+
+        health = health_view(program, config, manifest.health, partial(shown_location, project))
+        return run_plan(project, manifest, as_json=args.json, registry=args.registry, local_only=args.local,
+                        health=health)
     if args.render:
         from tova.plan_cmd import run_render
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tova.config import DeployConfig, check_relative_path
 from tova.errors import ConfigError, Location
-from tova.lang.program import Program, Value
+from tova.lang.program import Program, RouteDecl, Value
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
 from tova.naming import pg_database
 
@@ -36,7 +36,7 @@ def build_manifest(program: Program, config: DeployConfig, project_root: str | P
         instances=config.instances,
         memory_bytes=config.memory_bytes,
         branch=config.branch,
-        health=HealthCheck(config.health, config.health_interval, config.health_timeout),
+        health=infer_health(program, config),
         restart_on_failure=config.restart_on_failure,
         keep_releases=config.keep_releases,
         env_vars=tuple(sorted(config.env_vars)),
@@ -46,6 +46,35 @@ def build_manifest(program: Program, config: DeployConfig, project_root: str | P
         secrets=infer_secrets(program, engines),
         data_files=infer_data_files(program, project_root or program.root),
     )
+
+
+def infer_health(program: Program, config: DeployConfig) -> HealthCheck:
+    """The deploy block's health path, checked strictly when written or when a GET route
+    answers it; else the documented fallback (tova.server.health.FALLBACK)."""
+    explicit = "health" in config.locations
+    fallback = not explicit and health_route(program, config.health) is None
+    return HealthCheck(config.health, config.health_interval, config.health_timeout, fallback)
+
+
+def health_route(program: Program, path: str) -> RouteDecl | None:
+    """The first GET route of a server block whose path matches `path`."""
+    for server in program.servers:
+        for route in server.routes:
+            if route.method == "GET" and route.path is not None and route_matches(route.path, path):
+                return route
+    return None
+
+
+def route_matches(pattern: str, path: str) -> bool:
+    """`/users/:id` matches `/users/7`; a `*` segment matches the rest of the path."""
+    want = [p for p in pattern.split("/") if p]
+    got = [p for p in path.split("?", 1)[0].split("/") if p]
+    for i, seg in enumerate(want):
+        if seg == "*" or seg.startswith("*"):
+            return True
+        if i >= len(got) or not (seg.startswith(":") or seg == got[i]):
+            return False
+    return len(want) == len(got)
 
 
 def _require_server(program: Program) -> None:

@@ -22,6 +22,9 @@ class HealthCheck:
     path: str = "/healthz"
     interval: int = 30
     timeout: int = 5
+    # True when `health:` was not written and no GET route answers the default path: the
+    # instance must then accept HTTP and answer `GET /` without a 5xx (tova.server.health).
+    fallback: bool = False
 
 
 @dataclass(frozen=True)

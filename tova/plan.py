@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from collections.abc import Callable
 from typing import Any
 
-from tova.manifest import Manifest
+from tova.config import DeployConfig
+from tova.errors import Location
+from tova.lang.program import Program
+from tova.manifest import HealthCheck, Manifest
 from tova.templating import render_template
 from tova.units import format_bytes
 
@@ -20,7 +24,57 @@ def ports_text(ports: list[int]) -> str:
     return "ports " + ",".join(map(str, ports))
 
 
-def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict[str, Any] | None) -> dict[str, Any]:
+def health_view(program: Program, config: DeployConfig, health: HealthCheck,
+                where: Callable[[Location], Location] = lambda loc: loc) -> dict[str, Any]:
+    """Which check a deploy will use, the route that answers it, or a warning located at
+    the deploy block (or at its `health:`) with the remedies. `where` shows locations."""
+    from tova.infer import health_route
+    from tova.server.health import describe
+
+    route = health_route(program, health.path)
+    view: dict[str, Any] = {"check": "fallback" if health.fallback else "strict", "path": health.path,
+                  "describe": describe(health), "route": None, "warning": None, "hint": None}
+    if route is not None:
+        view["route"] = f'GET "{route.path}" at {where(route.loc)}'
+        return view
+    existing = next((r.path for s in program.servers for r in s.routes
+                     if r.method == "GET" and r.path and ":" not in r.path and "*" not in r.path), None)
+    example = f'e.g. health: "{existing}"' if existing else 'e.g. health: "/"'
+    remedy = (f'add a route: route GET "{health.path}" => healthz with fn healthz() {{ text("ok") }}, '
+              f"or set health: to a GET route the app has ({example})")
+    if health.fallback:
+        loc = config.loc
+        view["warning"] = (f'no route answers GET {health.path} (deploy "{config.env}" has no health:); '
+                           f"deploys use the fallback check instead")
+    else:
+        loc = config.locations.get("health", config.loc)
+        view["warning"] = (f"no route answers GET {health.path}; an explicit health: is checked "
+                           "strictly, so a deploy fails (and rolls back) unless the app answers it with 2xx")
+    if loc is not None:
+        view["warning"] = f"{where(loc)}: warning: {view['warning']}"
+    else:
+        view["warning"] = f"warning: {view['warning']}"
+    view["hint"] = remedy
+    return view
+
+
+def health_lines(view: dict[str, Any] | None, m: Manifest) -> list[str]:
+    """The plan's `Health:` section."""
+    every = f"every {m.health.interval}s (timeout {m.health.timeout}s)"
+    if view is None:
+        return [f"GET {m.health.path} {every}"]
+    if view["check"] == "fallback":
+        lines = [f"fallback check {every}: no route answers GET {m.health.path}, so each",
+                 "instance must accept HTTP and answer GET / without a 5xx"]
+    else:
+        lines = [f"GET {m.health.path} {every}"]
+    if view["route"]:
+        lines.append(f"answered by route {view['route']}")
+    return lines
+
+
+def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict[str, Any] | None,
+              health: dict[str, Any] | None = None) -> dict[str, Any]:
     d = m.to_dict()
     d["databases"] = [
         {k: v for k, v in asdict(db).items() if v not in (None, (), [])} for db in m.databases
@@ -28,10 +82,13 @@ def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict
     d["ports"] = list(ports)
     d["bun_version"] = bun_version
     d["server_view"] = server_view or {"contacted": False}
+    if health is not None:
+        d["health_check"] = health
     return d
 
 
-def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str]) -> str:
+def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
+                health: dict[str, Any] | None = None) -> str:
     names = {"bun": f"Bun {bun_version}", "caddy": "Caddy 2", "ufw": "UFW firewall (SSH, 80, 443)",
              "postgresql": "PostgreSQL", "redis": "Redis"}
     dbs = []
@@ -70,4 +127,6 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         secrets_line=", ".join(secrets) or "none",
         env_line=", ".join(f"{k}={v}" for k, v in m.env_vars) or "none",
         server_lines=server_lines,
+        health_lines=health_lines(health, m),
+        health_warning=[line for line in ((health or {}).get("warning"), (health or {}).get("hint")) if line],
     )

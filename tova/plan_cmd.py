@@ -27,7 +27,8 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
     return allocate(data, manifest.app, manifest.instances, settings.first_port)
 
 
-def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool) -> int:
+def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool,
+             health: dict | None = None) -> int:
     from tova.plan import plan_dict, render_plan
 
     settings = ServerSettings()
@@ -38,10 +39,10 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
     else:
         server_view = _server_view(project, manifest)
     if as_json:
-        print(json.dumps(plan_dict(manifest, ports, settings.bun_version, server_view), indent=2, sort_keys=True))
+        print(json.dumps(plan_dict(manifest, ports, settings.bun_version, server_view, health), indent=2, sort_keys=True))
         return 0
     lines = _server_lines(server_view) + _path_lines()
-    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines))
+    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health))
     return 0
 
 

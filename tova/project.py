@@ -23,18 +23,35 @@ def load_config(program: Program, env: str) -> DeployConfig:
     return build_config(program.deploys, env, program.project_name)
 
 
-def load_manifest(project_dir: str | Path, env: str) -> Manifest:
+def load_manifest(project_dir: str | Path, env: str, *, project_relative: bool = False) -> Manifest:
+    return load_project(project_dir, env, project_relative=project_relative)[2]
+
+
+def load_project(project_dir: str | Path, env: str, *,
+                 project_relative: bool = False) -> tuple[Program, DeployConfig, Manifest]:
+    """The program, the environment's validated deploy block and its manifest.
+    project_relative: errors name files relative to the project (`src/app.tova:8:16`), not
+    to the current directory; the server uses it for its temporary checkouts."""
     from tova.infer import build_manifest
 
-    with located_in(Path(project_dir)):
+    with located_in(Path(project_dir), Path(project_dir) if project_relative else None):
         program = read_program(project_dir)
-        return build_manifest(program, load_config(program, env), project_dir)
+        config = load_config(program, env)
+        return program, config, build_manifest(program, config, project_dir)
+
+
+def shown_location(project_dir: Path, loc: Location) -> Location:
+    """A project-relative location as the user can open it (relative to the current
+    directory), the way errors show theirs."""
+    if os.path.isabs(loc.file):
+        return loc
+    return Location(os.path.relpath(project_dir / loc.file), loc.line, loc.col)
 
 
 @contextmanager
-def located_in(project_dir: Path) -> Iterator[None]:
-    """Errors name files as the user can open them (relative to the current directory)
-    and show the offending line under the message."""
+def located_in(project_dir: Path, base: Path | None = None) -> Iterator[None]:
+    """Errors name files as the user can open them (relative to `base`, by default the
+    current directory) and show the offending line under the message."""
     try:
         yield
     except TovaError as err:
@@ -48,5 +65,5 @@ def located_in(project_dir: Path) -> Iterator[None]:
                         err.source_line = lines[err.loc.line - 1]
                 except (OSError, UnicodeDecodeError):
                     pass
-            err.loc = Location(os.path.relpath(full), err.loc.line, err.loc.col)
+            err.loc = Location(os.path.relpath(full, base), err.loc.line, err.loc.col)
         raise

@@ -17,6 +17,7 @@ from tova.errors import ConfigError
 from tova.manifest import Manifest, canonical_json
 from tova.naming import app_user, pg_database, pg_role  # shared with the server side
 from tova.server.assets import STATIC
+from tova.server.health import probe_path
 from tova.server.layout import Layout
 from tova.settings import ServerSettings
 
@@ -177,7 +178,8 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "env_vars": list(m.env_vars),
         "memory_bytes": m.memory_bytes,
         "restart_on_failure": m.restart_on_failure,
-        "health_path": m.health.path,
+        "health_path": probe_path(m.health),
+        "health_fallback": m.health.fallback,
         "health_interval": m.health.interval,
         "health_timeout": m.health.timeout,
         "startup_deadline": max(1, math.ceil(s.startup_deadline)),

@@ -74,12 +74,22 @@ class SseDecl:
 
 
 @dataclass(frozen=True)
+class RouteDecl:
+    """`route METHOD "/path" => ...` (at any depth of route groups)."""
+
+    method: str
+    path: str | None  # with the groups' prefixes; None when not a plain string literal
+    loc: Location
+
+
+@dataclass(frozen=True)
 class ServerBlock:
     name: str | None
     loc: Location
     dbs: tuple[DbDecl, ...] = ()
     websockets: tuple[Location, ...] = ()
     sse: tuple[SseDecl, ...] = ()
+    routes: tuple[RouteDecl, ...] = ()
 
 
 @dataclass(frozen=True)

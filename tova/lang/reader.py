@@ -27,6 +27,7 @@ from tova.lang.program import (
     DeployBlock,
     Field,
     Program,
+    RouteDecl,
     SecurityBlock,
     ServerBlock,
     SseDecl,
@@ -444,6 +445,7 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
     dbs: list[tuple[int, DbDecl]] = []
     wss: list[tuple[int, Location]] = []
     sses: list[tuple[int, SseDecl]] = []
+    routes: list[tuple[int, RouteDecl]] = []
     # Route groups nest to any depth: no recursion. Each entry carries the group's path
     # prefix (None once a prefix is not a plain string) for SSE paths.
     work: list[tuple[_Region, str | None]] = [(body, "")]
@@ -465,6 +467,9 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
                 path = string_value(r.src(nxt))
                 full = prefix + path if prefix is not None and path is not None else None
                 sses.append((pos, SseDecl(path=full, loc=r.loc(i))))
+            elif word == "route" and nxt + 1 < stop and r.kind(nxt) == "name" and r.kind(nxt + 1) == "str":
+                full = _join_route(prefix, string_value(r.src(nxt + 1)))
+                routes.append((pos, RouteDecl(method=r.src(nxt).upper(), path=full, loc=r.loc(i))))
             elif word == "routes" and nxt < stop and r.kind(nxt) == "str":
                 group = _route_group_body(r, nxt + 1, stop)
                 if group is not None:
@@ -477,7 +482,17 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
         dbs=tuple(d for _, d in sorted(dbs, key=lambda t: t[0])),
         websockets=tuple(w for _, w in sorted(wss, key=lambda t: t[0])),
         sse=tuple(s for _, s in sorted(sses, key=lambda t: t[0])),
+        routes=tuple(rt for _, rt in sorted(routes, key=lambda t: t[0])),
     )
+
+
+def _join_route(prefix: str | None, path: str | None) -> str | None:
+    """A route's full path inside `routes "/prefix"` groups ("/" alone is the group's root)."""
+    if prefix is None or path is None:
+        return None
+    if not prefix:
+        return path
+    return prefix if path in ("", "/") else prefix + path
 
 
 def _route_group_body(r: _Region, i: int, stop: int) -> int | None:

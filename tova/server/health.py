@@ -1,5 +1,14 @@
 """Health checks: HTTP GET http://127.0.0.1:<port><path>, each try bounded by a timeout,
-retried until a deadline. Only loopback: instances listen there, behind Caddy."""
+retried until a deadline. Only loopback: instances listen there, behind Caddy.
+
+Two kinds of check (the deploy block's `HealthCheck`):
+  strict    GET <health path> answers 2xx. Always used when `health:` is written, and
+            when a GET route of the app answers the default path.
+  fallback  no route answers the health path and `health:` was not written: the instance
+            accepts HTTP on its port and `GET /` answers without a 5xx (a 404 or a
+            redirect still proves the app is up).
+The deploy, the periodic check and the plan all decide through the small pure functions
+below (`probe_path`, `is_healthy`, `describe`)."""
 
 from __future__ import annotations
 
@@ -9,6 +18,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tova.manifest import HealthCheck
+
+FALLBACK_PATH = "/"
+
 
 @dataclass(frozen=True)
 class HealthResult:
@@ -17,23 +30,47 @@ class HealthResult:
     detail: str
 
 
-def check_once(port: int, path: str, timeout: float) -> HealthResult:
+def probe_path(health: HealthCheck) -> str:
+    """The path a check requests."""
+    return FALLBACK_PATH if health.fallback else health.path
+
+
+def is_healthy(status: int | None, fallback: bool) -> bool:
+    """An HTTP status (None: no HTTP answer at all) judged by the kind of check."""
+    if status is None:
+        return False
+    return 100 <= status < 500 if fallback else 200 <= status < 300
+
+
+def describe(health: HealthCheck) -> str:
+    """One line for the plan and the push output."""
+    if health.fallback:
+        return (f"fallback check (no route answers GET {health.path}): the instance accepts "
+                f"HTTP and GET {FALLBACK_PATH} answers without a 5xx")
+    return f"GET {health.path} answers 2xx"
+
+
+def check_once(port: int, path: str, timeout: float, fallback: bool = False) -> HealthResult:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "tova-health"})
         resp = conn.getresponse()
         resp.read(65536)
-        ok = 200 <= resp.status < 300
-        return HealthResult(ok, resp.status, f"HTTP {resp.status}")
+        return HealthResult(is_healthy(resp.status, fallback), resp.status, f"HTTP {resp.status}")
     except (OSError, http.client.HTTPException) as exc:
         return HealthResult(False, None, str(exc) or type(exc).__name__)
     finally:
         conn.close()
 
 
+def check(port: int, health: HealthCheck) -> HealthResult:
+    """One try of the deploy block's check."""
+    return check_once(port, probe_path(health), health.timeout, health.fallback)
+
+
 def wait_healthy(
     port: int, path: str, timeout: float, deadline: float, interval: float = 0.1,
-    alive: Callable[[], bool] | None = None,
+    alive: Callable[[], bool] | None = None, fallback: bool = False,
 ) -> HealthResult:
     """Retry until healthy or `deadline` seconds have passed. `alive` lets the caller stop
     early when the process it started has already exited."""
@@ -41,7 +78,7 @@ def wait_healthy(
     result = HealthResult(False, None, "not checked")
     while True:
         remaining = end - time.monotonic()
-        result = check_once(port, path, max(0.05, min(timeout, remaining)))
+        result = check_once(port, path, max(0.05, min(timeout, remaining)), fallback)
         if result.ok:
             return result
         if alive is not None and not alive():
@@ -76,3 +113,10 @@ def restart_due(failures: int, uptime: float | None, startup_deadline: float, de
     if failures < 2 or deploying:
         return False
     return uptime is not None and uptime >= startup_deadline
+
+
+def wait_for(port: int, health: HealthCheck, deadline: float,
+             alive: Callable[[], bool] | None = None) -> HealthResult:
+    """wait_healthy for the deploy block's check."""
+    return wait_healthy(port, probe_path(health), health.timeout, deadline, alive=alive,
+                        fallback=health.fallback)

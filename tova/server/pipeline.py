@@ -30,7 +30,7 @@ from tova.server import envfile, history, releases
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
-from tova.server.health import HealthResult, check_once, wait_healthy
+from tova.server.health import HealthResult, check, describe, probe_path, wait_for
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
@@ -92,7 +92,7 @@ def step_checkout(d: Deploy) -> None:
     d.checkout_dir = d.workdir / "src"
     checkout(d.repo, commit_object(d.repo, d.commit), d.checkout_dir)
     # The branch that deploys is named in the pushed commit's own deploy block.
-    d.manifest = load_manifest(d.checkout_dir, d.env)
+    d.manifest = load_manifest(d.checkout_dir, d.env, project_relative=True)
     if d.manifest.app != d.app.name:
         raise ConfigError(
             f"this repository deploys app {d.app.name!r} but the project's deploy block is for {d.manifest.app!r}",
@@ -273,7 +273,7 @@ def step_restart(d: Deploy) -> None:
     d.out.end(failure is None)
     if failure is not None:
         port, result = failure
-        d.out.step(f"Health check {d.manifest.health.path}...", False, "FAILED")
+        d.out.step(f"Health check {probe_path(d.manifest.health)}...", False, "FAILED")
         d.out.sub(f"{unit(d.app.name, port)}: {result.detail}")
         raise _HealthFailed()
 
@@ -283,9 +283,8 @@ def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Mani
     """Restart one instance at a time, each healthy before the next. The first failure."""
     for port in ports:
         system.restart_instance(app, port)
-        result = wait_healthy(port, manifest.health.path, manifest.health.timeout,
-                              settings.startup_deadline,
-                              alive=partial(system.instance_running, app, port))
+        result = wait_for(port, manifest.health, settings.startup_deadline,
+                          alive=partial(system.instance_running, app, port))
         if not result.ok:
             return port, result
     # Caddy's active health checks may have seen an instance down while it restarted
@@ -314,12 +313,15 @@ def switch_to(version: str, was: str | None, system: System, app: AppLayout, por
 def step_verify(d: Deploy) -> None:
     assert d.manifest
     for port in d.ports:
-        result = check_once(port, d.manifest.health.path, d.manifest.health.timeout)
+        result = check(port, d.manifest.health)
         if not result.ok:
-            d.out.step(f"Health check {d.manifest.health.path}...", False, "FAILED")
+            d.out.step(f"Health check {probe_path(d.manifest.health)}...", False, "FAILED")
             d.out.sub(f"{unit(d.app.name, port)}: {result.detail}")
             raise _HealthFailed()
     d.out.step("Health check passed", True)
+    if d.manifest.health.fallback:
+        d.out.sub(describe(d.manifest.health).capitalize())
+        d.out.sub(f'Add route GET "{d.manifest.health.path}" (or set health:) for a strict check')
     with d.registry.transaction() as data:
         data["apps"][d.app.name]["version"] = d.version
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from tova.errors import TovaError
 from tova.manifest import HealthCheck
-from tova.server.health import check_once, next_check, phase, restart_due
+from tova.server.health import check, next_check, phase, probe_path, restart_due
 from tova.server.layout import AppLayout, Layout
 from tova.server.registry import Registry
 from tova.server.system import System, read_current_manifest, select_system, unit
@@ -99,7 +99,7 @@ class Watcher:
         failing = False
         for port in t.ports:
             key = (t.app, port)
-            if check_once(port, t.health.path, t.health.timeout).ok:
+            if check(port, t.health).ok:  # strict or fallback, as the deploy checked
                 self.failures.pop(key, None)
                 continue
             self.failures[key] = self.failures.get(key, 0) + 1
@@ -114,7 +114,7 @@ class Watcher:
             if not restart_due(self.failures[key], info.get("uptime_seconds"),
                                self.settings.startup_deadline, deploying(app)):
                 continue
-            self.log(f"{unit(t.app, port)}: health check {t.health.path} failed twice; restarting")
+            self.log(f"{unit(t.app, port)}: health check {probe_path(t.health)} failed twice; restarting")
             self.failures.pop(key, None)
             try:
                 self.system.restart_instance(app, port)
