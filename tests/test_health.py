@@ -233,3 +233,37 @@ def test_the_watcher_uses_the_same_check(app_server):
     w.check(strict)
     w.check(strict)
     assert restarts == [port]
+
+
+NO_ROUTE_APP = """server {
+  fn home() { text("no health route") }
+  fn status() { respond(500, "down") }
+  route GET "/" => home
+  route GET "/status" => status
+}
+
+deploy "prod" {
+  server: "root@example.com"
+  domain: "myapp.example.com"
+  instances: 2
+%s}
+"""
+
+
+def test_pipeline_deploys_an_app_without_health_route_then_rolls_back_a_strict_500(site):
+    src = site.work / "src"
+    src.mkdir(exist_ok=True)
+    (src / "app.tova").write_text(NO_ROUTE_APP % "")
+    site.commit("no health route")
+    out = site.push().stderr
+    assert "Live at https://myapp.example.com (v1)" in out, out
+    assert "Fallback check (no route answers GET /healthz)" in out
+    assert all(site.get(p) == (200, "no health route") for p in site.ports())
+    assert all(site.get(p, "/healthz")[0] == 404 for p in site.ports())  # there really is none
+    # An explicit health: is strict: its 500 rolls the release back.
+    (src / "app.tova").write_text(NO_ROUTE_APP % '  health: "/status"\n')
+    site.commit("explicit health")
+    out = site.push().stderr
+    assert "Health check /status..." in out and "FAILED" in out, out
+    assert "Deploy failed. Rolled back to v1." in out
+    assert site.current() == "v1"

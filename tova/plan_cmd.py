@@ -28,7 +28,7 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
 
 
 def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool,
-             health: dict | None = None) -> int:
+             health: dict[str, Any] | None = None) -> int:
     from tova.plan import plan_dict, render_plan
 
     settings = ServerSettings()
@@ -39,7 +39,8 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
     else:
         server_view = _server_view(project, manifest)
     if as_json:
-        print(json.dumps(plan_dict(manifest, ports, settings.bun_version, server_view, health), indent=2, sort_keys=True))
+        d = plan_dict(manifest, ports, settings.bun_version, server_view, health)
+        print(json.dumps(d, indent=2, sort_keys=True))
         return 0
     lines = _server_lines(server_view) + _path_lines()
     sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health))

@@ -320,7 +320,8 @@ def step_verify(d: Deploy) -> None:
             raise _HealthFailed()
     d.out.step("Health check passed", True)
     if d.manifest.health.fallback:
-        d.out.sub(describe(d.manifest.health).capitalize())
+        text = describe(d.manifest.health)
+        d.out.sub(text[0].upper() + text[1:])
         d.out.sub(f'Add route GET "{d.manifest.health.path}" (or set health:) for a strict check')
     with d.registry.transaction() as data:
         data["apps"][d.app.name]["version"] = d.version
