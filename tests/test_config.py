@@ -8,8 +8,8 @@ from tova.errors import ConfigError
 from tova.lang.program import Body, DeployBlock, SubBlock
 
 
-def cfg(fields=None, env_name="prod", project="myapp", **blocks):
-    return build_config([deploy(env_name, fields, **blocks)], env_name, project)
+def cfg(fields=None, env_name="prod", project="myapp", app=None, **blocks):
+    return build_config([deploy(env_name, fields, **blocks)], env_name, project, app=app)
 
 
 def test_defaults():
@@ -56,9 +56,12 @@ def test_defaults():
         ({"health_timeout": 30}, "must be less than health_interval"),
         ({"health_timeout": 10, "health_interval": 5}, "must be less than health_interval"),
         ({"keep_releases": 0}, "keep_releases must be at least 1"),
-        ({"name": "My_App"}, "not a valid app name"),
-        ({"name": "9lives"}, "not a valid app name"),
-        ({"name": "a" * 41}, "not a valid app name"),
+        # exactly the compiler's fields: `name` moved to tova.toml (issue 9, point 3)
+        ({"name": "shop"}, "rejects `name` in a deploy block"),
+        ({"memory": "2048gb"}, "more than 1 TB"),
+        ({"memory": "99999999999999999999gb"}, "more than 1 TB"),
+        ({"health_interval": 86_401}, "between 1 and 86400"),
+        ({"health_interval": 0}, "between 1 and 86400"),
         ({"instances": expr("count + 1")}, "must be a literal value"),
         ({"instances": expr("-1")}, "must be a literal value"),
         ({"domain": expr('env("DOMAIN")')}, "must be a literal value"),
@@ -164,21 +167,61 @@ def test_app_names():
     assert default_app_name("myapp", "production") == "myapp"
     assert default_app_name("myapp", "staging") == "myapp-staging"
     assert default_app_name("My_App", "Staging") == "my-app-staging"
-    assert cfg({"name": "shop"}, env_name="staging").app == "shop"
+    assert cfg(env_name="staging", app="shop").app == "shop"
     assert cfg(env_name="staging").app == "myapp-staging"
 
 
-def test_underivable_app_name_hints_at_name():
+@pytest.mark.parametrize("app", ["My_App", "9lives", "a" * 41])
+def test_invalid_explicit_app_name(app):
+    with pytest.raises(ConfigError, match="not a valid app name"):
+        cfg(app=app)
+
+
+def test_underivable_app_name_hints_at_tova_toml():
     with pytest.raises(ConfigError) as info:
         cfg(project="42")
-    assert "name:" in info.value.hint
+    assert "tova.toml" in info.value.hint and "[tova-deploy.apps]" in info.value.hint
+
+
+def test_every_block_of_a_name_needs_server_and_domain():
+    """The compiler checks each deploy block on its own (issue 9, point 3)."""
+    blocks = [deploy("prod"), DeployBlock("prod", LOC, body({"instances": 4}))]
+    with pytest.raises(ConfigError, match="missing `server`"):
+        build_config(blocks, "prod", "myapp")
+
+
+@pytest.mark.parametrize("key", ["PORT"])
+def test_reserved_env_names_are_rejected_with_a_location(key):
+    with pytest.raises(ConfigError) as info:
+        cfg(env={key: 3000})
+    assert "set by the server" in info.value.message and "instance" in info.value.message
+    assert info.value.loc is not None
+
+
+def test_node_env_production_stays_valid():
+    assert dict(cfg(env={"NODE_ENV": "production"}).env_vars) == {"NODE_ENV": "production"}
+
+
+def test_numeric_env_values_keep_their_spelling():
+    from tova.errors import Location
+    from tova.lang.program import Value
+
+    loc = Location("src/app.tova", 2, 11)
+    values = {"A": Value("float", 1000.0, "1e3", loc), "B": Value("int", 1000, "1_000", loc),
+              "C": Value("float", 0.5, "0.50", loc), "D": Value("int", 31, "0x1F", loc)}
+    assert dict(cfg(env=values).env_vars) == {"A": "1e3", "B": "1000", "C": "0.50", "D": "0x1F"}
+
+
+def test_keyword_env_names_are_rejected():
+    with pytest.raises(ConfigError, match="not valid"):
+        cfg(env={"type": "x"})
 
 
 def test_same_name_blocks_merge_later_wins_and_envs_stay_separate():
     blocks = [
         deploy("prod", {"instances": 2}, env={"A": "1"}),
         deploy("staging", {"domain": "staging.myapp.com", "instances": 3}),
-        DeployBlock("prod", LOC, body({"instances": 4}, env={"B": "2"})),
+        deploy("prod", {"instances": 4}, env={"B": "2"}),
     ]
     prod = build_config(blocks, "prod", "myapp")
     staging = build_config(blocks, "staging", "myapp")

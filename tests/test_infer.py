@@ -49,7 +49,7 @@ def test_no_server_block_is_a_clear_error(tmp_path):
         manifest(program(tmp_path, servers=()))
 
 
-@pytest.mark.parametrize("fields", [{"driver": "postgres"}, {"type": "postgres"}, {"type": "postgresql"}])
+@pytest.mark.parametrize("fields", [{"driver": "postgres"}, {"driver": "postgres", "type": "postgresql"}])
 def test_postgres(tmp_path, fields):
     m = manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(**fields),))]))
     pg = m.database("postgres")
@@ -58,17 +58,63 @@ def test_postgres(tmp_path, fields):
 
 
 def test_redis_and_sqlite_paths(tmp_path):
-    servers = [ServerBlock(None, LOC, dbs=(db_decl(type="redis"),)),
+    d = deploy(db=Body((), (SubBlock("redis", LOC, body({})),)))
+    servers = [ServerBlock(None, LOC, dbs=(db_decl(driver="anything-else"),)),
                ServerBlock("api", LOC, dbs=(db_decl(path="app.db"), db_decl(driver="sqlite", path="db/b.db")))]
-    m = manifest(program(tmp_path, servers=servers))
+    m = manifest(program(tmp_path, servers=servers, deploys=[d]))
     assert [d.engine for d in m.databases] == ["redis", "sqlite"]
     assert m.database("sqlite").paths == ("app.db", "db/b.db")
     assert m.system == ("bun", "caddy", "ufw", "redis") and m.secrets.auto == ("REDIS_URL",)
 
 
-def test_unsupported_driver(tmp_path):
-    with pytest.raises(ConfigError, match="not supported"):
+@pytest.mark.parametrize("fields, hint", [
+    ({"type": "postgres"}, 'driver: "postgres"'),
+    ({"type": "postgresql", "driver": "sqlite"}, 'driver: "postgres"'),
+    ({"type": "redis"}, "db { redis { } }"),
+    ({"driver": "postgres", "type": "sqlite"}, "driver:"),
+])
+def test_type_disagreeing_with_driver_is_a_located_error(tmp_path, fields, hint):
+    """The compiler's code generator reads driver: only (issue 9, point 7)."""
+    with pytest.raises(ConfigError) as info:
+        manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(**fields),))]))
+    assert "ignored by the Tova compiler" in info.value.message and hint in info.value.hint
+    assert info.value.loc is not None
+
+
+def test_mysql_needs_an_external_database(tmp_path):
+    with pytest.raises(ConfigError, match="does not install MySQL") as info:
         manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))]))
+    assert "DATABASE_URL" in info.value.hint
+    d = deploy(env={"DATABASE_URL": "mysql://db.example.com/app"})
+    m = manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))], deploys=[d]))
+    assert m.databases == ()
+
+
+def test_database_urls_in_env_mean_external_databases(tmp_path):
+    """DATABASE_URL / REDIS_URL in env { }: no engine provisioned, the plan says so (point 5)."""
+    from tova.plan import plan_dict, render_plan
+
+    d = deploy(env={"DATABASE_URL": "postgres://db.example.com/shop", "REDIS_URL": "redis://cache:6379"},
+               db=Body((), (SubBlock("sqlite", LOC, body({"path": "x.db"})),)))
+    servers = [ServerBlock(None, LOC, dbs=(db_decl(driver="postgres"),))]
+    m = manifest(program(tmp_path, servers=servers, deploys=[d]))
+    assert [x.engine for x in m.databases] == ["sqlite"]
+    assert m.system == ("bun", "caddy", "ufw") and m.secrets.auto == ()
+    assert plan_dict(m, [3001], "1.1", None)["external_databases"] == ["DATABASE_URL", "REDIS_URL"]
+    text = render_plan(m, [3001], "1.1", [])
+    assert "external via DATABASE_URL" in text and "external via REDIS_URL" in text
+    assert "PostgreSQL" not in text
+
+
+def test_external_url_and_engine_override_contradict(tmp_path):
+    d = deploy(env={"REDIS_URL": "redis://cache:6379"}, db=Body((), (SubBlock("redis", LOC, body({})),)))
+    with pytest.raises(ConfigError, match="contradict"):
+        manifest(program(tmp_path, deploys=[d]))
+
+
+def test_literal_url_means_external_postgres(tmp_path):
+    servers = [ServerBlock(None, LOC, dbs=(db_decl(driver="postgres", url="postgres://elsewhere/x"),))]
+    assert manifest(program(tmp_path, servers=servers)).databases == ()
 
 
 def test_overrides_merge_and_never_drop(tmp_path):

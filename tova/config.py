@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tova.errors import ConfigError, Location
+from tova.lang.lexer import KEYWORDS
 from tova.lang.program import DeployBlock, Field, SubBlock, Value
 
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -37,7 +38,8 @@ class Prop:
     required: bool = False
 
 
-# The design's table, plus `name`.
+# Exactly the fields the compiler accepts in a deploy block (any other is a compile
+# error there). The app-name override lives in tova.toml [tova-deploy] instead.
 PROPERTIES: dict[str, Prop] = {
     "server": Prop(str, None, required=True),
     "domain": Prop(str, None, required=True),
@@ -49,7 +51,15 @@ PROPERTIES: dict[str, Prop] = {
     "health_timeout": Prop(int, 5),
     "restart_on_failure": Prop(bool, True),
     "keep_releases": Prop(int, 5),
-    "name": Prop(str, None),
+}
+# Upper bounds systemd and the health timer accept: beyond them a value would silently
+# mean something else (a MemoryMax= past the 64-bit byte count means no limit).
+MAX_MEMORY_BYTES = 1024**4  # 1 TiB
+MAX_HEALTH_SECONDS = 86_400  # one day
+# Set by the platform for each instance: a deploy block must not override them.
+RESERVED_ENV = {
+    "PORT": "each instance gets its own PORT from the server (3001, 3002, ...); "
+            "env { PORT } would give every instance the same port",
 }
 SUB_BLOCKS = ("env", "db")
 DB_PROPERTIES: dict[str, dict[str, type]] = {
@@ -95,8 +105,12 @@ def available_envs(blocks: tuple[DeployBlock, ...] | list[DeployBlock]) -> list[
     return seen
 
 
-def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, project: str) -> DeployConfig:  # noqa: C901
-    """Merge the deploy blocks named `env` (later keys win) and validate them."""
+def build_config(  # noqa: C901
+    blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, project: str, app: str | None = None,
+) -> DeployConfig:
+    """Merge the deploy blocks named `env` (later keys win) and validate them. The app's
+    name is `app` when given (decided by tova.toml or recorded on the server), else
+    derived from the project's name."""
     mine = [b for b in blocks if b.name == env]
     if not mine:
         envs = available_envs(blocks)
@@ -119,9 +133,16 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
     env_fields: dict[str, Field] = {}
     db_blocks: dict[str, list[SubBlock]] = {}
     for block in mine:
+        _require_fields(block, env)
         for f in block.body.fields:
             if f.key in SUB_BLOCKS:
                 raise ConfigError(f"`{f.key}` must be a block", hint=f"write `{f.key} {{ ... }}`", loc=f.loc)
+            if f.key == "name":
+                raise ConfigError(
+                    "the Tova compiler rejects `name` in a deploy block (Unknown deploy config field)",
+                    hint=f'set the app name in tova.toml: [tova-deploy.apps] then {env} = "{_str_hint(f)}"',
+                    loc=f.loc,
+                )
             if f.key not in PROPERTIES:
                 raise _unknown(f.key, f.loc, list(PROPERTIES) + list(SUB_BLOCKS))
             fields_[f.key] = f
@@ -167,6 +188,9 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
     if not 1 <= instances <= 32:
         raise ConfigError(f"instances must be between 1 and 32, not {instances}", loc=at("instances"))
     memory_bytes = parse_memory(values["memory"], at("memory"), "memory")
+    if memory_bytes > MAX_MEMORY_BYTES:
+        raise ConfigError(f"memory {values['memory']!r} is more than 1 TB", hint='for example memory: "512mb"',
+                          loc=at("memory"))
     branch = _check_branch(values["branch"], at("branch"))
     health = values["health"]
     if not HEALTH_RE.match(health):
@@ -176,8 +200,8 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
             loc=at("health"),
         )
     interval, timeout = values["health_interval"], values["health_timeout"]
-    if interval < 1:
-        raise ConfigError("health_interval must be at least 1 second", loc=at("health_interval"))
+    if not 1 <= interval <= MAX_HEALTH_SECONDS:
+        raise ConfigError("health_interval must be between 1 and 86400 seconds", loc=at("health_interval"))
     if timeout < 1:
         raise ConfigError("health_timeout must be at least 1 second", loc=at("health_timeout"))
     if timeout >= interval:
@@ -188,7 +212,7 @@ def build_config(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, 
         )
     if values["keep_releases"] < 1:
         raise ConfigError("keep_releases must be at least 1", loc=at("keep_releases"))
-    app = _app_name(values["name"], project, env, at("name") if "name" in locations else anchor)
+    app = _app_name(app, project, env, anchor)
 
     env_vars = tuple(_env_var(f, env) for f in env_fields.values())
     overrides = tuple(_db_override(engine, subs) for engine, subs in db_blocks.items())
@@ -237,13 +261,32 @@ def default_app_name(project: str, env: str) -> str:
 def _app_name(explicit: str | None, project: str, env: str, loc: Location) -> str:
     name = explicit if explicit is not None else default_app_name(project, env)
     if not APP_NAME_RE.match(name):
-        where = "name" if explicit is not None else f"the app name derived from project {project!r}"
+        where = f"app name {name!r}" if explicit is not None else \
+            f"the app name {name!r} derived from project {project!r}"
         raise ConfigError(
-            f"{where} {name!r} is not a valid app name",
-            hint='use lower-case letters, digits and "-", starting with a letter, at most 40 chars; set name: "myapp"',
+            f"{where} is not a valid app name",
+            hint='use lower-case letters, digits and "-", starting with a letter, at most 40 chars; '
+                 f'set it in tova.toml: [tova-deploy.apps] then {env} = "myapp"',
             loc=loc,
         )
     return name
+
+
+def _require_fields(block: DeployBlock, env: str) -> None:
+    """The compiler requires server and domain in EVERY block, even when another block
+    of the same name has them."""
+    keys = {f.key for f in block.body.fields}
+    for key in ("server", "domain"):
+        if key not in keys:
+            raise ConfigError(
+                f'deploy "{env}" block is missing `{key}` (the Tova compiler requires it in every deploy block)',
+                hint=_missing_hint(key),
+                loc=block.loc,
+            )
+
+
+def _str_hint(f: Field) -> str:
+    return str(f.value.value) if f.value.kind == "string" else "myapp"
 
 
 def _literal(value: Value, expected: type, key: str) -> object:
@@ -348,7 +391,10 @@ def _check_branch(branch: str, loc: Location) -> str:
 
 
 def _env_var(f: Field, env: str) -> tuple[str, str]:
-    if not ENV_VAR_RE.match(f.key):
+    if f.key in RESERVED_ENV:
+        raise ConfigError(f"env {{ {f.key} }} is set by the server: {RESERVED_ENV[f.key]}",
+                          hint=f"remove {f.key} from env {{ }}", loc=f.loc)
+    if not ENV_VAR_RE.match(f.key) or f.key in KEYWORDS:
         raise ConfigError(
             f"env name `{f.key}` is not valid",
             hint="env names are letters, digits and _, not starting with a digit",
@@ -361,7 +407,9 @@ def _env_var(f: Field, env: str) -> tuple[str, str]:
             loc=f.value.loc,
         )
     v = f.value.value
-    text = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    # numbers keep their source spelling (`1e3`, not "1000.0"), minus digit separators
+    text = f.value.text.replace("_", "") if f.value.kind in ("int", "float") else (
+        ("true" if v else "false") if isinstance(v, bool) else str(v))
     if "\x00" in text or "\n" in text or "\r" in text:
         raise ConfigError(f"env {f.key} holds a newline or NUL byte", loc=f.value.loc)
     return f.key, text

@@ -9,23 +9,28 @@ from dataclasses import replace
 from pathlib import Path
 
 from tova.config import DeployConfig, check_relative_path
-from tova.errors import ConfigError, Location
+from tova.errors import ConfigError
 from tova.lang.program import Program, RouteDecl, Value
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
 from tova.naming import pg_database
 
 ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?)$")
 SSE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~%/:@!$&()*+,;=-]*$")
-# Spellings of a server db's driver/type, by engine.
-DRIVER_ALIASES = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres",
-                  "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
+# The drivers the compiler's code generator knows (it reads `driver:` only); any other
+# value, or none, is SQLite.
+COMPILER_DRIVERS = {"postgres": "postgres", "mysql": "mysql"}
+# Spellings of `type:` (the design document's key, which the compiler ignores).
+TYPE_ALIASES = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgres", "mysql": "mysql",
+                "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
+# env { } names that point the app at a database elsewhere: no engine is provisioned.
+EXTERNAL_URLS = {"DATABASE_URL": ("postgres", "mysql"), "REDIS_URL": ("redis",)}
 # Names the platform provides: never asked of the user.
 PROVIDED_ENV = frozenset({"PORT", "DATABASE_URL", "REDIS_URL", "NODE_ENV"})
 
 
 def build_manifest(program: Program, config: DeployConfig, project_root: str | Path | None = None) -> Manifest:
     _require_server(program)
-    databases = _merge_overrides(config, infer_databases(program, config))
+    databases = _without_external(config, _merge_overrides(config, infer_databases(program, config)))
     engines = {d.engine for d in databases}
     return Manifest(
         env=config.env,
@@ -96,13 +101,17 @@ def infer_system(program: Program, engines: set[str]) -> tuple[str, ...]:
 
 
 def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
-    """server db { driver/type: postgres|redis } → that engine; a path or sqlite → SQLite."""
+    """server db { driver: postgres } → PostgreSQL; any other driver, or none, → SQLite,
+    as the compiler's generated code connects. With DATABASE_URL in env { } (or a
+    literal `url:`), the database is elsewhere and nothing is provisioned for it."""
     found: dict[str, Database] = {}
     sqlite_paths: list[str] = []
+    external = {name for name, _ in config.env_vars}
     for server in program.servers:
         for db in server.dbs:
             fields = {f.key: f.value for f in db.fields}
-            engine = _db_engine(fields, db.loc)
+            engine = db_engine(fields)
+            url = fields.get("url")
             if engine == "sqlite":
                 path = fields.get("path")
                 if path is not None and path.kind == "string":
@@ -110,31 +119,49 @@ def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
                     if p not in sqlite_paths:
                         sqlite_paths.append(p)
                 found.setdefault("sqlite", Database("sqlite"))
-            elif engine == "postgres":
-                found.setdefault("postgres", Database("postgres", name=pg_database(config.app), port=5432))
+            elif url is not None and url.kind == "string" or "DATABASE_URL" in external:
+                continue  # connects to a server of its own
+            elif engine == "mysql":
+                raise ConfigError(
+                    "tova-deploy does not install MySQL",
+                    hint="point the app at your MySQL server: env { DATABASE_URL: \"mysql://...\" } "
+                         "in the deploy block, or use driver: \"postgres\"",
+                    loc=fields["driver"].loc,
+                )
             else:
-                found.setdefault("redis", Database("redis"))
+                found.setdefault("postgres", Database("postgres", name=pg_database(config.app), port=5432))
     if "sqlite" in found:
         found["sqlite"] = Database("sqlite", paths=tuple(sqlite_paths))
     return [found[e] for e in ("postgres", "redis", "sqlite") if e in found]
 
 
-def _db_engine(fields: dict[str, Value], loc: Location) -> str:
-    for key in ("driver", "type"):
-        v = fields.get(key)
-        if v is None:
-            continue
-        if v.kind != "string":
-            raise ConfigError(f"db {key} must be a string literal to deploy", loc=v.loc)
-        name = str(v.value).lower()
-        if name not in DRIVER_ALIASES:
+def db_engine(fields: dict[str, Value]) -> str:
+    """The engine the app will connect to: the compiler reads `driver:` only. A `type:`
+    that says otherwise is an error naming `driver:` (it would silently mean SQLite)."""
+    driver = fields.get("driver")
+    engine = "sqlite"
+    if driver is not None:
+        if driver.kind != "string":
+            raise ConfigError("db driver must be a string literal to deploy",
+                              hint='write driver: "postgres" (or "sqlite", "mysql")', loc=driver.loc)
+        engine = COMPILER_DRIVERS.get(str(driver.value), "sqlite")
+    typed = fields.get("type")
+    if typed is not None:
+        said = TYPE_ALIASES.get(str(typed.value).lower()) if typed.kind == "string" else None
+        if said != engine:
+            if said == "redis":
+                hint = "the compiler's db { } is SQL only: for Redis add db { redis { } } to the deploy block"
+            elif said in ("postgres", "mysql"):
+                hint = f'write driver: "{said}" (the compiler reads driver:, not type:)'
+            else:
+                hint = 'write driver: "postgres", "mysql" or "sqlite" (the compiler reads driver:, not type:)'
+            got = f'driver: "{driver.value}"' if driver is not None else "no driver:"
             raise ConfigError(
-                f"db {key} {v.value!r} is not supported by tova-deploy",
-                hint="supported: postgres, redis, sqlite",
-                loc=v.loc,
+                f"db {typed.text} is ignored by the Tova compiler: with {got} the app uses {engine}",
+                hint=hint,
+                loc=typed.loc,
             )
-        return DRIVER_ALIASES[name]
-    return "sqlite"  # the compiler's default driver
+    return engine
 
 
 def _int(value: object) -> int:
@@ -166,6 +193,23 @@ def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Da
                 paths.insert(0, str(o.settings["path"]))
             by_engine["sqlite"] = Database("sqlite", paths=tuple(paths))
     return tuple(by_engine[e] for e in ("postgres", "redis", "sqlite") if e in by_engine)
+
+
+def _without_external(config: DeployConfig, databases: tuple[Database, ...]) -> tuple[Database, ...]:
+    """DATABASE_URL / REDIS_URL in env { } name a database elsewhere: provision none."""
+    names = {name for name, _ in config.env_vars}
+    for name, engines in EXTERNAL_URLS.items():
+        if name not in names:
+            continue
+        for o in config.db_overrides:
+            if o.engine in engines:
+                raise ConfigError(
+                    f"deploy db {{ {o.engine} }} and env {{ {name} }} contradict each other",
+                    hint=f"keep {name} for a database elsewhere, or db {{ {o.engine} }} for one on the server",
+                    loc=o.loc,
+                )
+    dropped = {e for name, engines in EXTERNAL_URLS.items() if name in names for e in engines}
+    return tuple(d for d in databases if d.engine not in dropped)
 
 
 def infer_proxy(program: Program) -> Proxy:

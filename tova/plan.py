@@ -79,12 +79,19 @@ def plan_dict(m: Manifest, ports: list[int], bun_version: str, server_view: dict
     d["databases"] = [
         {k: v for k, v in asdict(db).items() if v not in (None, (), [])} for db in m.databases
     ]
+    d["external_databases"] = external_databases(m)
     d["ports"] = list(ports)
     d["bun_version"] = bun_version
     d["server_view"] = server_view or {"contacted": False}
     if health is not None:
         d["health_check"] = health
     return d
+
+
+def external_databases(m: Manifest) -> list[str]:
+    """env { } names that point the app at a database the toolkit does not provision."""
+    names = dict(m.env_vars)
+    return [n for n in ("DATABASE_URL", "REDIS_URL") if n in names]
 
 
 def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
@@ -102,6 +109,8 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         else:
             files = ", ".join(db.paths) if db.paths else "data/"
             dbs.append(f"SQLite ({files})")
+    for name in external_databases(m):
+        dbs.append(f"external via {name} from env {{ }} (nothing provisioned)")
     proxy_lines = []
     if m.proxy.websocket:
         proxy_lines.append("WebSocket → upgrade")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tova.config import DeployConfig, build_config
-from tova.errors import Location, TovaError
+from tova.errors import ConfigError, Location, TovaError
 from tova.lang.program import Program
 from tova.manifest import Manifest
 
@@ -19,24 +19,42 @@ def read_program(project_dir: str | Path) -> Program:
     return read_project(Path(project_dir))
 
 
-def load_config(program: Program, env: str) -> DeployConfig:
-    return build_config(program.deploys, env, program.project_name)
+def load_config(program: Program, env: str, recorded_app: str | None = None) -> DeployConfig:
+    """The environment's config. Its app name is decided on the developer's machine:
+    tova.toml ([tova-deploy.apps] <env>, else [tova-deploy] name or [project] name), else
+    the project folder's name. On the server, `recorded_app` is the name recorded with
+    the repository at --setup-git; the server never derives one from its own folders."""
+    explicit = dict(program.app_names).get(env)
+    project = program.app_base or program.project_name
+    if recorded_app is None:
+        return build_config(program.deploys, env, project, app=explicit)
+    decided_by_toml = explicit is not None or program.app_base is not None or program.name_from == "tova.toml"
+    config = build_config(program.deploys, env, project, app=explicit if decided_by_toml else recorded_app)
+    if config.app != recorded_app:
+        raise ConfigError(
+            f"this repository deploys app {recorded_app!r} but the project's tova.toml names it {config.app!r}",
+            hint="push to the repository of that app (tova deploy <env> --setup-git sets it up)",
+        )
+    return config
 
 
-def load_manifest(project_dir: str | Path, env: str, *, project_relative: bool = False) -> Manifest:
-    return load_project(project_dir, env, project_relative=project_relative)[2]
+def load_manifest(project_dir: str | Path, env: str, *, project_relative: bool = False,
+                  recorded_app: str | None = None) -> Manifest:
+    return load_project(project_dir, env, project_relative=project_relative, recorded_app=recorded_app)[2]
 
 
 def load_project(project_dir: str | Path, env: str, *,
-                 project_relative: bool = False) -> tuple[Program, DeployConfig, Manifest]:
+                 project_relative: bool = False,
+                 recorded_app: str | None = None) -> tuple[Program, DeployConfig, Manifest]:
     """The program, the environment's validated deploy block and its manifest.
     project_relative: errors name files relative to the project (`src/app.tova:8:16`), not
-    to the current directory; the server uses it for its temporary checkouts."""
+    to the current directory; the server uses it for its temporary checkouts.
+    recorded_app: the app name recorded with the server's repository (see load_config)."""
     from tova.infer import build_manifest
 
     with located_in(Path(project_dir), Path(project_dir) if project_relative else None):
         program = read_program(project_dir)
-        config = load_config(program, env)
+        config = load_config(program, env, recorded_app)
         return program, config, build_manifest(program, config, project_dir)
 
 

@@ -92,12 +92,9 @@ def step_checkout(d: Deploy) -> None:
     d.checkout_dir = d.workdir / "src"
     checkout(d.repo, commit_object(d.repo, d.commit), d.checkout_dir)
     # The branch that deploys is named in the pushed commit's own deploy block.
-    d.manifest = load_manifest(d.checkout_dir, d.env, project_relative=True)
-    if d.manifest.app != d.app.name:
-        raise ConfigError(
-            f"this repository deploys app {d.app.name!r} but the project's deploy block is for {d.manifest.app!r}",
-            hint=f"push to the repository of that app (tova deploy {d.env} --setup-git sets it up)",
-        )
+    # The app's name is the one recorded with this repository at --setup-git, never
+    # derived from the checkout's folder (load_manifest refuses a tova.toml naming another).
+    d.manifest = load_manifest(d.checkout_dir, d.env, project_relative=True, recorded_app=d.app.name)
     if d.branch is None:
         d.branch = d.manifest.branch
     elif d.branch != d.manifest.branch:
