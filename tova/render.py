@@ -159,8 +159,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "bun_archive_sha256": s.bun_archive_sha256.lower(),
         "bun_path": BUN_PATH,
         "server_entry": str(a.current / SERVER_ENTRY),
-        "compiler_cmd": s.compiler,
-        "compiler_install": s.compiler_install,
+        **_toolchain_context(s),
         "postgres": bool(pg),
         "pg_role": pg_role(m.app),
         "pg_db": pg_database(m.app, pg.name) if pg else "",
@@ -204,6 +203,26 @@ def _watcher_version() -> str:
     for module in (watchdog, health):
         digest.update(Path(module.__file__ or "").read_bytes())
     return f"{tova.__version__} (watcher {digest.hexdigest()[:12]})"
+
+
+def render_toolchain(s: ServerSettings) -> str:
+    """toolchain.sh: Bun and the Tova compiler, run before a build when either is missing."""
+    _validate_toolchain(s)
+    return _render("toolchain.sh.j2", {
+        "root": s.root, "bun_version": s.bun_version, "bun_source": s.bun_source,
+        "bun_archive_url": s.bun_archive_url, "bun_archive_sha256": s.bun_archive_sha256.lower(),
+        **_toolchain_context(s)})
+
+
+def _toolchain_context(s: ServerSettings) -> dict[str, str]:
+    from tova.server.toolchain import compiler_argv, compiler_dir
+
+    return {
+        "compiler_cmd": " ".join(compiler_argv(s)),
+        "compiler_install": s.compiler_install,
+        "compiler_dir": str(compiler_dir(s)),
+        "tova_version": s.compiler_version,
+    }
 
 
 def _fail(message: str, hint: str) -> None:
@@ -264,6 +283,10 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa
         parts = path.split("/")
         if path.startswith("/") or ".." in parts or "\x00" in path:
             _fail(f"SQLite path {path!r} must stay inside the data directory", "use a relative path")
+    _validate_toolchain(s)
+
+
+def _validate_toolchain(s: ServerSettings) -> None:
     if s.bun_source not in ("npm", "archive"):
         _fail(f"bun_source {s.bun_source!r} is not npm or archive", "set bun_source in config.toml")
     if s.bun_source == "archive" and not (
@@ -275,5 +298,5 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa
         )
     if not re.fullmatch(r"[0-9A-Za-z.+-]+", s.bun_version):
         _fail(f"bad bun_version {s.bun_version!r}", "e.g. 1.4.5")
-    if not s.compiler.split():
-        _fail("the compiler setting is empty", "set compiler in config.toml, e.g. \"tova\"")
+    if s.compiler_version and not re.fullmatch(r"\d[0-9A-Za-z.+-]{0,40}", s.compiler_version):
+        _fail(f"bad compiler_version {s.compiler_version!r}", "e.g. 0.11.26")

@@ -12,6 +12,13 @@ from typing import Any
 from tova.errors import TovaError
 
 DEFAULT_ROOT = "/opt/tova"
+DEFAULT_COMPILER_INSTALL = (
+    'curl -fsSL --proto "=https" -o "$TOVA_COMPILER_DIR/tova.download" '
+    '"https://github.com/tova-lang/tova-lang/releases/${TOVA_VERSION:+download/v$TOVA_VERSION}'
+    '${TOVA_VERSION:-latest/download}/tova-linux-$TOVA_ARCH" '
+    '&& chmod 0755 "$TOVA_COMPILER_DIR/tova.download" '
+    '&& mv "$TOVA_COMPILER_DIR/tova.download" "$TOVA_COMPILER_DIR/tova"'
+)
 
 
 @dataclass(frozen=True)
@@ -19,8 +26,15 @@ class ServerSettings:
     root: str = DEFAULT_ROOT  # TOVA_ROOT: everything of ours lives below it
     # The Tova compiler: the command (split like a shell would) and how provisioning
     # installs it when it is missing ("" = do not install; the command must exist).
-    compiler: str = "tova"
-    compiler_install: str = ""
+    # "" = the compiler tova-deploy keeps at <root>/compiler/tova (installed by
+    # compiler_install, or uploaded with `tova deploy <env> --setup-git --compiler PATH`).
+    compiler: str = ""
+    # Runs with TOVA_VERSION, TOVA_ARCH (x64/arm64) and TOVA_COMPILER_DIR set; the default
+    # fetches the compiler's official Linux release binary.
+    compiler_install: str = DEFAULT_COMPILER_INSTALL
+    # The compiler version builds must use; by default the developer's, recorded by
+    # --setup-git in <root>/compiler/version ("" = any).
+    compiler_version: str = ""
     # Bun: pinned version; source "npm" (the `bun` package through npm, registry only)
     # or "archive" (bun_archive_url verified against bun_archive_sha256).
     bun_version: str = "1.4.5"
@@ -56,6 +70,9 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
         key = "TOVA_" + f.name.upper()
         if key in env and f.name != "root":
             values[f.name] = env[key]
+    recorded = Path(settings.root) / "compiler" / "version"
+    if "compiler_version" not in values and recorded.is_file():
+        values["compiler_version"] = recorded.read_text().strip()
     known = {f.name: f for f in fields(ServerSettings)}
     coerced: dict[str, Any] = {}
     for name, raw in values.items():

@@ -117,6 +117,11 @@ class AppLayout:
         return self.dir / "build"
 
     @property
+    def deps(self) -> Path:
+        """Installed npm dependencies, one folder per dependency set (a cache)."""
+        return self.dir / "deps"
+
+    @property
     def history(self) -> Path:
         return self.dir / "history.jsonl"
 

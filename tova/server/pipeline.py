@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from dulwich.repo import Repo
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
-from tova.server import envfile, history, releases
+from tova.server import deps, envfile, history, releases, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
@@ -36,6 +34,7 @@ from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
+from tova.server.tooling import bun_binary, run_tool
 from tova.server.ui import Out
 from tova.settings import ServerSettings
 
@@ -76,6 +75,8 @@ class Deploy:
     version: str | None = None
     release_dir: Path | None = None
     skipped: bool = False  # pushed branch is not the environment's
+    deps_dir: Path | None = None  # the installed npm dependencies this release links
+    deps_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def registry(self) -> Registry:
@@ -103,29 +104,45 @@ def step_checkout(d: Deploy) -> None:
 
 
 def step_build(d: Deploy) -> None:
-    assert d.workdir and d.checkout_dir
+    assert d.workdir and d.checkout_dir and d.manifest
     d.output_dir = d.workdir / "out"
-    argv = [*shlex.split(d.settings.compiler), "build", str(source_dir(d.checkout_dir)),
+    # Bun and the compiler before the first build (a fresh server has neither).
+    toolchain.ensure(d.settings, d.out.passthrough)
+    argv = [*toolchain.compiler_argv(d.settings), "build", str(source_dir(d.checkout_dir)),
             "--production", "--output", str(d.output_dir)]
     d.out.begin("Compiling .tova files...")
     try:
-        proc = subprocess.Popen(argv, cwd=d.checkout_dir, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
+        rc = run_tool(argv, d.checkout_dir, d.out.passthrough)
     except OSError as exc:
         d.out.end(False)
         raise DeployError(f"cannot run the compiler {argv[0]!r}: {exc.strerror}",
-                          hint="install it, or set `compiler` in the server's config.toml") from exc
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        d.out.passthrough(line)
-    rc = proc.wait()
+                          hint="set `compiler` in the server's config.toml, or upload one with "
+                               "tova deploy <env> --setup-git --compiler PATH") from exc
     if rc != 0:
         d.out.end(False)
         raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed",
                           hint="fix the errors above and push again")
     _ensure_server_js(d.output_dir)
     d.out.end(True)
+    _install_dependencies(d)
+
+
+def _install_dependencies(d: Deploy) -> None:
+    """The npm packages the server imports, installed now (cached per dependency set)."""
+    assert d.checkout_dir and d.output_dir and d.manifest
+    spec = deps.dependency_spec(d.checkout_dir, d.output_dir, d.manifest.app, d.settings.bun_version)
+    if spec is None:
+        return
+    d.out.begin("Installing npm dependencies...")
+    try:
+        d.deps_dir, d.deps_versions, reused = deps.install(
+            spec, d.app, bun_binary(), lambda argv, cwd: run_tool(argv, cwd, d.out.passthrough))
+    except DeployError:
+        d.out.end(False)
+        raise
+    d.out.end(True)
+    listed = ", ".join(f"{k} {v}" for k, v in sorted(d.deps_versions.items()))
+    d.out.sub(("Dependencies unchanged: " if reused else "Dependencies: ") + listed)
 
 
 def _ensure_server_js(out: Path) -> None:
@@ -231,6 +248,8 @@ def step_release(d: Deploy) -> None:
     d.output_dir.rename(staged)
     _copy_data_files(d)  # before public/ moves: a data file may live under it
     served = arrange_static(staged, d.checkout_dir / "public")
+    if d.deps_dir is not None:
+        deps.link(staged, d.deps_dir)
     meta = d.manifest.to_dict()
     meta.update({
         "version": d.version,
@@ -240,6 +259,8 @@ def step_release(d: Deploy) -> None:
         "previous_commit": d.old_commit,
         "files_changed": d.files_changed,
         "static_files": len(served),
+        "dependencies": d.deps_versions,
+        "dependency_set": d.deps_dir.name if d.deps_dir else None,
     })
     write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     d.release_dir = releases.publish(d.app, staged, d.version)
@@ -327,6 +348,8 @@ def step_verify(d: Deploy) -> None:
 def step_prune(d: Deploy) -> None:
     assert d.manifest
     releases.prune(d.app, d.manifest.keep_releases, d.version)
+    in_use = {r.meta().get("dependency_set") for r in releases.listing(d.app)}
+    deps.prune(d.app, {k for k in in_use if k})
 
 
 class _HealthFailed(Exception):

@@ -1,0 +1,99 @@
+"""npm dependencies of a release: what to install, the cache per dependency set, links."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tova.errors import DeployError
+from tova.server import deps
+from tova.server.layout import Layout
+
+COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
+
+
+def build(project: Path, server: str) -> Path:
+    (project / "src").mkdir(parents=True, exist_ok=True)
+    (project / "src" / "app.tova").write_text(
+        "server {\n" + server + '\n  fn healthz() { text("ok") }\n  route GET "/healthz" => healthz\n}\n')
+    out = project.parent / "out"
+    subprocess.run([str(COMPILER), "build", "src", "--production", "--output", str(out)], cwd=project,
+                   check=True, capture_output=True)
+    return out
+
+
+def test_bundle_imports_of_the_real_driver_code():
+    bundle = ('import { AsyncLocalStorage } from "node:async_hooks";\nimport postgres from "postgres";\n'
+              'import mysql from "mysql2/promise";\nimport { Database } from "bun:sqlite";\n'
+              'import fs from "fs";\nimport x from "./y.js";\nimport { a } from "@scope/pkg/sub";\n'
+              "    const __fs = await import('fs');\n")
+    assert deps.imported_packages(bundle) == ["postgres", "mysql2", "@scope/pkg"]
+
+
+def test_postgres_driver_is_added_with_a_default_range(tmp_path):
+    project = tmp_path / "p"
+    out = build(project, '  db { driver: "postgres" }')
+    spec = deps.dependency_spec(project, out, "shop", "1.4.5")
+    assert spec and spec.packages == ("postgres",) and spec.lockfile is None
+    assert json.loads(spec.package_json)["dependencies"] == {"postgres": deps.DRIVER_PACKAGES["postgres"]}
+
+
+def test_npm_section_of_tova_toml_and_sqlite_needs_nothing(tmp_path):
+    project = tmp_path / "p"
+    out = build(project, '  db { path: "app.db" }')
+    assert deps.dependency_spec(project, out, "blog", "1.4.5") is None
+    (project / "tova.toml").write_text('[project]\nname = "blog"\n\n[npm]\nzod = "^3.23.0"\n\n[npm.dev]\nx = "1"\n')
+    spec = deps.dependency_spec(project, out, "blog", "1.4.5")
+    assert spec and spec.packages == ("zod",)
+    # The key follows the dependency set and Bun's version, nothing else.
+    assert spec.key == deps.dependency_spec(project, out, "blog", "1.4.5").key
+    assert spec.key != deps.dependency_spec(project, out, "blog", "1.4.6").key
+
+
+def test_a_lockfile_is_frozen_and_must_list_the_driver(tmp_path):
+    project = tmp_path / "p"
+    out = build(project, '  db { driver: "mysql" }')
+    (project / "package.json").write_text('{"name": "x", "dependencies": {"left-pad": "1.3.0"}}')
+    (project / "bun.lock").write_text("{}")
+    with pytest.raises(DeployError, match="'mysql2', which package.json does not list"):
+        deps.dependency_spec(project, out, "x", "1.4.5")
+    (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0"}}')
+    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    assert spec and spec.lockfile == ("bun.lock", b"{}") and spec.package_json.startswith('{"name": "x"')
+
+
+def test_install_once_then_reuse_link_and_prune(tmp_path):
+    app = Layout.of(tmp_path / "root").app("shop")
+    spec = deps.DepSpec('{"dependencies": {"postgres": "^3.4.5"}}', None, ("postgres",), "k1")
+    calls = []
+
+    def fake_bun(argv: list[str], cwd: Path) -> int:
+        calls.append(argv)
+        pkg = cwd / "node_modules" / "postgres"
+        pkg.mkdir(parents=True)
+        (pkg / "package.json").write_text('{"version": "3.4.5"}')
+        return 0
+
+    target, versions, reused = deps.install(spec, app, "/usr/bin/bun", fake_bun)
+    assert versions == {"postgres": "3.4.5"} and not reused
+    assert calls == [["/usr/bin/bun", "install", "--production", "--ignore-scripts", "--no-progress"]]
+    assert deps.install(spec, app, "/usr/bin/bun", fake_bun)[1:] == ({"postgres": "3.4.5"}, True)
+    assert len(calls) == 1  # the second deploy reused it
+    release = app.release("v1")
+    release.mkdir(parents=True)
+    deps.link(release, target)
+    assert (release / "node_modules" / "postgres" / "package.json").is_file()
+    assert not Path(str((release / "node_modules").readlink())).is_absolute()
+    deps.prune(app, set())
+    assert not target.exists()
+
+
+def test_a_failed_install_leaves_no_cache_entry(tmp_path):
+    app = Layout.of(tmp_path / "root").app("shop")
+    spec = deps.DepSpec('{"dependencies": {"nope": "9"}}', None, ("nope",), "k2")
+    with pytest.raises(DeployError, match="bun install exit status 1"):
+        deps.install(spec, app, "/usr/bin/bun", lambda argv, cwd: 1)
+    assert list(app.deps.iterdir()) == []

@@ -1,0 +1,59 @@
+"""Bun and the Tova compiler before a build: found, version-checked, uploaded."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tova.errors import TovaError
+from tova.render import render_toolchain
+from tova.server import toolchain
+from tova.settings import ServerSettings, load_settings
+
+COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
+needs_bun = pytest.mark.skipif(shutil.which("bun") is None, reason="the compiler (and its fixture) needs Bun")
+
+
+def tar_of(path: Path, name: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(path, arcname=name)
+    return buf.getvalue()
+
+
+@needs_bun
+def test_uploaded_compiler_becomes_the_default_and_its_version_is_checked(tmp_path):
+    settings = ServerSettings(root=str(tmp_path), compiler="")
+    assert any("does not answer" in p for p in toolchain.inspect(settings).problems)
+    assert toolchain.install_upload(settings, tar_of(COMPILER, "tova"), "tova") == "0.11.26"
+    assert toolchain.compiler_argv(settings) == [str(tmp_path / "compiler" / "tova")]
+    toolchain.record_version(settings, "0.11.26")
+    settings = load_settings({"TOVA_ROOT": str(tmp_path), "TOVA_BUN_VERSION": toolchain.inspect(settings).bun or ""})
+    assert settings.compiler_version == "0.11.26"
+    assert toolchain.inspect(settings).problems == ()
+    toolchain.record_version(settings, "0.12.0")
+    other = load_settings({"TOVA_ROOT": str(tmp_path), "TOVA_BUN_VERSION": settings.bun_version})
+    assert toolchain.inspect(other).problems == ("the server's Tova compiler is 0.11.26, the developer's 0.12.0",)
+
+
+@needs_bun
+def test_a_directory_upload_runs_its_entry(tmp_path):
+    src = tmp_path / "compiler-src"
+    (src / "bin").mkdir(parents=True)
+    shutil.copy(COMPILER, src / "bin" / "tova.js")
+    settings = ServerSettings(root=str(tmp_path / "root"))
+    assert toolchain.install_upload(settings, tar_of(src, "."), "bin/tova.js") == "0.11.26"
+    with pytest.raises(TovaError, match="has no bin/missing"):
+        toolchain.install_upload(settings, tar_of(src, "."), "bin/missing")
+    with pytest.raises(TovaError, match="invalid compiler entry"):
+        toolchain.install_upload(settings, tar_of(src, "."), "../etc/passwd")
+
+
+def test_toolchain_script_installs_the_developers_version():
+    script = render_toolchain(ServerSettings(compiler_version="0.11.26"))
+    assert "readonly TOVA_VERSION=0.11.26" in script and "readonly COMPILER=/opt/tova/compiler/tova" in script
+    assert "system_bun\nsystem_compiler\n" in script

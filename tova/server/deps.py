@@ -1,0 +1,174 @@
+"""npm dependencies of a release, installed at build time, never at run time.
+
+What the server needs: the packages the compiled server imports (the database drivers
+`postgres` and `mysql2` stay unbundled imports), from the project's tova.toml `[npm]`
+(what `tova install` turns into a package.json) or its own package.json; a lockfile next
+to it is honoured with a frozen install. Each dependency set is installed once into
+`deps/<key>/` (key: a hash of package.json, lockfile and Bun version) and releases link
+their `node_modules` there, so a code-only deploy reuses it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tova.errors import DeployError
+from tova.server.layout import AppLayout
+
+# Imports the compiler leaves in the server bundle for its database drivers, and the
+# version range installed when the project does not name one.
+DRIVER_PACKAGES = {"postgres": "^3.4.5", "mysql2": "^3.11.0"}
+LOCKFILES = ("bun.lock", "bun.lockb")
+COMPLETE = ".complete"  # written last: a folder without it is a half-made install
+_IMPORT = re.compile(r"""^\s*import\s+(?:[\w*${}\s,]+\s+from\s+)?["']([^"'./][^"']*)["']""", re.M)
+_BUILTIN_PREFIXES = ("node:", "bun:", "bun")
+
+
+@dataclass(frozen=True)
+class DepSpec:
+    package_json: str
+    lockfile: tuple[str, bytes] | None  # (name, content)
+    packages: tuple[str, ...]  # the direct dependencies, for the record
+    key: str = field(default="")
+
+
+def imported_packages(bundle: str) -> list[str]:
+    """npm packages a server bundle imports statically (builtins left out)."""
+    names = []
+    for spec in _IMPORT.findall(bundle):
+        if spec.startswith(_BUILTIN_PREFIXES):
+            continue
+        parts = spec.split("/")
+        name = "/".join(parts[:2]) if spec.startswith("@") else parts[0]
+        if name not in names and name not in _NODE_BUILTINS:
+            names.append(name)
+    return names
+
+
+def dependency_spec(project: Path, build_out: Path, app: str, bun_version: str) -> DepSpec | None:
+    """What to install for this build; None when the server imports nothing from npm and
+    the project declares no dependencies."""
+    bundle = "".join(p.read_text(errors="replace") for p in sorted(build_out.glob("server.*.js"))
+                     if not p.name.endswith(".min.js"))
+    imports = imported_packages(bundle)
+    declared = _declared(project)
+    lock = next(((n, (project / n).read_bytes()) for n in LOCKFILES if (project / n).is_file()), None)
+    if declared is None or lock is None or not (project / "package.json").is_file():
+        lock = None  # a lockfile only makes sense with the package.json it was made from
+    deps = dict(declared or {})
+    for name in imports:
+        if name in deps:
+            continue
+        if lock is not None:
+            raise DeployError(
+                f"the compiled server imports the npm package {name!r}, which package.json does not list",
+                hint=f"add it (bun add {name}) and commit package.json and the lockfile")
+        if name not in DRIVER_PACKAGES:
+            raise DeployError(
+                f"the compiled server imports the npm package {name!r}, which the project does not declare",
+                hint=f'add it to tova.toml\'s [npm] section ({name} = "^x.y") or to package.json')
+        deps[name] = DRIVER_PACKAGES[name]
+    if not deps:
+        return None
+    if lock is not None:
+        package_json = (project / "package.json").read_text()
+    else:
+        package_json = json.dumps({"name": app, "private": True, "dependencies": dict(sorted(deps.items()))},
+                                  indent=2) + "\n"
+    digest = hashlib.sha256()
+    for part in (bun_version.encode(), package_json.encode(), *(lock if lock else (b"", b""))):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return DepSpec(package_json, lock, tuple(sorted(deps)), digest.hexdigest()[:16])
+
+
+def _declared(project: Path) -> dict[str, str] | None:
+    """tova.toml [npm] (without [npm.dev]), else package.json dependencies; None: neither."""
+    toml = project / "tova.toml"
+    if toml.is_file():
+        try:
+            npm = tomllib.loads(toml.read_text()).get("npm")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DeployError(f"tova.toml: {exc}", hint="fix the TOML syntax") from exc
+        if isinstance(npm, dict) and any(not isinstance(v, dict) for v in npm.values()):
+            return {k: str(v) for k, v in npm.items() if not isinstance(v, dict)}
+    pkg = project / "package.json"
+    if pkg.is_file():
+        try:
+            data = json.loads(pkg.read_text())
+        except ValueError as exc:
+            raise DeployError(f"package.json: {exc}", hint="fix the JSON syntax") from exc
+        deps = data.get("dependencies") if isinstance(data, dict) else None
+        return {k: str(v) for k, v in deps.items()} if isinstance(deps, dict) else {}
+    return None
+
+
+def install(spec: DepSpec, app: AppLayout, bun: str | None,
+            run: Callable[[list[str], Path], int]) -> tuple[Path, dict[str, str], bool]:
+    """The folder holding node_modules for spec (installed now unless already there), the
+    installed versions of the direct dependencies, and whether it was reused."""
+    target = app.deps / spec.key
+    if (target / COMPLETE).is_file():
+        return target, _versions(target, spec.packages), True
+    if bun is None:
+        raise DeployError("Bun is not installed, so the npm dependencies cannot be installed",
+                          hint="provisioning installs it; run `tova deploy <env>` again")
+    app.deps.mkdir(parents=True, exist_ok=True)
+    work = app.deps / f".new-{spec.key}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    (work / "package.json").write_text(spec.package_json)
+    argv = [bun, "install", "--production", "--ignore-scripts", "--no-progress"]
+    if spec.lockfile is not None:
+        (work / spec.lockfile[0]).write_bytes(spec.lockfile[1])
+        argv.append("--frozen-lockfile")
+    rc = run(argv, work)
+    if rc != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        raise DeployError(f"installing the npm dependencies failed (bun install exit status {rc}); "
+                          "nothing was deployed", hint="fix the dependency named above and push again")
+    versions = _versions(work, spec.packages)
+    (work / COMPLETE).write_text(json.dumps(versions, sort_keys=True) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    work.rename(target)
+    return target, versions, False
+
+
+def _versions(folder: Path, packages: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in packages:
+        try:
+            out[name] = str(json.loads((folder / "node_modules" / name / "package.json").read_text())["version"])
+        except (OSError, ValueError, KeyError):
+            out[name] = "?"
+    return out
+
+
+def link(release: Path, target: Path) -> None:
+    """release/node_modules → the shared install, relative so the app directory can move."""
+    os.symlink(os.path.relpath(target / "node_modules", release), release / "node_modules")
+
+
+def prune(app: AppLayout, keep_keys: set[str]) -> None:
+    """Drop dependency sets no release uses any more (and half-made installs)."""
+    if not app.deps.is_dir():
+        return
+    for entry in app.deps.iterdir():
+        if entry.name not in keep_keys:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+_NODE_BUILTINS = frozenset({
+    "assert", "async_hooks", "buffer", "child_process", "cluster", "console", "constants", "crypto",
+    "dgram", "dns", "domain", "events", "fs", "fs/promises", "http", "http2", "https", "inspector",
+    "module", "net", "os", "path", "perf_hooks", "process", "punycode", "querystring", "readline",
+    "repl", "stream", "string_decoder", "timers", "tls", "tty", "url", "util", "v8", "vm",
+    "worker_threads", "zlib",
+})
