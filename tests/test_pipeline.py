@@ -158,3 +158,30 @@ def test_instance_changes_keep_ports_stable(site):
     assert site.ports() == first[:1]
     dropped = first[1]
     assert site.get(dropped)[0] == 0  # the removed instance was stopped
+
+
+def test_repository_is_packed_once_pushes_gathered_loose_objects(site):
+    from tova.server.repack import count_objects
+
+    site.write_app("hello v1")
+    for push in range(3):  # 40 new files a push: git keeps each push's objects loose
+        public = site.work / "public"
+        public.mkdir(exist_ok=True)
+        for i in range(40):
+            (public / f"p{push}-{i}.txt").write_text(f"{push} {i}\n")
+        site.commit(f"push {push}")
+        res = site.push()
+        assert res.returncode == 0 and "Live at" in res.stderr, res.stderr
+        if push < 2:
+            assert "Packed the repository" not in res.stderr
+            assert count_objects(site.app.repo).loose > 0
+    assert "Packed the repository" in res.stderr
+    counts = count_objects(site.app.repo)
+    assert counts.loose == 0 and counts.packs == 1
+    fsck = site.git("--git-dir", str(site.app.repo), "fsck", "--no-dangling")
+    assert fsck.returncode == 0, fsck.stderr
+    site.write_app("hello v4")
+    site.commit("after packing")
+    res = site.push()
+    assert "Live at https://myapp.example.com (v4)" in res.stderr, res.stderr
+    assert all(site.get(p) == (200, "hello v4") for p in site.ports())

@@ -19,12 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from dulwich.errors import ChecksumMismatch, NotGitRepository, ObjectMissing
 from dulwich.repo import Repo
 
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
-from tova.server import deps, envfile, history, releases, toolchain
+from tova.server import deps, envfile, history, releases, repack, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
@@ -376,6 +377,19 @@ def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, r
         finally:
             if d.workdir is not None:
                 shutil.rmtree(d.workdir, ignore_errors=True)
+            _pack_repo(app, out)
+
+
+def _pack_repo(app: AppLayout, out: Out) -> None:
+    """Pack repo.git from time to time (under the deploy lock: no other deploy reads it)."""
+    try:
+        packed = repack.pack_if_needed(app.repo)
+    except (OSError, ValueError, ChecksumMismatch, NotGitRepository, ObjectMissing) as exc:
+        # A full disk or a damaged object must not turn a finished deploy into a failure.
+        out.info(f"Could not pack {app.repo}: {exc}")
+        return
+    if packed is not None:
+        out.info(f"Packed the repository ({packed.loose} loose objects, {packed.packs} packs)")
 
 
 def _run(d: Deploy) -> Outcome:
