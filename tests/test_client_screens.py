@@ -65,3 +65,21 @@ def test_degraded_and_not_deployed():
     assert "○ degraded (v4)" in text or "degraded (v4)" in text
     assert "Instances:  1/2 healthy" in text and "@3001   ○ failed" in text
     assert "not deployed" in status_screen(status(version=None, instances=[], last_deploy=None), now=NOW)
+
+
+def test_list_shows_memory_and_disk_per_app():
+    from tova.client.screens import overview_screen
+
+    text = overview_screen("srv", {
+        "apps": [
+            {"app": "shop", "domain": "shop.com", "version": "v3", "instances": 2, "state": "running",
+             "memory_bytes": 31 * 1024**2, "memory_limit_bytes": 256 * 1024**2, "disk_bytes": 12 * 1024**2},
+            {"app": "old", "domain": "old.com", "version": None, "instances": 1, "state": "stopped"},  # older toolkit
+        ],
+        "memory": {"used": 900 * 1024**2, "total": 2048 * 1024**2}, "disk": {"used": 5 * 1024**3, "total": 20 * 1024**3},
+    })
+    shop = next(line for line in text.splitlines() if "shop" in line)
+    assert "mem: 31 MB / 256 MB" in shop and "disk: 12 MB" in shop
+    old = next(line for line in text.splitlines() if " old " in line)
+    assert "mem: —" in old and "disk: —" in old
+    assert "Memory: 900 MB / 2 GB used" in text

@@ -55,6 +55,10 @@ def test_releases_status_apps_rollback_remove(site):
     assert st["last_deploy"]["outcome"] == "ok" and st["releases_kept"] == 2
     apps = _json(site.release("apps", "--json"))
     assert apps["apps"][0]["app"] == "myapp" and apps["apps"][0]["state"] == "running"
+    # Per app: memory used by its instances and their limit, disk under its directory.
+    row = apps["apps"][0]
+    assert row["memory_bytes"] > 1024**2 and row["memory_limit_bytes"] == 2 * st["manifest"]["memory_bytes"]
+    assert row["disk_bytes"] >= sum(f.stat().st_size for f in site.app.releases.rglob("*") if f.is_file())
     assert set(apps["services"]) == {"postgresql", "redis", "caddy"}
 
     r = site.release("rollback", "myapp")

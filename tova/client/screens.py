@@ -131,6 +131,13 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _memory_of(app: dict[str, Any]) -> str:
+    """Used / limit of all the app's instances: "31 MB / 128 MB"."""
+    used = human_bytes(app.get("memory_bytes"))
+    limit = app.get("memory_limit_bytes")
+    return used if limit is None else f"{used} / {human_bytes(limit)}"
+
+
 def overview_screen(host: str, d: dict[str, Any]) -> str:
     """`tova deploy --list --server X`. Input: `tova-release apps --json`."""
     apps = d.get("apps") or []
@@ -145,7 +152,8 @@ def overview_screen(host: str, d: dict[str, Any]) -> str:
         state = a.get("state") or "unknown"
         lines.append(
             f"  {a.get('app', '?'):<{w_app}}   {a.get('domain') or DASH:<{w_dom}}   "
-            f"{a.get('version') or DASH:<4} {inst:<13} {dot(state)} {state}"
+            f"{a.get('version') or DASH:<4} {inst:<13} {dot(state)} {state:<8}  "
+            f"mem: {_memory_of(a):<17} disk: {human_bytes(a.get('disk_bytes'))}"
         )
     services = d.get("services") or {}
     if services:

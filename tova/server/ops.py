@@ -21,6 +21,7 @@ from tova.server.registry import Registry
 from tova.server.registry import release as registry_release
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
 from tova.server.ui import Out
+from tova.server.usage import dir_bytes
 from tova.settings import ServerSettings
 
 
@@ -173,10 +174,16 @@ class Server:
         for name, entry in sorted(data["apps"].items()):
             a = self.layout.app(name)
             ports = list(entry.get("ports", []))
-            running = sum(1 for p in ports if self.system.instance_running(a, p))
+            infos = [self.system.instance_info(a, p) for p in ports]
+            running = sum(1 for i in infos if i.get("state") in ("active", "running"))
             state = "running" if ports and running == len(ports) else ("degraded" if running else "stopped")
+            used = [i["memory_bytes"] for i in infos if i.get("memory_bytes") is not None]
+            manifest = read_current_manifest(a)
             rows.append({"app": name, "domain": entry.get("domain"), "version": a.current_version(),
-                         "instances": len(ports), "ports": ports, "state": state})
+                         "instances": len(ports), "ports": ports, "state": state,
+                         "memory_bytes": sum(used) if used else None,
+                         "memory_limit_bytes": manifest.memory_bytes * len(ports) if manifest else None,
+                         "disk_bytes": dir_bytes(a.dir) if a.dir.is_dir() else None})
         disk = shutil.disk_usage(self.layout.root if self.layout.root.exists() else "/")
         return {"apps": rows, "memory": _memory(), "disk": {"used": disk.used, "total": disk.total},
                 "services": {s: self.system.service_state(u) for s, u in
