@@ -15,5 +15,11 @@ fi
 command -v apt-get >/dev/null 2>&1 && echo apt=1
 command -v git-receive-pack >/dev/null 2>&1 && echo git=1
 [ -x "$1/toolkit/bin/tova-release" ] && echo toolkit=1
+# What the first provisioning would install (the plan estimates its disk and time).
+command -v caddy >/dev/null 2>&1 && echo caddy=1
+[ -x /usr/local/bin/bun ] && echo bun=1
+command -v pg_ctlcluster >/dev/null 2>&1 && echo postgresql=1
+command -v redis-server >/dev/null 2>&1 && echo redis=1
+awk '$1 == "MemTotal:" { printf "mem=%d\n", $2 * 1024 }' /proc/meminfo 2>/dev/null
 [ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
 exit 0

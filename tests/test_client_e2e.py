@@ -219,7 +219,13 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "minimal"
 def test_plan_before_any_deploy_says_every_layer_runs(set_up):
     view = commands.cmd_plan_remote(set_up["project"], set_up["manifest"])
     assert view["contacted"] and view["deployed_version"] is None
-    assert commands.format_plan_remote(view) == "Not deployed yet: every layer runs"
+    text = commands.format_plan_remote(view).splitlines()
+    assert text[0] == "Not deployed yet: every layer runs"
+    # This machine's RAM from the probe; the first provisioning line when something is missing.
+    m = set_up["manifest"]
+    assert view["memory"]["total"] > 0 and view["memory"]["this_app"] == m.instances * m.memory_bytes
+    first = view["first_provisioning"]
+    assert (first is None and len(text) == 1) or text[1] == first["line"]
 
 
 def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):

@@ -13,7 +13,8 @@ from typing import Any
 
 from tova.client import bootstrap, localgit, screens
 from tova.client.out import FAIL, heading, note, say, step
-from tova.client.remote import Server
+from tova.capacity import first_provisioning, memory_commit
+from tova.client.remote import Probe, Server
 from tova.client.ssh import Target
 from tova.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, DeployError, MissingSecretsError, TovaError
 from tova.manifest import LAYERS, Manifest, changed_layers
@@ -137,10 +138,14 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     names in run order), app_files_changed (files changed since the deployed commit, or
     None when the local repo lacks it)."""
     with _server(manifest) as server:
-        apps = server.release_json(["apps"]).get("apps") or []
+        probe = server.probe()
+        # A fresh server has no toolkit yet: its plan is every layer, and what they install.
+        apps = (server.release_json(["apps"]).get("apps") or []) if probe.toolkit else []
+        capacity = _capacity_view(manifest, apps, probe)
         if manifest.app not in {a.get("app") for a in apps}:
             return {"contacted": True, "deployed_version": None, "deployed_commit": None,
-                    "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None}
+                    "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None,
+                    **capacity}
         status = server.release_json(["status", manifest.app])
     old = Manifest.from_dict(status["manifest"]) if status.get("manifest") else None
     ports = status.get("ports") or None
@@ -155,6 +160,19 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
         "changed_layers": changed,
         "unchanged_layers": [name for name in LAYERS if name not in changed],
         "app_files_changed": files,
+        **capacity,
+    }
+
+
+def _capacity_view(manifest: Manifest, apps: list[dict], probe: Probe) -> dict:
+    """The plan's memory over-commit check and first-provisioning estimate."""
+    commit = memory_commit(manifest, apps, probe.mem_total)
+    first = first_provisioning(manifest, probe.installed)
+    return {
+        "memory": {"committed": commit.committed, "this_app": commit.this_app, "total": commit.total,
+                   "warning": commit.warning()},
+        "first_provisioning": {"disk_bytes": first.disk_bytes, "seconds": first.seconds,
+                               "line": first.line()} if first.parts else None,
     }
 
 
@@ -172,16 +190,18 @@ def format_plan_remote(d: dict[str, Any]) -> str:
     changed = list(d.get("changed_layers") or [])
     unchanged = [_LAYER_LABELS.get(n, n) for n in d.get("unchanged_layers") or [] if n != "app"]
     lines = []
+    extra = [line for line in ((d.get("first_provisioning") or {}).get("line"),
+                               (d.get("memory") or {}).get("warning")) if line]
     if d.get("deployed_version") is None:
         lines.append("Not deployed yet: every layer runs")
-        return "\n".join(lines)
+        return "\n".join(lines + extra)
     if unchanged:
         lines.append("No changes from last deploy: " + ", ".join(unchanged))
     files = d.get("app_files_changed")
     app = "app bundle" + (f" ({files} file{'s' if files != 1 else ''})" if files is not None else "")
     labels = [app] + [_LAYER_LABELS.get(n, n) for n in changed if n != "app"]
     lines.append("Changed: " + ", ".join(labels))
-    return "\n".join(lines)
+    return "\n".join(lines + extra)
 
 
 # ---------------------------------------------------------------- status / list / logs

@@ -77,6 +77,8 @@ class Probe:
     pyver: str = ""
     machine: str = ""
     libc: str = ""
+    installed: frozenset[str] = frozenset()  # of caddy, bun, postgresql, redis: what provisioning skips
+    mem_total: int | None = None  # the server's RAM in bytes
 
     @classmethod
     def parse(cls, text: str) -> Probe:
@@ -94,6 +96,8 @@ class Probe:
             pyver=kv.get("pyver", ""),
             machine=kv.get("machine", ""),
             libc=kv.get("libc", ""),
+            installed=frozenset(n for n in ("caddy", "bun", "postgresql", "redis") if kv.get(n) == "1"),
+            mem_total=int(kv["mem"]) if kv.get("mem", "").isdigit() else None,
         )
 
 
