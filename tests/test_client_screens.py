@@ -76,7 +76,8 @@ def test_list_shows_memory_and_disk_per_app():
              "memory_bytes": 31 * 1024**2, "memory_limit_bytes": 256 * 1024**2, "disk_bytes": 12 * 1024**2},
             {"app": "old", "domain": "old.com", "version": None, "instances": 1, "state": "stopped"},  # older toolkit
         ],
-        "memory": {"used": 900 * 1024**2, "total": 2048 * 1024**2}, "disk": {"used": 5 * 1024**3, "total": 20 * 1024**3},
+        "memory": {"used": 900 * 1024**2, "total": 2048 * 1024**2},
+        "disk": {"used": 5 * 1024**3, "total": 20 * 1024**3},
     })
     shop = next(line for line in text.splitlines() if "shop" in line)
     assert "mem: 31 MB / 256 MB" in shop and "disk: 12 MB" in shop

@@ -4,6 +4,7 @@ server's RAM, and what the first provisioning of a fresh server costs in disk an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tova.manifest import Manifest
 from tova.units import format_bytes
@@ -30,7 +31,7 @@ class MemoryCommit:
                 "lower `memory` or `instances`, or use a larger server")
 
 
-def memory_commit(manifest: Manifest, apps: list[dict], total: int | None) -> MemoryCommit:
+def memory_commit(manifest: Manifest, apps: list[dict[str, Any]], total: int | None) -> MemoryCommit:
     """`apps` as `tova-release apps --json` lists them; this app's own row is replaced by
     what the manifest asks for."""
     mine = manifest.memory_bytes * manifest.instances

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tova.capacity import first_provisioning, memory_commit
 from tova.client import bootstrap, localgit, screens
 from tova.client.out import FAIL, heading, note, say, step
-from tova.capacity import first_provisioning, memory_commit
 from tova.client.remote import Probe, Server
 from tova.client.ssh import Target
 from tova.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, DeployError, MissingSecretsError, TovaError
@@ -164,7 +164,7 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _capacity_view(manifest: Manifest, apps: list[dict], probe: Probe) -> dict:
+def _capacity_view(manifest: Manifest, apps: list[dict[str, Any]], probe: Probe) -> dict[str, Any]:
     """The plan's memory over-commit check and first-provisioning estimate."""
     commit = memory_commit(manifest, apps, probe.mem_total)
     first = first_provisioning(manifest, probe.installed)
