@@ -20,6 +20,6 @@ command -v caddy >/dev/null 2>&1 && echo caddy=1
 [ -x /usr/local/bin/bun ] && echo bun=1
 command -v pg_ctlcluster >/dev/null 2>&1 && echo postgresql=1
 command -v redis-server >/dev/null 2>&1 && echo redis=1
-awk '$1 == "MemTotal:" { printf "mem=%d\n", $2 * 1024 }' /proc/meminfo 2>/dev/null
+awk '$1 == "MemTotal:" { printf "mem=%.0f\n", $2 * 1024 }' /proc/meminfo 2>/dev/null
 [ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
 exit 0
