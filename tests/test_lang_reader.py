@@ -265,12 +265,19 @@ HAZARDS = {
     "block text in a line comment": '// deploy "x" {\n/// server {',
     "block text in markup": 'c = <p>"deploy \\"x\\" \\{"</p>',
     "block text in a regex": 'r = /deploy "x" {/',
+    # markup after a value on a new line (issue 9, point 1): the component body shape
+    "markup on a new line after a value": 'state count = 0\n<p>{count}</p>',
+    "top-level fragment": '<>\n  <h1>"Title"</h1>\n  <p>"a } b"</p>\n</>',
+    "arrow inside a tag's attribute": '<input onkeydown={fn(e) { match e.key { "Enter" => go() _ => nil } }} />',
+    "thin arrow and >= inside a tag": '<A f={fn(x) -> Int { x }} ok={a >= b} />',
+    "test block with a timeout": 'test "slow" timeout=5000 {\n  deploy "x" { }\n}',
 }
 
 
 @pytest.mark.parametrize("prefix", list(HAZARDS.values()), ids=list(HAZARDS))
 def test_hazard_does_not_lose_place(prefix: str) -> None:
     parsed = parse_source(prefix + DEPLOY_AFTER, "h.tova")
+    assert [b.kind for b in parsed.blocks][-1] == "deploy"
     assert [d.name for d in parsed.deploys] == ["prod"]
     assert fields(parsed.deploys[0].body) == {"server": "s", "domain": "d"}
     assert parsed.servers == () and parsed.datas == () and parsed.securities == ()

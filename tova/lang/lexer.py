@@ -405,6 +405,8 @@ class _Pass:
             elif c == ">":  # only searched for inside a tag
                 if text.startswith("=", q + 1):
                     pos = q + 2
+                elif q > gap and text[q - 1] in "=-" and self.ends_arrow(gap, q):
+                    pos = q + 1  # `=>` or `->`: an arrow, not the end of the tag
                 else:
                     if self_closing:
                         tag_mode, self_closing = "", False
@@ -486,6 +488,13 @@ class _Pass:
             ops = _split_ops(s[j + 1:])
             return (_ASSIGN if ops and ops[-1] == "=" else _OTHER), nl
         return _OTHER, nl
+
+    def ends_arrow(self, gap: int, q: int) -> bool:
+        """Is the `>` at q the end of `=>` or `->` (operators are read left to right)?"""
+        j = q
+        while j > gap and self.text[j - 1] in _OP_CHARS:
+            j -= 1
+        return _split_ops(self.text[j:q + 1])[-1] in ("=>", "->")
 
     def style_block(self, q: int, gap: int) -> int:
         """At `{` or `(` right after the identifier `style`: the end of the CSS block it
