@@ -260,7 +260,7 @@ class _Pass:
                     if w:
                         cf = [0, 0, w.group()]
                         pos = w.end()
-                        prev, prev_nl, gap = _OTHER, False, pos
+                        prev, prev_nl, gap = (_FOR if cf[2] == "for" else _OTHER), False, pos
                         continue
                 m = _TEXT_END.search(text, pos + 1)
                 end = m.start() if m else n
