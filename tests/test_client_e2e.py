@@ -29,6 +29,9 @@ HOSTILE = {
 }
 
 
+FIXTURE_COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("client-e2e")
@@ -64,10 +67,20 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def set_up(world):
-    """setup-git with --offline: wheels built here, uploaded over ssh, pip-installed."""
-    rc = commands.cmd_setup_git(world["project"], world["manifest"], offline=True)
+    """setup-git with --offline: wheels built here, uploaded over ssh, pip-installed; the
+    compiler uploaded too (--compiler), as for a server that cannot download."""
+    rc = commands.cmd_setup_git(world["project"], world["manifest"], offline=True, compiler=FIXTURE_COMPILER)
     assert rc == 0
     return world
+
+
+def test_setup_git_uploads_the_compiler(set_up, capsys):
+    link = set_up["root"] / "compiler" / "tova"
+    assert link.is_symlink() and (set_up["root"] / "compiler" / "uploaded" / "tova").is_file()
+    assert (set_up["root"] / "compiler" / "version").read_text() == "0.11.26\n"
+    # A second setup-git finds it in place and says which versions the server has.
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True) == 0
+    assert "Bun 1.4.5, Tova compiler 0.11.26" in capsys.readouterr().out
 
 
 def test_setup_git_installs_toolkit_repo_and_remote(set_up, capsys):
@@ -212,7 +225,6 @@ def test_remove_refuses_without_tty_or_yes(set_up, monkeypatch):
     assert (set_up["root"] / "apps/myapp/repo.git").is_dir()
 
 
-FIXTURE_COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "minimal"
 
 

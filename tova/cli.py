@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--follow", "-f", action="store_true", help="with --logs: keep streaming")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     d.add_argument("--offline", action="store_true", help="with --setup-git: upload dependencies too")
+    d.add_argument("--compiler", metavar="PATH",
+                   help="with --setup-git: upload this Linux build of the Tova compiler (a binary, or a "
+                        "directory with bin/tova or bin/tova.js) instead of letting the server download it")
     d.add_argument("--server", metavar="TARGET", help="with --list: the SSH target")
 
     e = sub.add_parser(
@@ -151,7 +154,8 @@ def run_deploy(args: argparse.Namespace) -> int:  # noqa: C901
     from tova.client import commands as c
 
     if args.setup_git:
-        return c.cmd_setup_git(project, manifest, offline=args.offline)
+        return c.cmd_setup_git(project, manifest, offline=args.offline,
+                               compiler=Path(args.compiler) if args.compiler else None)
     if args.rollback:
         return c.cmd_rollback(project, manifest, to=args.to)
     if args.logs:

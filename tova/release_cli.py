@@ -45,6 +45,7 @@ EXAMPLES = {
     "logs": 'tova-release logs myapp --since "1 hour ago" --instance 1',
     "env": "echo '{\"JWT_SECRET\": \"s3cret\"}' | tova-release env myapp set",
     "remove": "tova-release remove myapp --yes",
+    "toolchain": "tar -czf - -C ~/tova-linux tova | tova-release toolchain --upload tova --expect-version 0.11.26",
 }
 HELP = {
     "version": "print the toolkit's version",
@@ -58,6 +59,7 @@ HELP = {
     "logs": "the app's logs from journald",
     "env": "list, set or unset the app's secrets (values are never printed)",
     "remove": "stop and remove an app; data and a database dump are archived",
+    "toolchain": "install or check Bun and the Tova compiler (an uploaded one: a tar on stdin)",
 }
 
 
@@ -107,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = esub.add_parser("set", help="KEY=VALUE arguments, or a JSON object on stdin")
     e.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
     esub.add_parser("unset", help="remove keys").add_argument("keys", nargs="+", metavar="KEY")
+    s = command("toolchain")
+    s.add_argument("--expect-version", metavar="X.Y.Z", help="the compiler version builds must use")
+    s.add_argument("--upload", metavar="ENTRY", help="install the compiler tar on stdin; ENTRY is its start command")
+    s.add_argument("--json", **json_flag)
     s = command("remove")
     s.add_argument("app")
     s.add_argument("--yes", action="store_true")
@@ -195,6 +201,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         return server.system.logs(app.name, ports, args.since, args.follow)
     if args.cmd == "env":
         return cmd_env(args, server, out)
+    if args.cmd == "toolchain":
+        return cmd_toolchain(args, settings, out)
     if args.cmd == "remove":
         if not args.yes:
             raise TovaError(f"removing {args.app} needs confirmation", hint="pass --yes")
@@ -236,6 +244,25 @@ def cmd_env(args: argparse.Namespace, server: Server, out: Out) -> int:
         server.env_set(app, values, out)
         return 0
     server.env_unset(app, args.keys, out)
+    return 0
+
+
+def cmd_toolchain(args: argparse.Namespace, settings: ServerSettings, out: Out) -> int:
+    from tova.server import toolchain
+
+    uploaded = None
+    if args.upload:
+        uploaded = toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
+        out.sub(f"Uploaded Tova compiler {uploaded} → {toolchain.compiler_argv(settings)[0]}", True)
+    expected = args.expect_version or uploaded
+    if expected:
+        toolchain.record_version(settings, expected)
+        settings = load_settings()
+    found = toolchain.ensure(settings, out.passthrough)
+    if args.json:
+        _emit({"bun": found.bun, "compiler": found.compiler, "expected": settings.compiler_version or None})
+    else:
+        print(f"Bun {found.bun}, Tova compiler {found.compiler}")
     return 0
 
 

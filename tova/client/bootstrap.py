@@ -7,18 +7,22 @@ run reports everything in place."""
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shlex
+import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tova
 from tova.client import errors, localgit, wheels
-from tova.client.out import WARN, heading, say, step
+from tova.client.out import WARN, heading, note, say, step
 from tova.client.remote import Probe, Server
 from tova.client.scripts import server_script
+from tova.errors import TovaError
 from tova.fingerprint import package_fingerprint
 from tova.manifest import Manifest
 
@@ -180,7 +184,8 @@ def ensure_ssh_command(project: Path, server: Server, result: SetupResult) -> No
 
 
 def setup_git(
-    project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True
+    project: Path, manifest: Manifest, server: Server, *, offline: bool, announce: bool = True,
+    compiler: Path | None = None,
 ) -> SetupResult:
     result = SetupResult()
     localgit.require_repo(project)
@@ -209,6 +214,8 @@ def setup_git(
     say(*result.lines)
     result.lines.clear()
 
+    say(*toolchain_lines(server, compiler))
+
     init = server.release_json(["init", manifest.app, "--env", manifest.env, "--branch", manifest.branch])
     repo = init.get("repo") or server.renv.repo_path(manifest.app)
     result.repo_created = bool(init.get("created"))
@@ -223,3 +230,61 @@ def setup_git(
     if announce:
         say("", heading("Done. You can now deploy with:"), f"    git push {manifest.env} {manifest.branch}")
     return result
+
+
+# ---------------------------------------------------------------- toolchain
+def toolchain_lines(server: Server, compiler: Path | None) -> list[str]:
+    """Bun and the Tova compiler on the server before any build: the developer's compiler
+    version, downloaded there (compiler_install) or uploaded from `compiler`."""
+    args = ["toolchain"]
+    local = local_compiler_version()
+    if local:
+        args += ["--expect-version", local]
+    stdin = None
+    if compiler is not None:
+        entry, stdin = compiler_archive(compiler)
+        args += ["--upload", entry]
+    found = server.release_json(args, stdin=stdin)
+    lines = [step(f"Bun {found.get('bun')}, Tova compiler {found.get('compiler')}"
+                  + (" (uploaded)" if compiler is not None else ""))]
+    if local and found.get("compiler") != local:
+        lines.append(note(f"your local compiler is {local}, the server's {found.get('compiler')}"))
+    return lines
+
+
+def local_compiler_version() -> str | None:
+    """`tova --version` of the compiler this `tova` hands other commands to, if any."""
+    from tova.cli import find_compiler
+    from tova.server.toolchain import parse_version
+
+    compiler = find_compiler()
+    if compiler is None:
+        return None
+    try:
+        proc = subprocess.run([*shlex.split(compiler), "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_version(proc.stdout) if proc.returncode == 0 else None
+
+
+COMPILER_ENTRIES = ("bin/tova", "bin/tova.js", "tova")
+
+
+def compiler_archive(path: Path) -> tuple[str, bytes]:
+    """A compiler to upload: (its start command inside the archive, a tar.gz of it)."""
+    if path.is_file():
+        entry, members = "tova", [(path, "tova")]
+    elif path.is_dir():
+        entry = next((e for e in COMPILER_ENTRIES if (path / e).is_file()), "")
+        if not entry:
+            raise TovaError(f"{path} has none of {', '.join(COMPILER_ENTRIES)}",
+                            hint="point --compiler at the compiler's binary, or at a directory with bin/tova")
+        members = [(p, str(p.relative_to(path))) for p in sorted(path.iterdir()) if p.name != ".git"]
+    else:
+        raise TovaError(f"--compiler {path}: no such file or directory",
+                        hint="a Linux build of the Tova compiler: a binary or a directory")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for src, name in members:
+            tar.add(src, arcname=name, filter=lambda ti: None if ti.name.endswith("/.git") else ti)
+    return entry, buf.getvalue()

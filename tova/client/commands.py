@@ -31,9 +31,9 @@ def _is_tty() -> bool:
 
 
 # ---------------------------------------------------------------- setup-git
-def cmd_setup_git(project_dir: Path, manifest: Manifest, *, offline: bool) -> int:
+def cmd_setup_git(project_dir: Path, manifest: Manifest, *, offline: bool, compiler: Path | None = None) -> int:
     with _server(manifest) as server:
-        bootstrap.setup_git(project_dir, manifest, server, offline=offline)
+        bootstrap.setup_git(project_dir, manifest, server, offline=offline, compiler=compiler)
     return EXIT_OK
 
 
