@@ -124,6 +124,7 @@ def test_missing_secret_stops_then_env_set_and_deploy(site):
     site.write_app("v1", extra='security {\n  auth jwt { secret: env("JWT_SECRET") }\n}\n')
     site.commit()
     res = site.push()
+    assert res.returncode != 0  # rejected by the pre-receive check: the branch did not move
     assert "missing required secrets: JWT_SECRET" in res.stderr, res.stderr
     assert "tova env prod set JWT_SECRET=..." in res.stderr
     assert site.current() is None
@@ -132,9 +133,9 @@ def test_missing_secret_stops_then_env_set_and_deploy(site):
     assert r.returncode == 0, r.stderr
     assert value not in r.stdout + r.stderr  # never printed
     assert json.loads(site.release("env", "myapp", "list", "--json").stdout) == {"names": ["JWT_SECRET"]}
-    r = site.release("deploy", "myapp", "--rev", "main")
+    r = site.push()
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "(v1)" in r.stdout
+    assert "(v1)" in r.stderr
     assert all(site.get(p, "/__env/JWT_SECRET") == (200, value) for p in site.ports())
     # set again through KEY=VALUE: instances restart and see the new value
     site.release("env", "myapp", "set", "JWT_SECRET=second", check=True)

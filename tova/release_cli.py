@@ -37,6 +37,7 @@ EXAMPLES = {
     "version": "tova-release version --json",
     "init": "tova-release init myapp --env prod --branch main",
     "hook": "(run by hooks/post-receive with git's `old new ref` lines on stdin)",
+    "pre-receive": "(run by hooks/pre-receive with git's `old new ref` lines on stdin)",
     "deploy": "tova-release deploy myapp --rev 3f2a1c9",
     "rollback": "tova-release rollback myapp --to v3",
     "releases": "tova-release releases myapp --json",
@@ -49,8 +50,9 @@ EXAMPLES = {
 }
 HELP = {
     "version": "print the toolkit's version",
-    "init": "create the app's bare repository and install its post-receive hook",
+    "init": "create the app's bare repository and install its pre- and post-receive hooks",
     "hook": "the post-receive hook's entry point",
+    "pre-receive": "the pre-receive hook's entry point: rejects a push whose deploy cannot start",
     "deploy": "deploy a commit already in the app's repository (a redeploy)",
     "rollback": "switch back to the previous successful release (or --to vN)",
     "releases": "list the app's releases",
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--branch")
     s.add_argument("--json", **json_flag)
     command("hook")
+    command("pre-receive")
     s = command("deploy")
     s.add_argument("app")
     s.add_argument("--rev", required=True, metavar="COMMIT")
@@ -151,6 +154,17 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         from tova.hook import run_hook
         git_dir = Path(os.environ.get("GIT_DIR", "."))
         return run_hook(sys.stdin, git_dir.resolve(), settings, server.system, out)
+    if args.cmd == "pre-receive":
+        from dulwich.repo import Repo as _Repo
+
+        from tova.hook import repo_identity
+        from tova.server.precheck import run_precheck
+        git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+        if not (git_dir / "HEAD").is_file():
+            raise TovaError("pre-receive runs inside an app's bare repository",
+                            hint="git runs it as hooks/pre-receive during a push")
+        app_name, env = repo_identity(_Repo(str(git_dir)))
+        return run_precheck(sys.stdin, git_dir, settings, layout.app(app_name), env, sys.stderr)
     if args.cmd == "deploy":
         from tova.hook import repo_identity
         app = server.resolve_app(args.app)
@@ -266,6 +280,19 @@ def cmd_toolchain(args: argparse.Namespace, settings: ServerSettings, out: Out) 
     return 0
 
 
+def install_hooks(repo: Path) -> bool:
+    """pre-receive (rejects a push that cannot deploy) and post-receive (deploys); True
+    when one was written."""
+    written = False
+    for name in ("pre-receive", "post-receive"):
+        text = resources.files("tova").joinpath(f"data/{name}").read_bytes()
+        hook = repo / "hooks" / name
+        if not hook.exists() or hook.read_bytes() != text:
+            write_atomic(hook, text, mode=0o755)
+            written = True
+    return written
+
+
 def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings) -> int:
     app = layout.app(check_app_name(args.app))
     created = not app.repo.exists()
@@ -286,11 +313,7 @@ def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings)
     cfg.write_to_path()
     if args.branch:
         repo.refs.set_symbolic_ref(cast("Ref", b"HEAD"), cast("Ref", b"refs/heads/" + args.branch.encode()))
-    hook_text = resources.files("tova").joinpath("data/post-receive").read_bytes()
-    hook = app.repo / "hooks" / "post-receive"
-    hook_installed = not hook.exists() or hook.read_bytes() != hook_text
-    if hook_installed:
-        write_atomic(hook, hook_text, mode=0o755)
+    hook_installed = install_hooks(app.repo)
     for d in (app.data, app.releases):
         d.mkdir(parents=True, exist_ok=True)
     result = {"app": args.app, "env": args.env, "repo": str(app.repo), "created": created,
@@ -301,7 +324,7 @@ def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings)
         if created:
             print(f"→ Creating bare repo at {app.repo}  ✓")
         if hook_installed:
-            print("→ Installing post-receive hook  ✓")
+            print("→ Installing pre-receive and post-receive hooks  ✓")
         if not created and not hook_installed:
             print(f"→ {app.repo} and its hook are already in place  ✓")
     return 0

@@ -222,7 +222,8 @@ def setup_git(
     result.hook_installed = bool(init.get("hook_installed"))
     lines = [
         step(f"Creating bare repo at {repo}") if result.repo_created else step(f"Bare repo at {repo} already in place"),
-        step("Installing post-receive hook") if result.hook_installed else step("Post-receive hook already installed"),
+        step("Installing pre-receive and post-receive hooks") if result.hook_installed
+        else step("Pre-receive and post-receive hooks already installed"),
     ]
     say(*lines)
     ensure_remote(project, manifest, server, result)

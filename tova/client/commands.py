@@ -16,7 +16,15 @@ from tova.client import bootstrap, localgit, screens
 from tova.client.out import FAIL, heading, note, say, step
 from tova.client.remote import Probe, Server
 from tova.client.ssh import Target
-from tova.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, DeployError, MissingSecretsError, TovaError
+from tova.errors import (
+    EXIT_FAILED,
+    EXIT_MISSING_SECRETS,
+    EXIT_OK,
+    EXIT_USAGE,
+    DeployError,
+    MissingSecretsError,
+    TovaError,
+)
 from tova.manifest import LAYERS, Manifest, changed_layers
 
 _SECRET_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
@@ -105,6 +113,15 @@ def push(project_dir: Path, manifest: Manifest, server: Server, dest: str) -> bo
         args.append(f"--receive-pack={rp}")
     args += ["--", dest, f"refs/heads/{branch}:refs/heads/{branch}"]
     res = localgit.git(project_dir, *args, env=env, stream="err")
+    if res.exit_code != 0 and "pre-receive hook declined" in res.err:
+        # The server's check said why above (remote: lines); git did not move the branch.
+        err = DeployError(
+            f"{server.display} rejected the push: nothing was deployed and {branch} did not move there",
+            hint="fix what the server reported above and deploy again",
+        )
+        if "missing required secrets" in res.err:
+            err.exit_code = EXIT_MISSING_SECRETS
+        raise err
     if res.exit_code != 0:
         raise DeployError(
             f"git push to {server.display} failed",

@@ -1,0 +1,111 @@
+"""Issue 14 point 3: the pre-receive hook rejects a push whose deploy cannot start, so git
+itself fails and the branch does not move; the post-receive hook still deploys the rest.
+Real `git push` into a bare repository set up by `tova-release init` (tests/release_harness)."""
+
+from __future__ import annotations
+
+from tova.server.precheck import compiler_problem, parse_updates
+from tova.settings import ServerSettings
+
+GOOD = """server {
+  fn home() { text("v1") }
+  fn healthz() { text("ok") }
+  route GET "/" => home
+  route GET "/healthz" => healthz
+}
+
+deploy "prod" {
+  server: "root@example.com"
+  domain: "myapp.example.com"
+%s}
+"""
+
+NEEDS_SECRET = """
+security {
+  auth jwt {
+    secret: env("API_TOKEN")
+  }
+}
+"""
+
+
+def _write(site, text: str) -> None:
+    src = site.work / "src"
+    src.mkdir(exist_ok=True)
+    (src / "app.tova").write_text(text)
+
+
+def _server_head(site, branch: str = "main") -> str | None:
+    res = site.git("--git-dir", str(site.app.repo), "rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False)
+    return res.stdout.strip() or None
+
+
+def test_invalid_deploy_block_is_rejected_and_the_branch_does_not_move(site):
+    _write(site, GOOD % "")
+    good = site.commit("good")
+    assert site.push().returncode == 0
+    _write(site, GOOD % "  instances: 99\n")
+    site.commit("too many instances")
+    res = site.push()
+    assert res.returncode != 0
+    assert "pre-receive hook declined" in res.stderr
+    assert "[tova] ✗ Push rejected: refs/heads/main was not updated" in res.stderr
+    # located relative to the project, not the server's temporary checkout
+    assert "remote: src/app.tova:11:14:" in res.stderr, res.stderr
+    remote = "\n".join(line for line in res.stderr.splitlines() if line.startswith("remote:"))
+    assert "/tmp" not in remote and "tova-precheck" not in remote
+    assert "Received push" not in res.stderr  # post-receive never ran
+    assert _server_head(site) == good
+    assert site.current() == "v1"
+
+
+def test_missing_secret_is_rejected_until_it_is_set(site):
+    _write(site, GOOD % "" + NEEDS_SECRET)
+    site.commit("needs a secret")
+    res = site.push()
+    assert res.returncode != 0 and "missing required secrets: " in res.stderr and "API_TOKEN" in res.stderr, res.stderr
+    assert "API_TOKEN=..." in res.stderr and "tova env prod set" in res.stderr
+    assert _server_head(site) is None and site.current() is None
+    site.release("env", "myapp", "set", "API_TOKEN=s3cret", "JWT_SECRET=s3cret", check=True)
+    res = site.push()
+    assert res.returncode == 0 and "Received push to main" in res.stderr, res.stderr
+
+
+def test_missing_compiler_is_rejected(site):
+    _write(site, GOOD % "")
+    site.commit("good")
+    res = site.push(extra_env={"TOVA_COMPILER": "/nonexistent/tova"})
+    assert res.returncode != 0
+    assert "the Tova compiler '/nonexistent/tova' is not installed on this server" in res.stderr
+    assert _server_head(site) is None
+
+
+def test_other_branches_and_deletions_are_not_checked(site):
+    _write(site, GOOD % "  instances: 99\n")
+    site.commit("broken, but on a side branch")
+    site.git("branch", "side")
+    res = site.push("side")
+    assert res.returncode == 0, res.stderr
+    assert _server_head(site, "side") is not None
+    assert site.push(":side").returncode == 0
+    assert _server_head(site, "side") is None
+
+
+def test_a_deploy_block_naming_another_branch_is_not_checked_on_main(site):
+    _write(site, GOOD % '  branch: "release"\n' + NEEDS_SECRET)
+    site.commit("deploys from release")
+    res = site.push()
+    assert res.returncode == 0 and "Push rejected" not in res.stderr, res.stderr
+
+
+def test_compiler_problem_is_pure():
+    assert compiler_problem(ServerSettings(compiler="tova"), which=lambda name: None) is not None
+    assert compiler_problem(ServerSettings(compiler="tova"), which=lambda name: "/usr/bin/tova") is None
+    assert compiler_problem(ServerSettings(compiler="tova", compiler_install="npm i -g x"),
+                            which=lambda name: None) is None
+    assert compiler_problem(ServerSettings(compiler="'unbalanced"), which=lambda name: "/x") is not None
+
+
+def test_parse_updates():
+    ups = parse_updates(["a b refs/heads/main\n", "junk\n", f"{'1' * 40} {'0' * 40} refs/tags/v1\n"])
+    assert [(u.ref, u.branch) for u in ups] == [("refs/heads/main", "main"), ("refs/tags/v1", None)]
