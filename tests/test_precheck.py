@@ -74,9 +74,9 @@ def test_missing_secret_is_rejected_until_it_is_set(site):
 def test_missing_compiler_is_rejected(site):
     _write(site, GOOD % "")
     site.commit("good")
-    res = site.push(extra_env={"TOVA_COMPILER": "/nonexistent/tova"})
+    res = site.push(extra_env={"TOVA_COMPILER": "/nonexistent/tova", "TOVA_COMPILER_INSTALL": ""})
     assert res.returncode != 0
-    assert "the Tova compiler '/nonexistent/tova' is not installed on this server" in res.stderr
+    assert "the Tova compiler /nonexistent/tova is not installed on this server" in res.stderr
     assert _server_head(site) is None
 
 
@@ -99,11 +99,14 @@ def test_a_deploy_block_naming_another_branch_is_not_checked_on_main(site):
 
 
 def test_compiler_problem_is_pure():
-    assert compiler_problem(ServerSettings(compiler="tova"), which=lambda name: None) is not None
-    assert compiler_problem(ServerSettings(compiler="tova"), which=lambda name: "/usr/bin/tova") is None
-    assert compiler_problem(ServerSettings(compiler="tova", compiler_install="npm i -g x"),
-                            which=lambda name: None) is None
-    assert compiler_problem(ServerSettings(compiler="'unbalanced"), which=lambda name: "/x") is not None
+    def settings(compiler: str, install: str = "") -> ServerSettings:
+        return ServerSettings(compiler=compiler, compiler_install=install)
+
+    assert compiler_problem(settings("tova"), which=lambda name: None) is not None
+    assert compiler_problem(settings(""), which=lambda name: None) is not None
+    assert compiler_problem(settings("tova"), which=lambda name: "/usr/bin/tova") is None
+    assert compiler_problem(settings("tova", "npm i -g x"), which=lambda name: None) is None
+    assert compiler_problem(settings("'unbalanced"), which=lambda name: "/x") is not None
 
 
 def test_parse_updates():

@@ -9,7 +9,6 @@ and rolls back. Pushes to other branches and deletions are accepted unchecked.""
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -50,18 +49,23 @@ def parse_updates(lines: Iterable[str]) -> list[Update]:
 
 def compiler_problem(settings: ServerSettings,
                      which: Callable[[str], str | None] = shutil.which) -> TovaError | None:
-    """No compiler command and nothing configured to install one: no build can run."""
+    """No compiler and nothing configured to install one: no build can run. (With
+    `compiler_install`, the build step installs a missing compiler: tova.server.toolchain.)"""
+    from tova.server.toolchain import compiler_argv
+
     if settings.compiler_install.strip():
-        return None  # provisioning installs it before the build
+        return None
     try:
-        argv = shlex.split(settings.compiler)
+        argv = compiler_argv(settings)
     except ValueError:
         argv = []
     if argv and which(argv[0]):
         return None
+    name = " ".join(argv) or settings.compiler
     return DeployError(
-        f"the Tova compiler {settings.compiler!r} is not installed on this server",
-        hint=f"install it, or set `compiler` (or `compiler_install`) in {settings.config_path}",
+        f"the Tova compiler {name} is not installed on this server",
+        hint="upload it with `tova deploy ENV --setup-git --compiler PATH`, or set `compiler` "
+             f"(or `compiler_install`) in {settings.config_path}",
     )
 
 
