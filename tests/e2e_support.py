@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -206,3 +208,33 @@ def _read_frame(sock: socket.socket) -> str:
     if b0 & 0x0F != 0x1:
         raise AssertionError(f"expected a text frame, got opcode {b0 & 0x0F}")
     return payload.decode()
+
+
+class World:
+    """The shared server and the projects deployed on it, filled in scenario by scenario."""
+
+    def __init__(self, config: Path, tmp: Path) -> None:
+        self.config = config
+        self.tmp = tmp
+        self.env = {**ts.ssh_env(config), "TOVA_NO_COLOR": "1", "NO_COLOR": "1"}
+        self.addr = server_addr(config)
+        self.https: Https | None = None
+        self.projects: dict[str, Project] = {}
+
+    def ssh(self, cmd: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return ts.ssh(cmd, config=self.config, timeout=timeout)
+
+    def ok(self, cmd: str) -> str:
+        return check(self.ssh(cmd), cmd).stdout
+
+    def web(self) -> Https:
+        if self.https is None:
+            self.https = Https(self.addr, fetch_ca(self.config, self.tmp / "caddy-root.crt"))
+        return self.https
+
+    def release_json(self, *args: str) -> dict:
+        return json.loads(self.ok("tova-release " + " ".join(map(shlex.quote, args)) + " --json"))
+
+    def env_file(self, app: str) -> dict[str, str]:
+        text = self.ok(f"cat /opt/tova/apps/{app}/.env.production")
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

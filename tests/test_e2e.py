@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testserver as ts  # noqa: E402
-from e2e_support import Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import Https, Project, World, check, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -43,36 +43,6 @@ def _skip_reason() -> str | None:
 
 if (_reason := _skip_reason()) is not None:
     pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
-
-
-class World:
-    """The shared server and the projects deployed on it, filled in scenario by scenario."""
-
-    def __init__(self, config: Path, tmp: Path) -> None:
-        self.config = config
-        self.tmp = tmp
-        self.env = {**ts.ssh_env(config), "TOVA_NO_COLOR": "1", "NO_COLOR": "1"}
-        self.addr = server_addr(config)
-        self.https: Https | None = None
-        self.projects: dict[str, Project] = {}
-
-    def ssh(self, cmd: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return ts.ssh(cmd, config=self.config, timeout=timeout)
-
-    def ok(self, cmd: str) -> str:
-        return check(self.ssh(cmd), cmd).stdout
-
-    def web(self) -> Https:
-        if self.https is None:
-            self.https = Https(self.addr, fetch_ca(self.config, self.tmp / "caddy-root.crt"))
-        return self.https
-
-    def release_json(self, *args: str) -> dict:
-        return json.loads(self.ok("tova-release " + " ".join(map(shlex.quote, args)) + " --json"))
-
-    def env_file(self, app: str) -> dict[str, str]:
-        text = self.ok(f"cat /opt/tova/apps/{app}/.env.production")
-        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 @pytest.fixture(scope="module")

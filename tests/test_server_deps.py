@@ -77,10 +77,11 @@ def test_install_once_then_reuse_link_and_prune(tmp_path):
         (pkg / "package.json").write_text('{"version": "3.4.5"}')
         return 0
 
-    target, versions, reused = deps.install(spec, app, "/usr/bin/bun", fake_bun)
+    target, versions, reused = deps.install(spec, app, "/usr/bin/bun", fake_bun, work=tmp_path / "w1")
     assert versions == {"postgres": "3.4.5"} and not reused
-    assert calls == [["/usr/bin/bun", "install", "--production", "--ignore-scripts", "--no-progress"]]
-    assert deps.install(spec, app, "/usr/bin/bun", fake_bun)[1:] == ({"postgres": "3.4.5"}, True)
+    assert calls == [["/usr/bin/bun", "install", "--production", "--ignore-scripts", "--no-progress",
+                      "--backend=copyfile"]]
+    assert deps.install(spec, app, "/usr/bin/bun", fake_bun, work=tmp_path / "w2")[1:] == ({"postgres": "3.4.5"}, True)
     assert len(calls) == 1  # the second deploy reused it
     release = app.release("v1")
     release.mkdir(parents=True)
@@ -95,5 +96,6 @@ def test_a_failed_install_leaves_no_cache_entry(tmp_path):
     app = Layout.of(tmp_path / "root").app("shop")
     spec = deps.DepSpec('{"dependencies": {"nope": "9"}}', None, ("nope",), "k2")
     with pytest.raises(DeployError, match="bun install exit status 1"):
-        deps.install(spec, app, "/usr/bin/bun", lambda argv, cwd: 1)
+        deps.install(spec, app, "/usr/bin/bun", lambda argv, cwd: 1, work=tmp_path / "w")
     assert list(app.deps.iterdir()) == []
+    assert not (tmp_path / "w").exists()

@@ -7,13 +7,24 @@ import hashlib
 MAX_USER = 32  # useradd's limit
 
 
-def app_user(app: str) -> str:
-    """The app's system user: tova-<app>, shortened with a hash past useradd's limit."""
-    name = f"tova-{app}"
+def _user(prefix: str, app: str) -> str:
+    """prefix + app, shortened with a hash past useradd's limit."""
+    name = f"{prefix}{app}"
     if len(name) <= MAX_USER:
         return name
     digest = hashlib.sha256(app.encode()).hexdigest()[:8]
-    return f"tova-{app[:MAX_USER - 14]}-{digest}"
+    return f"{prefix}{app[:MAX_USER - len(prefix) - 9]}-{digest}"
+
+
+def app_user(app: str) -> str:
+    """The app's system user: tova-<app>, shortened with a hash past useradd's limit."""
+    return _user("tova-", app)
+
+
+def build_user(app: str) -> str:
+    """The user the app's pushed code is built as: never root, never the app's own user
+    (a hostile build must not touch the app's data)."""
+    return _user("tova-build-", app)
 
 
 def pg_role(app: str) -> str:

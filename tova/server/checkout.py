@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # typing-only names: older dulwich releases lack some of them
     from dulwich.pack import Pack
 
 from tova.errors import DeployError
+from tova.server.release_tree import check_link
 
 _TREE, _BLOB = 2, 3
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
@@ -244,9 +245,11 @@ def _check_name(name: bytes) -> None:
                           hint="rename that file in the repository")
 
 
-def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
+def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | None = None) -> int:  # noqa: C901
     """Write the commit's tree into `dest` (must not exist). Returns the count of files and
     symlinks written. Submodules (gitlinks) become empty directories, as with git archive.
+    With `owner` (uid, gid) every entry belongs to that user (the build user), set through
+    the entry's own descriptor, never by path.
 
     Every directory is opened with O_NOFOLLOW and entries are created relative to it with
     O_EXCL, so neither a symlink nor a duplicate entry in the tree can redirect a write."""
@@ -256,7 +259,10 @@ def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
     fix_modes = bool(_umask() & 0o755)
     if fix_modes:
         os.chmod(dest_b, 0o755)
+    if owner is not None:
+        os.chown(dest_b, *owner, follow_symlinks=False)
     count = 0
+    links: list[str] = []
     with ObjectReader(repo.object_store) as reader:
         root = os.open(dest_b, _O_DIR)
         # Depth-first, one open fd per level: (dir fd, its entries, next entry, display path).
@@ -282,6 +288,8 @@ def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
                                 view = view[os.write(fd, view):]
                             if fix_modes:
                                 os.fchmod(fd, perm)
+                            if owner is not None:
+                                os.fchown(fd, *owner)
                         finally:
                             os.close(fd)
                         count += 1
@@ -291,16 +299,24 @@ def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
                             raise DeployError(f"symlink {where + name!r} has an invalid target",
                                               hint="fix the symlink in the repository")
                         os.symlink(target, name, dir_fd=dfd)
+                        links.append((where + name).decode("utf-8", "surrogateescape"))
+                        if owner is not None:
+                            os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
                         count += 1
                     elif kind in (0o04, 0o16):  # tree, or gitlink (submodule): empty, as git archive
                         os.mkdir(name, 0o755, dir_fd=dfd)
+                        sub = os.open(name, _O_DIR, dir_fd=dfd)
                         if fix_modes:
-                            os.chmod(name, 0o755, dir_fd=dfd, follow_symlinks=False)
-                        if kind == 0o04:
+                            os.fchmod(sub, 0o755)
+                        if owner is not None:
+                            os.fchown(sub, *owner)
+                        if kind != 0o04:
+                            os.close(sub)
+                        else:
                             if len(stack) >= _MAX_DEPTH:
+                                os.close(sub)
                                 raise DeployError(f"directory {where + name!r} is nested too deeply",
                                                   hint=f"keep the project under {_MAX_DEPTH} levels")
-                            sub = os.open(name, _O_DIR, dir_fd=dfd)
                             stack.append((sub, reader.tree(sha), where + name + b"/"))
                     else:
                         raise DeployError(f"{where + name!r} has an unknown file mode {mode:o}",
@@ -311,6 +327,10 @@ def checkout(repo: Repo, commit: Commit, dest: Path) -> int:  # noqa: C901
         finally:
             for dfd, _, _ in stack:
                 os.close(dfd)
+    # Nothing may read or serve through a pushed symlink to elsewhere on the server (the
+    # deploy block is read as root; public/ is served by the proxy).
+    for rel in links:
+        check_link(dest, rel, where="the project")
     return count
 
 

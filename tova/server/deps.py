@@ -110,10 +110,15 @@ def _declared(project: Path) -> dict[str, str] | None:
     return None
 
 
-def install(spec: DepSpec, app: AppLayout, bun: str | None,
-            run: Callable[[list[str], Path], int]) -> tuple[Path, dict[str, str], bool]:
+def install(spec: DepSpec, app: AppLayout, bun: str | None, run: Callable[[list[str], Path], int],
+            work: Path, prepare: Callable[[Path], None] = lambda _: None,
+            seal: Callable[[Path], None] = lambda _: None) -> tuple[Path, dict[str, str], bool]:
     """The folder holding node_modules for spec (installed now unless already there), the
-    installed versions of the direct dependencies, and whether it was reused."""
+    installed versions of the direct dependencies, and whether it was reused.
+
+    The install runs in `work` (a new directory on the same filesystem, handed to the
+    installer's user by `prepare`); `seal` makes the finished folder root's before it
+    moves into deps/."""
     target = app.deps / spec.key
     if (target / COMPLETE).is_file():
         return target, _versions(target, spec.packages), True
@@ -121,19 +126,21 @@ def install(spec: DepSpec, app: AppLayout, bun: str | None,
         raise DeployError("Bun is not installed, so the npm dependencies cannot be installed",
                           hint="provisioning installs it; run `tova deploy <env>` again")
     app.deps.mkdir(parents=True, exist_ok=True)
-    work = app.deps / f".new-{spec.key}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     (work / "package.json").write_text(spec.package_json)
-    argv = [bun, "install", "--production", "--ignore-scripts", "--no-progress"]
+    # Copies, not hard links into the installer's cache (which is thrown away).
+    argv = [bun, "install", "--production", "--ignore-scripts", "--no-progress", "--backend=copyfile"]
     if spec.lockfile is not None:
         (work / spec.lockfile[0]).write_bytes(spec.lockfile[1])
         argv.append("--frozen-lockfile")
+    for path in (work, *work.iterdir()):
+        prepare(path)
     rc = run(argv, work)
     if rc != 0:
         shutil.rmtree(work, ignore_errors=True)
         raise DeployError(f"installing the npm dependencies failed (bun install exit status {rc}); "
                           "nothing was deployed", hint="fix the dependency named above and push again")
+    seal(work)
     versions = _versions(work, spec.packages)
     (work / COMPLETE).write_text(json.dumps(versions, sort_keys=True) + "\n")
     shutil.rmtree(target, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -25,8 +26,9 @@ from dulwich.repo import Repo
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.manifest import Manifest, changed_layers
-from tova.server import deps, envfile, history, releases, repack, toolchain
-from tova.server.assets import arrange_static
+from tova.naming import build_user
+from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
+from tova.server.assets import STATIC, arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import HealthResult, check, describe, probe_path, wait_for
@@ -35,7 +37,7 @@ from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate
 from tova.server.system import System, read_current_manifest, read_release_manifest, unit
-from tova.server.tooling import bun_binary, run_tool
+from tova.server.tooling import bun_binary
 from tova.server.ui import Out
 from tova.settings import ServerSettings
 
@@ -75,6 +77,7 @@ class Deploy:
     files_changed: int | None = None
     version: str | None = None
     release_dir: Path | None = None
+    build_owner: tuple[int, int] | None = None
     skipped: bool = False  # pushed branch is not the environment's
     deps_dir: Path | None = None  # the installed npm dependencies this release links
     deps_versions: dict[str, str] = field(default_factory=dict)
@@ -90,9 +93,17 @@ def step_checkout(d: Deploy) -> None:
     from tova.project import load_manifest
 
     d.app.build_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(d.app.build_dir, 0o700)
     d.workdir = Path(tempfile.mkdtemp(prefix="deploy-", dir=d.app.build_dir))
     d.checkout_dir = d.workdir / "src"
-    checkout(d.repo, commit_object(d.repo, d.commit), d.checkout_dir)
+    # The checkout and everything the build makes belong to the app's build user: pushed
+    # code never runs as root (see sandbox.py).
+    d.build_owner = d.system.build_owner(d.app)
+    home = sandbox.home_dir(d.workdir)
+    home.mkdir(mode=0o700)
+    for path in (d.workdir, home):
+        _give_to_build_user(d, path)
+    checkout(d.repo, commit_object(d.repo, d.commit), d.checkout_dir, owner=d.build_owner)
     # The branch that deploys is named in the pushed commit's own deploy block.
     # The app's name is the one recorded with this repository at --setup-git, never
     # derived from the checkout's folder (load_manifest refuses a tova.toml naming another).
@@ -104,6 +115,36 @@ def step_checkout(d: Deploy) -> None:
         d.skipped = True
 
 
+def run_pushed_tool(d: Deploy, argv: list[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> int:
+    """THE way to run tooling on pushed code (compiler, dependency installer): as the app's
+    build user in the build sandbox, cwd the checkout, writing only in the deploy's work
+    directory, its output passed on to the pusher. Its exit status."""
+    assert d.workdir and d.checkout_dir
+    run = sandbox.ToolRun(argv=argv, cwd=cwd, workdir=d.workdir, user=build_user(d.app.name),
+                          env=env or {}, unit=f"tova-build-{d.app.name}-{secrets.token_hex(4)}")
+    try:
+        return d.system.run_tool(run, d.out.passthrough)
+    except OSError as exc:
+        raise DeployError(f"cannot run {what} {argv[0]!r}: {exc.strerror}",
+                          hint="install it, or set it in the server's config.toml") from None
+
+
+def _give_to_build_user(d: Deploy, path: Path) -> None:
+    """A fresh directory (root's) for the build user to write in."""
+    if d.build_owner is not None:
+        os.chown(path, *d.build_owner, follow_symlinks=False)
+
+
+def _seal(path: Path, gid: int) -> None:
+    release_tree.seal(path, gid)
+
+
+def app_gid(d: Deploy) -> int:
+    """The group that may read the app's releases: the app user's (this process's in a test root)."""
+    owner = d.system.app_owner(d.app)
+    return owner[1] if owner else os.getgid()
+
+
 def step_build(d: Deploy) -> None:
     assert d.workdir and d.checkout_dir and d.manifest
     d.output_dir = d.workdir / "out"
@@ -113,12 +154,10 @@ def step_build(d: Deploy) -> None:
             "--production", "--output", str(d.output_dir)]
     d.out.begin("Compiling .tova files...")
     try:
-        rc = run_tool(argv, d.checkout_dir, d.out.passthrough)
-    except OSError as exc:
+        rc = run_pushed_tool(d, argv, d.checkout_dir, "the compiler")
+    except DeployError:
         d.out.end(False)
-        raise DeployError(f"cannot run the compiler {argv[0]!r}: {exc.strerror}",
-                          hint="set `compiler` in the server's config.toml, or upload one with "
-                               "tova deploy <env> --setup-git --compiler PATH") from exc
+        raise
     if rc != 0:
         d.out.end(False)
         raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed",
@@ -135,9 +174,13 @@ def _install_dependencies(d: Deploy) -> None:
     if spec is None:
         return
     d.out.begin("Installing npm dependencies...")
+    assert d.workdir
+    work = d.workdir / "deps"  # the build user's, like the checkout; root takes it once done
     try:
         d.deps_dir, d.deps_versions, reused = deps.install(
-            spec, d.app, bun_binary(), lambda argv, cwd: run_tool(argv, cwd, d.out.passthrough))
+            spec, d.app, bun_binary(), lambda argv, cwd: run_pushed_tool(d, argv, cwd, "the installer"),
+            work=work, prepare=lambda path: _give_to_build_user(d, path),
+            seal=lambda path: _seal(path, app_gid(d)))
     except DeployError:
         d.out.end(False)
         raise
@@ -148,6 +191,9 @@ def _install_dependencies(d: Deploy) -> None:
 
 def _ensure_server_js(out: Path) -> None:
     """The production build's entry: `server.js` importing the hashed `server.<hash>.js`."""
+    if not out.is_dir() or out.is_symlink():
+        raise DeployError("the build produced no output directory",
+                          hint="the compiler writes its output to the --output directory")
     if not (out / "server.js").is_file():
         raise DeployError("the build produced no server.js",
                           hint="the app needs a server { } block; the service runs the production build's server.js")
@@ -249,8 +295,10 @@ def step_release(d: Deploy) -> None:
     d.output_dir.rename(staged)
     _copy_data_files(d)  # before public/ moves: a data file may live under it
     served = arrange_static(staged, d.checkout_dir / "public")
+    # Root takes the build user's output: owned by root, explicit modes, no way out.
+    release_tree.seal(staged, app_gid(d), public=(STATIC,))
     if d.deps_dir is not None:
-        deps.link(staged, d.deps_dir)
+        deps.link(staged, d.deps_dir)  # root's own link to the app's shared install
     meta = d.manifest.to_dict()
     meta.update({
         "version": d.version,
@@ -263,7 +311,8 @@ def step_release(d: Deploy) -> None:
         "dependencies": d.deps_versions,
         "dependency_set": d.deps_dir.name if d.deps_dir else None,
     })
-    write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_atomic(staged / ".tova-manifest.json", json.dumps(meta, indent=2, sort_keys=True) + "\n", mode=0o640)
+    os.chown(staged / ".tova-manifest.json", 0 if os.geteuid() == 0 else -1, app_gid(d))
     d.release_dir = releases.publish(d.app, staged, d.version)
     d.out.end(True)
 
@@ -271,12 +320,14 @@ def step_release(d: Deploy) -> None:
 def _copy_data_files(d: Deploy) -> None:
     assert d.manifest and d.checkout_dir
     root = d.checkout_dir.resolve()
+    owner = d.system.app_owner(d.app)
     for rel in d.manifest.data_files:
         src = (d.checkout_dir / rel).resolve()
         if root not in src.parents or not src.is_file():
             raise DeployError(f"data file {rel!r} is not a file inside the project",
                               hint="data sources read files from the project directory")
-        write_atomic(d.app.data / rel, src.read_bytes())
+        # data/ is the app's: never follow what it may have planted there.
+        safefs.write_in(d.app.data, os.path.normpath(rel), src.read_bytes(), owner)
 
 
 def step_switch(d: Deploy) -> None:

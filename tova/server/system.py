@@ -16,16 +16,19 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from tova.errors import TovaError
 from tova.manifest import Manifest
-from tova.naming import pg_database, pg_role
+from tova.naming import app_user, build_user, pg_database, pg_role
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
 from tova.server.procstat import process_usage
+from tova.server.sandbox import ToolRun, systemd_run_argv, tool_env
+from tova.server.tooling import run_tool
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
 # Where Debian's caddy package (user caddy, HOME=/var/lib/caddy) keeps certificates.
@@ -111,6 +114,20 @@ class System(ABC):
     def databases(self, manifest: Manifest | None) -> list[dict[str, Any]]:
         """State of each engine the app uses, with the app's share of it."""
 
+    # the build sandbox and file ownership
+    @abstractmethod
+    def build_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        """(uid, gid) of the app's build user, created when missing; None: no switch."""
+
+    @abstractmethod
+    def app_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        """(uid, gid) of the app's own user (owner of data/); None: no switch."""
+
+    @abstractmethod
+    def run_tool(self, run: ToolRun, out: Callable[[str], None]) -> int:
+        """Run pushed-code tooling (compiler, installer) in the build sandbox, each output
+        line to `out`; its exit status."""
+
     # removal
     @abstractmethod
     def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
@@ -119,6 +136,16 @@ class System(ABC):
 
 def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, text=True, capture_output=True, **kw)
+
+
+def _ids(user: str) -> tuple[int, int] | None:
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
 
 
 class SystemdSystem(System):
@@ -198,6 +225,32 @@ class SystemdSystem(System):
 
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
         return subprocess.call(self.logs_cmd(app, ports, since, follow))
+
+    @staticmethod
+    def useradd_cmd(user: str) -> list[str]:
+        return ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                "--shell", "/usr/sbin/nologin", user]
+
+    def build_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        user = build_user(app.name)
+        ids = _ids(user)
+        if ids is None:
+            res = _run(self.useradd_cmd(user))
+            ids = _ids(user)
+            if ids is None:
+                raise TovaError(f"cannot create the build user {user}: {res.stderr.strip()}",
+                                hint="pushed code is never built as root; check useradd on the server")
+        return ids
+
+    def app_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        ids = _ids(app_user(app.name))
+        if ids is None:
+            raise TovaError(f"the app user {app_user(app.name)} does not exist",
+                            hint="provisioning creates it: tova-release provision " + app.name)
+        return ids
+
+    def run_tool(self, run: ToolRun, out: Callable[[str], None]) -> int:
+        return run_tool(systemd_run_argv(run, self.layout), Path("/"), out)
 
     def reload_proxy(self) -> None:
         """Graceful reload (Debian's unit reloads with --force, so the app's upstreams
@@ -410,6 +463,18 @@ class LocalSystem(System):
 
     def service_state(self, service: str) -> str:
         return "unknown"
+
+    def build_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        return None  # a test root: no users to switch to
+
+    def app_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        return None
+
+    def run_tool(self, run: ToolRun, out: Callable[[str], None]) -> int:
+        """No sandbox in a test root: the tool runs as this process's user."""
+        env = tool_env(run)
+        env["PATH"] = os.environ.get("PATH", env["PATH"])
+        return run_tool(run.argv, run.cwd, out, env=env)
 
     def certificate(self, domain: str) -> dict[str, Any] | None:
         return None  # no Caddy runs in a local test root

@@ -1,0 +1,143 @@
+"""Attack suite (issue 13) on the test server: a hostile push or a compromised app tries to
+reach another app, the server's secrets or root, through real Bun, Caddy, Redis,
+PostgreSQL and systemd. Each scenario failed before its fix; now the attack is refused.
+
+One freshly reset server for the module; scenarios run in file order (alpha is the victim
+app deployed first, evil the attacker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testserver as ts  # noqa: E402
+from e2e_support import SERVER_SETTINGS, Project, World, configure_server  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+if os.environ.get("TOVA_SKIP_E2E") == "1":
+    pytest.skip("TOVA_SKIP_E2E=1", allow_module_level=True)
+if (_reason := ts.unavailable_reason()) is not None:
+    pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
+
+# A compiler started through Bun, as the real one is: Bun reads the checkout's bunfig.toml.
+BUN_COMPILER = "/opt/tova/fixture/bun-compiler.js"
+BUN_COMPILER_JS = """\
+const r = Bun.spawnSync(["/opt/tova/fixture/tova-fixture-compiler", ...process.argv.slice(2)],
+  { stdout: "inherit", stderr: "inherit" });
+process.exit(r.exitCode ?? 1);
+"""
+
+
+def app_source(name: str, extra: str = "") -> str:
+    return f"""\
+server {{
+  fn handler() {{ text("ok") }}
+  fn healthz() {{ text("ok") }}
+
+  route GET "/x" => handler
+  route GET "/healthz" => healthz
+{extra}}}
+
+deploy "prod" {{
+  server: "tova-testserver"
+  domain: "{name}.tova.test"
+  memory: "256mb"
+}}
+"""
+
+
+def new_project(world: World, name: str, files: dict[str, str], extra: str = "") -> Project:
+    d = world.tmp / name
+    (d / "src").mkdir(parents=True)
+    (d / "tova.toml").write_text(f'[project]\nname = "{name}"\nentry = "src"\n')
+    (d / "src" / "app.tova").write_text(app_source(name, extra))
+    for rel, text in files.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text(text)
+    p = Project(d, world.env)
+    p.git("init", "-q", "-b", "main")
+    p.commit("first version")
+    world.projects[name] = p
+    return p
+
+
+def setup_and_push(p: Project) -> subprocess.CompletedProcess:
+    setup = p.tova("deploy", "prod", "--setup-git")
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    return p.push()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    config = ts.reset()
+    configure_server(config)
+    w = World(config, tmp_path_factory.mktemp("attack"))
+    # The compiler is a Bun program: give the server the host's Bun (the pinned version,
+    # so provisioning keeps it) before the first build.
+    with open("/usr/bin/bun", "rb") as f:
+        subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", ts.HOST,
+                        "install -m 0755 /dev/stdin /usr/local/bin/bun"], stdin=f, check=True, timeout=300)
+    alpha = new_project(w, "alpha", {})
+    push = setup_and_push(alpha)
+    assert "Live at https://alpha.tova.test (v1)" in push.stderr, push.stdout + push.stderr
+    # From now on the compiler starts through Bun (installed by alpha's provisioning).
+    w.ok(f"cat > {BUN_COMPILER} <<'EOF'\n{BUN_COMPILER_JS}EOF")
+    settings = SERVER_SETTINGS.replace('compiler = "/opt/tova/fixture/tova-fixture-compiler"',
+                                       f'compiler = "/usr/local/bin/bun {BUN_COMPILER}"')
+    w.ok(f"cat > /opt/tova/config.toml <<'EOF'\n{settings}EOF")
+    return w
+
+
+EVIL_PRELOAD = """\
+const fs = require("fs");
+console.log("ATTACK preload uid=" + process.getuid());
+const tries = {
+  "write /etc": () => fs.writeFileSync("/etc/tova-pwned", "x"),
+  "write /root": () => fs.writeFileSync("/root/tova-pwned", "x"),
+  "write alpha's release": () => fs.writeFileSync("/opt/tova/apps/alpha/current/pwned", "x"),
+  "read alpha's env": () => fs.readFileSync("/opt/tova/apps/alpha/.env.production"),
+  "read alpha's repo": () => fs.readdirSync("/opt/tova/apps/alpha/repo.git"),
+  "read the registry": () => fs.readFileSync("/opt/tova/registry.json"),
+  "read the settings": () => fs.readFileSync("/opt/tova/config.toml"),
+  "read Caddy's keys": () => fs.readdirSync("/var/lib/caddy/.local/share/caddy"),
+};
+for (const [what, f] of Object.entries(tries)) {
+  try { f(); console.log("ATTACK " + what + ": done"); }
+  catch (e) { console.log("ATTACK " + what + ": refused (" + e.code + ")"); }
+}
+"""
+
+
+def test_1_pushed_bunfig_preload_does_not_run_as_root(world):
+    evil = new_project(world, "evil", {"bunfig.toml": 'preload = ["./evil.js"]\n', "evil.js": EVIL_PRELOAD})
+    push = setup_and_push(evil)
+    out = push.stdout + push.stderr
+    assert push.returncode == 0, out
+    assert "ATTACK preload uid=" in out, out  # the preload really ran: the attack was tried
+    assert "ATTACK preload uid=0" not in out, out
+    assert ": done" not in out, out
+    assert out.count(": refused") == 8, out
+    world.ok("test ! -e /etc/tova-pwned && test ! -e /root/tova-pwned && test ! -e /opt/tova/apps/alpha/current/pwned")
+    # Root took the output: the live release belongs to root, the app's group reads it.
+    owners = world.ok("stat -c '%U:%G %a' /opt/tova/apps/evil/current/ /opt/tova/apps/evil/current/server.js")
+    assert owners.split("\n")[:2] == ["root:tova-evil 751", "root:tova-evil 640"], owners
+
+
+def test_2_public_symlink_out_of_the_release_is_refused(world):
+    evil = world.projects["evil"]
+    evil.run(["ln", "-s", "/", "public"])
+    evil.commit("public -> /")
+    push = evil.push()
+    out = push.stdout + push.stderr
+    assert "symlink public -> / points outside the project" in out, out
+    assert world.ok("readlink /opt/tova/apps/evil/current").strip() == "releases/v1"
+    status, body = world.web().get("evil.tova.test", "/etc/hostname")
+    assert "tova-testserver" not in body, (status, body)
+    evil.git("rm", "-q", "public")
+    evil.commit("no public")

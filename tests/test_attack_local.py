@@ -1,0 +1,140 @@
+"""Attack suite (issue 13), the attacks that need no real services: a hostile push or a
+compromised app (which can write its data/ directory) tries to make root read or write
+outside what it owns. Run through the real hook and pipeline in a temp root; the ones that
+need Bun, Caddy, Redis, PostgreSQL or systemd are in test_attack_e2e.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tova.errors import DeployError
+from tova.server import release_tree, safefs
+
+DATA_APP = 'data {\n  source seed = read("seed/x.csv")\n}\n'
+
+
+def _deploy_with_data(site) -> None:
+    site.write_app("v1", extra=DATA_APP)
+    (site.work / "seed").mkdir(exist_ok=True)
+    (site.work / "seed" / "x.csv").write_text("a,b\n")
+    site.commit("with data")
+    out = site.push().stderr
+    assert "(v1)" in out, out
+    assert (site.app.data / "seed" / "x.csv").read_text() == "a,b\n"
+
+
+def test_planted_directory_symlink_in_data_is_not_followed(site, tmp_path):
+    _deploy_with_data(site)
+    elsewhere = tmp_path / "cron.d"  # stands for any directory root may write
+    elsewhere.mkdir()
+    # The compromised app replaces data/seed with a symlink out of data/.
+    shutil.rmtree(site.app.data / "seed")
+    os.symlink(elsewhere, site.app.data / "seed")
+    site.write_app("v2", extra=DATA_APP)
+    site.commit("v2")
+    out = site.push().stderr
+    assert "cannot write" in out and "seed" in out, out
+    assert list(elsewhere.iterdir()) == []
+    assert site.current() == "v1"
+
+
+def test_planted_file_symlink_in_data_is_replaced_not_followed(site, tmp_path):
+    _deploy_with_data(site)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (site.app.data / "seed" / "x.csv").unlink()
+    os.symlink(victim, site.app.data / "seed" / "x.csv")
+    site.write_app("v2", extra=DATA_APP)
+    site.commit("v2")
+    assert "(v2)" in site.push().stderr
+    assert victim.read_text() == "untouched\n"
+    assert not (site.app.data / "seed" / "x.csv").is_symlink()
+
+
+def test_public_symlink_to_root_is_refused(site):
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    os.symlink("/", site.work / "public")
+    site.write_app("v2")
+    site.commit("public -> /")
+    out = site.push().stderr
+    assert "symlink public -> / points outside the project" in out, out
+    assert site.current() == "v1"
+
+
+def test_tova_symlink_outside_the_checkout_is_not_read(site, tmp_path):
+    secret = tmp_path / "root-only-secret"
+    secret.write_text("TOP-SECRET-LINE here\n")
+    site.write_app("v1")
+    os.symlink(secret, site.work / "src" / "evil.tova")
+    site.commit()
+    out = site.push().stderr
+    assert "points outside the project" in out, out
+    assert "TOP-SECRET" not in out
+    assert site.current() is None
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "release"
+    (root / "static" / "img").mkdir(parents=True)
+    (root / "server.js").write_text("x")
+    (root / "bin.sh").write_text("x")
+    (root / "bin.sh").chmod(0o700)
+    (root / "static" / "img" / "a.png").write_text("x")
+    os.symlink("app.server.js", root / "dangling-inside")
+    return root
+
+
+def test_seal_sets_explicit_modes_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        root = _tree(tmp_path)
+    finally:
+        os.umask(old)
+    release_tree.seal(root, os.getgid())
+    mode = lambda rel: oct((root / rel).stat().st_mode & 0o7777)  # noqa: E731
+    assert [mode(r) for r in ("", "server.js", "bin.sh", "static", "static/img", "static/img/a.png")] == \
+        ["0o751", "0o640", "0o750", "0o755", "0o755", "0o644"]
+
+
+@pytest.mark.parametrize("target", ["/", "../../../other", "../../../release-v0/x", "/etc/passwd"])
+def test_seal_refuses_symlinks_leading_out(tmp_path, target):
+    root = _tree(tmp_path)
+    os.symlink(target, root / "static" / "img" / "out")
+    with pytest.raises(DeployError, match="points outside the release"):
+        release_tree.seal(root, os.getgid())
+
+
+def test_seal_refuses_a_chain_that_leads_out(tmp_path):
+    root = _tree(tmp_path)
+    os.symlink("..", root / "static" / "up")  # inside: the release root
+    os.symlink("static/up/..", root / "escape")  # lexically inside, really outside
+    with pytest.raises(DeployError, match="escape"):
+        release_tree.seal(root, os.getgid())
+
+
+def test_seal_refuses_special_and_hard_linked_files(tmp_path):
+    root = _tree(tmp_path)
+    os.mkfifo(root / "fifo")
+    with pytest.raises(DeployError, match="special file"):
+        release_tree.seal(root, os.getgid())
+    os.unlink(root / "fifo")
+    os.link(root / "server.js", root / "again.js")
+    with pytest.raises(DeployError, match="hard-linked"):
+        release_tree.seal(root, os.getgid())
+
+
+def test_safefs_refuses_dot_dot_and_creates_private_dirs(tmp_path):
+    base = tmp_path / "data"
+    base.mkdir()
+    with pytest.raises(DeployError):
+        safefs.write_in(base, "../x", b"x", None)
+    safefs.write_in(base, "a/b/c.txt", b"hi", None)
+    assert (base / "a" / "b" / "c.txt").read_bytes() == b"hi"
+    assert oct((base / "a").stat().st_mode & 0o777) == "0o700"
+    assert oct((base / "a" / "b" / "c.txt").stat().st_mode & 0o777) == "0o600"
