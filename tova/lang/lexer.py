@@ -15,8 +15,8 @@ in two passes:
    into `(kind, start, end)` tuples, with nested `{ }` groups collapsed to their two
    braces. The reader only ever tokenizes the few regions it looks into.
 
-Token kinds: "name", "num", "str", "regex", "style", "text" (markup text), "tagend" (the
-`>` that ends a whole markup element), "op", and the
+Token kinds: "name", "num", "str", "regex", "style", "markup" (a whole element, tags to
+closing tag), "text" (markup text), "op", and the
 punctuation characters themselves: "{", "}", "(", ")", "[", "]", ",", ";".
 
 Every character the compiler's lexer rejects outside strings, comments and markup text
@@ -45,6 +45,9 @@ VALUE_WORDS = frozenset({"true", "false", "nil"})
 NON_VALUE_WORDS = KEYWORDS - VALUE_WORDS
 _CF_WORDS = ("if", "for", "elif", "else", "match")
 
+# Deeper bracket nesting is refused (the compiler's parser stops at 200 nested expressions).
+MAX_NESTING = 1000
+
 # What the previous token was, for the regex and markup decisions.
 _NONE, _VALUE, _OTHER, _ASSIGN, _FOR = 0, 1, 2, 3, 4
 
@@ -55,8 +58,12 @@ _CODE_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]")
 _TAG_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
+_STYLE_BEFORE = frozenset("e \t\r\n")  # `style{`, `style (`: the only ways to open CSS
 
 _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
+# A bracket group holding only plain code (no brackets, strings, `/`, `<`): one step.
+_SIMPLE_PARENS = re.compile(r"\([A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]*\)")
+_SIMPLE_SQUARE = re.compile(r"\[[A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]*\]")
 _DQ_STOP = re.compile(r'["\\{]')
 _INTERP_STOP = re.compile(r"[\"'`{}]")
 _NESTED_STOP = {'"': re.compile(r'[\\"{}]'), "'": re.compile(r"[\\']"), "`": re.compile(r"[\\`$}]")}
@@ -65,6 +72,8 @@ _BLOCK_COMMENT = re.compile(r"/\*|\*/")
 _REGEX = re.compile(r"/[^/\\\[\n]*(?:(?:\\[^\n]|\[(?:\\[^\n]|[^\]\\\n])*\])[^/\\\[\n]*)*/[gimsuydv]*")
 _CSS_STOP = re.compile(r"[{}]")
 _WS = re.compile(r"[ \t\r\n]*")
+# A tag without attributes inside markup; `>=` would be an operator, not the tag's end.
+_SIMPLE_TAG = re.compile(r"<(/?)(?:[A-Za-z_$][A-Za-z0-9_$]*)?>(?!=)")
 _CF_WORD = re.compile(r"(?:if|for|elif|else|match)(?![\w$])")
 _TEXT_END = re.compile(r"""[<{"']|(?<=[ \t\n\r])(?:if|for|elif|else|match)(?![\w$])""")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -155,16 +164,18 @@ def unexpected(sc: Scanned, pos: int) -> TovaSyntaxError:
     return sc.error(message, pos, hint)
 
 
-def _check_non_ascii(sc: Scanned) -> None:
+def _check_non_ascii(sc: Scanned, lo: int = 0, hi: int | None = None) -> None:
     """Outside opaque spans, non-ASCII characters must make identifiers, as in the
     compiler's lexer: a letter starts one; digits and marks may continue one."""
     text = sc.text
-    for m in _NON_ASCII.finditer(text, sc.start):
+    for m in _NON_ASCII.finditer(text, max(lo, sc.start), len(text) if hi is None else hi):
         pos = m.start()
-        if sc.span_at(pos) != -1:
-            continue
+        at = sc.span_at(pos)
+        if at != -1 and (sc.kinds[at] != "markup" or hi is None):
+            continue  # in a string, comment...; markup was checked when it closed
         for p in range(pos, m.end()):
-            if sc.span_at(p) != -1:
+            at = sc.span_at(p)
+            if at != -1 and (hi is None or sc.kinds[at] != "markup"):
                 continue
             cat = unicodedata.category(text[p])
             if cat[0] == "L":
@@ -189,6 +200,7 @@ class _Pass:
     def run(self) -> None:  # noqa: C901 - one loop on purpose: this is the hot path
         text, n, sc = self.text, self.n, self.sc
         closes = sc.closes
+        starts, ends, kinds = sc.starts, sc.ends, sc.kinds
         pos = 0
         if text.startswith("#!"):
             nl = text.find("\n")
@@ -202,7 +214,8 @@ class _Pass:
         expr_depth = 0
         cf: list[Any] | None = None  # [paren, brace, keyword] while reading `if ... {`
         match_depth = 0
-        markup_start = -1
+        markup_start = -1  # where the current outermost element began
+        markup_k = 0  # how many spans there were then
         # the previous token: kind of the last one before `gap`, and whether a newline
         # token followed it (newlines are tokens for the markup rule only)
         prev = _NONE
@@ -230,11 +243,25 @@ class _Pass:
                         continue
                 elif c == "{":
                     brackets.append(("{", pos))
+                    if len(brackets) > MAX_NESTING:
+                        raise self.too_deep(pos)
                     expr_depth = 1
                     pos += 1
                     prev, prev_nl, gap = _OTHER, False, pos
                     continue
                 elif c == "<":
+                    tm = _SIMPLE_TAG.match(text, pos)
+                    if tm is not None:  # `<p>`, `</p>`, `<>`, `</>`: the whole tag at once
+                        pos = tm.end()
+                        if tm.group(1):  # closing
+                            jstack.pop()
+                            if not jstack:
+                                self.collapse_markup(markup_start, markup_k, pos)
+                                markup_start = -1
+                        else:
+                            jstack.append("tag")
+                        prev, prev_nl, gap = _OTHER, False, pos
+                        continue
                     nxt = text[pos + 1 : pos + 2]
                     if nxt == "/":
                         tag_mode = "close"
@@ -288,12 +315,18 @@ class _Pass:
                         end = self.dq_string(q)
                 else:
                     begin = q
-                    end = self.triple_string(q) if text.startswith('"""', q) else self.dq_string(q)
-                self._span(begin, end, "str")
+                    if text.startswith('"""', q):
+                        end = self.triple_string(q)
+                    else:
+                        m = _SIMPLE_DQ.match(text, q)
+                        end = m.end() if m is not None else self.dq_string(q)
+                starts.append(begin)
+                ends.append(end)
+                kinds.append("str")
                 pos = end
                 prev, prev_nl, gap = _VALUE, False, pos
             elif c == "{" or c == "}" or c == "(" or c == ")" or c == "[" or c == "]":
-                if c == "{" or c == "(":
+                if (c == "{" or c == "(") and text[q - 1: q] in _STYLE_BEFORE:
                     style_end = self.style_block(q, gap)
                     if style_end:
                         pos = style_end
@@ -319,9 +352,14 @@ class _Pass:
                     elif match_depth:
                         match_depth += 1
                     brackets.append(("{", q))
+                    if len(brackets) > MAX_NESTING:
+                        raise self.too_deep(q)
                     prev = _OTHER
                 elif c == "}":
-                    closes[self._close(brackets, "}", q)] = q
+                    if brackets and brackets[-1][0] == "{":
+                        closes[brackets.pop()[1]] = q
+                    else:
+                        self._close(brackets, "}", q)
                     if cf is not None and cf[1] > 0:
                         cf[1] -= 1
                     elif match_depth:
@@ -332,12 +370,23 @@ class _Pass:
                         expr_depth -= 1
                     prev = _VALUE
                 elif c == "(" or c == "[":
+                    if not tag_mode:
+                        sm = (_SIMPLE_PARENS if c == "(" else _SIMPLE_SQUARE).match(text, q)
+                        if sm is not None:  # `(a, b + 1)`: nothing inside needs a decision
+                            pos = sm.end()
+                            prev, prev_nl, gap = _VALUE, False, pos
+                            continue
                     if cf is not None:
                         cf[0] += 1
                     brackets.append((c, q))
+                    if len(brackets) > MAX_NESTING:
+                        raise self.too_deep(q)
                     prev = _OTHER
                 else:
-                    self._close(brackets, c, q)
+                    if brackets and brackets[-1][0] == _PAIRS[c]:
+                        brackets.pop()
+                    else:
+                        self._close(brackets, c, q)
                     if cf is not None and cf[0] > 0:
                         cf[0] -= 1
                     prev = _VALUE
@@ -399,7 +448,7 @@ class _Pass:
                         elif _is_alpha(nxt) and before != _VALUE:
                             tag_mode = "open"
                         if tag_mode and not jstack and markup_start < 0:
-                            markup_start = q
+                            markup_start, markup_k = q, len(starts)
                     pos = q + 1
                 prev, prev_nl, gap = _OTHER, False, pos
             elif c == ">":  # only searched for inside a tag
@@ -418,10 +467,8 @@ class _Pass:
                         tag_mode = ""
                         jstack.append("tag")
                     pos = q + 1
-                    if not jstack and not tag_mode:
-                        # the end of a whole element: a value, after which a statement
-                        # may begin (the reader needs to know; an "op" would not say)
-                        self._span(q, pos, "tagend")
+                    if not jstack and not tag_mode and markup_start >= 0:
+                        self.collapse_markup(markup_start, markup_k, pos)
                         markup_start = -1
                 prev, prev_nl, gap = _OTHER, False, pos
             elif c == "'":
@@ -444,6 +491,20 @@ class _Pass:
             )
 
     # -- helpers ------------------------------------------------------------------------
+    def too_deep(self, pos: int) -> TovaSyntaxError:
+        return self.err(f"brackets nested more than {MAX_NESTING} deep", pos,
+                        "the Tova compiler stops at 200 nested expressions; flatten this code")
+
+    def collapse_markup(self, start: int, k: int, end: int) -> None:
+        """A whole element ended: one opaque "markup" span replaces the spans inside it
+        (the reader never looks inside markup, and a 40,000-deep element stays one
+        token). Its code parts are checked for rejected characters first."""
+        sc = self.sc
+        if not self.text.isascii() and not self.text[start:end].isascii():
+            _check_non_ascii(sc, start, end)
+        del sc.starts[k:], sc.ends[k:], sc.kinds[k:]
+        self._span(start, end, "markup")
+
     def _span(self, start: int, end: int, kind: str) -> None:
         sc = self.sc
         sc.starts.append(start)
@@ -737,7 +798,7 @@ def tokens(sc: Scanned, a: int, b: int, collapse: bool = True) -> tuple[list[Tok
                     continue
                 if ch in "([":
                     stack.append(len(toks))
-                elif ch in ")]}":
+                elif ch in ")]}" and stack:  # (a bracket may hide in a markup span)
                     closes[stack.pop()] = len(toks)
                 toks.append((ch, s, e))
             else:

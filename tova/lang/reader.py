@@ -48,7 +48,7 @@ _BINARY_WORDS = frozenset({"and", "or", "is", "in"})
 _PREFIX_OPS = frozenset({"-", "+", "!", "~", "..."})
 _PREFIX_WORDS = frozenset({"not", "await"})
 # Token kinds after which a new statement may begin (besides non-keyword names).
-_STATEMENT_AFTER = frozenset({";", "}", ")", "]", "str", "num", "regex", "text", "style", "tagend"})
+_STATEMENT_AFTER = frozenset({";", "}", ")", "]", "str", "num", "regex", "text", "style", "markup"})
 # Deeper than this, sub-blocks and arrays of a deploy body are surely not configuration.
 _MAX_DEPTH = 32
 # Options a route group may have between its prefix and its body.
@@ -376,7 +376,7 @@ def _operand(r: _Region, i: int, limit: int) -> int | None:  # noqa: C901 - pref
     if i >= limit:
         return None
     kind = r.kind(i)
-    if kind in ("str", "num", "regex", "text", "style", "(", "[", "{"):
+    if kind in ("str", "num", "regex", "markup", "text", "style", "(", "[", "{"):
         end = r.after(i)
     elif kind == "name":
         end = i + 1
