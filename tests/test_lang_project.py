@@ -141,3 +141,26 @@ def test_non_utf8_file_is_a_tova_error(tmp_path: Path) -> None:
         read_project(tmp_path)
     assert str(info.value.loc) == "a.tova:2:6"
     assert "y = '" in info.value.render()
+
+
+def test_a_symlink_out_of_the_project_is_refused(tmp_path: Path) -> None:
+    """On the server the project is a pushed checkout: never read (or quote) a file
+    outside it through a link."""
+    secret = write(tmp_path / "secret.txt", "TOP-SECRET { line\n")
+    root = tmp_path / "p"
+    write(root / "src" / "app.tova", DEPLOY.format(name="prod"))
+    (root / "src" / "evil.tova").symlink_to(secret)
+    with pytest.raises(TovaError, match="points outside the project") as info:
+        read_project(root)
+    assert "TOP-SECRET" not in info.value.render()
+    (root / "src" / "evil.tova").unlink()
+    (root / "src" / "lib").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(TovaError, match="points outside the project"):
+        read_project(root)
+
+
+def test_a_symlink_inside_the_project_is_followed(tmp_path: Path) -> None:
+    write(tmp_path / "shared" / "x.tova", DEPLOY.format(name="shared"))
+    write(tmp_path / "src" / "app.tova", DEPLOY.format(name="prod"))
+    (tmp_path / "src" / "shared").symlink_to(tmp_path / "shared", target_is_directory=True)
+    assert [d.name for d in read_project(tmp_path).deploys] == ["prod", "shared"]

@@ -110,8 +110,11 @@ def source_dir(root: Path, toml: ProjectToml | None = None) -> Path:
     return src if src.is_dir() else root
 
 
-def tova_files(folder: Path) -> list[Path]:
-    """Every .tova file below folder, as the compiler's file walk finds them."""
+def tova_files(folder: Path, root: Path | None = None) -> list[Path]:
+    """Every .tova file below folder, as the compiler's file walk finds them. A symlink
+    that leads out of `root` (the project) is refused: on the server the project is a
+    pushed checkout, and reading (and quoting in errors) a file outside it would leak it."""
+    root = (root or folder).resolve()
     out: list[Path] = []
     seen: set[str] = set()
     stack = [folder]
@@ -130,12 +133,24 @@ def tova_files(folder: Path) -> list[Path]:
             if name.startswith(".") or name == "node_modules":
                 continue
             path = current / name
+            if path.is_symlink() and not _inside(path.resolve(), root):
+                if path.is_dir() or name.endswith(".tova"):
+                    raise TovaError(
+                        f"{path.relative_to(root) if _inside(path, root) else path} is a symlink that "
+                        "points outside the project",
+                        hint="copy what it points to into the project",
+                    )
+                continue
             if path.is_dir():
                 subdirs.append(path)
             elif name.endswith(".tova") and path.is_file():
                 out.append(path)
         stack.extend(reversed(subdirs))
     return sorted(out, key=lambda p: p.relative_to(folder).parts)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def app_sources(root: str | Path) -> AppSources:
@@ -147,7 +162,7 @@ def app_sources(root: str | Path) -> AppSources:
         )
     toml = read_toml(root_path)
     folder = source_dir(root_path, toml)
-    files = tova_files(folder)
+    files = tova_files(folder, root_path)
     if not files:
         raise TovaError(
             f"no .tova files in {folder}",
