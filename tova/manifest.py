@@ -15,6 +15,9 @@ LAYERS: tuple[str, ...] = ("system", "databases", "app", "secrets", "proxy", "se
 # Entries of Manifest.system that the databases layer installs (not the system layer).
 DATABASE_SYSTEM: frozenset[str] = frozenset({"postgresql", "redis"})
 MANIFEST_VERSION = 1
+# The file in each release (and in the rendered files) that holds the manifest and the
+# release's own facts (version, commit, branch, time).
+MANIFEST_FILE = ".tova-manifest.json"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import jinja2
 
 from tova import quoting
 from tova.errors import ConfigError
-from tova.manifest import Manifest, canonical_json
+from tova.manifest import MANIFEST_FILE, Manifest, canonical_json
 from tova.naming import app_user, pg_database, pg_role  # shared with the server side
 from tova.server.assets import STATIC
 from tova.server.health import probe_path
@@ -74,7 +74,7 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
         ) from exc
     data = manifest.to_dict()
     data["ports"] = list(ports)
-    files[".tova-manifest.json"] = canonical_json(data) + "\n"
+    files[MANIFEST_FILE] = canonical_json(data) + "\n"
     return files
 
 

@@ -92,6 +92,11 @@ class AppLayout:
     def release(self, version: str) -> Path:
         return self.releases / version
 
+    @staticmethod
+    def current_target(version: str) -> str:
+        """What `current` points at: relative, so the app directory can move."""
+        return f"releases/{version}"
+
     @property
     def current(self) -> Path:
         return self.dir / "current"

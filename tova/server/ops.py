@@ -13,13 +13,14 @@ from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
 from tova.errors import DeployError, TovaError
+from tova.manifest import MANIFEST_FILE
 from tova.server import envfile, history, releases
 from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
-from tova.server.pipeline import restart_all, switch_to
 from tova.server.registry import Registry
 from tova.server.registry import release as registry_release
-from tova.server.system import System, read_current_manifest, read_release_manifest, unit
+from tova.server.rollout import restart_all, switch_to
+from tova.server.system import System, unit
 from tova.server.ui import Out
 from tova.server.usage import dir_bytes
 from tova.settings import ServerSettings
@@ -60,7 +61,7 @@ class Server:
             value = Repo(str(app.repo)).get_config().get((b"tova",), b"env")
             return value.decode()
         except (KeyError, OSError, ValueError, NotGitRepository):  # no repo or no tova.env: fall back
-            m = read_current_manifest(app)
+            m = releases.current_manifest(app)
             return m.env if m else "prod"
 
     # --- rollback ------------------------------------------------------------------
@@ -79,9 +80,9 @@ class Server:
                                     hint="list them with: tova-release releases " + app.name, exit_code=1)
             if target.version == current:
                 raise TovaError(f"{target.version} is already the current release", hint="nothing to do")
-            manifest = read_release_manifest(target.path)
+            manifest = releases.read_manifest(target.path)
             if manifest is None:
-                raise DeployError(f"release {target.version} has no readable .tova-manifest.json",
+                raise DeployError(f"release {target.version} has no readable {MANIFEST_FILE}",
                                   hint="choose another release with --to")
             ports = self.ports(app)
             start = time.time()
@@ -121,7 +122,7 @@ class Server:
             return removed
 
     def _restart_if_deployed(self, app: AppLayout, out: Out) -> None:
-        manifest = read_current_manifest(app)
+        manifest = releases.current_manifest(app)
         ports = self.ports(app)
         if manifest is None or not ports:
             return
@@ -145,11 +146,10 @@ class Server:
         return out
 
     def status(self, app: AppLayout) -> dict[str, Any]:
-        manifest = read_current_manifest(app)
+        manifest = releases.current_manifest(app)
         entry = self.registry.app(app.name) or {}
         ports = list(entry.get("ports", []))
-        meta = releases.Release(app.current_version() or "", 0, app.current, False).meta() \
-            if app.current_version() else {}
+        meta = releases.read_meta(app.current) if app.current_version() else {}
         return {
             "app": app.name,
             "env": entry.get("env") or (manifest.env if manifest else self.app_env(app)),
@@ -178,7 +178,7 @@ class Server:
             running = sum(1 for i in infos if i.get("state") in ("active", "running"))
             state = "running" if ports and running == len(ports) else ("degraded" if running else "stopped")
             used = [i["memory_bytes"] for i in infos if i.get("memory_bytes") is not None]
-            manifest = read_current_manifest(a)
+            manifest = releases.current_manifest(a)
             rows.append({"app": name, "domain": entry.get("domain"), "version": a.current_version(),
                          "instances": len(ports), "ports": ports, "state": state,
                          "memory_bytes": sum(used) if used else None,
@@ -192,7 +192,7 @@ class Server:
     # --- removal -------------------------------------------------------------------
     def remove(self, app: AppLayout, out: Out) -> dict[str, Any]:
         with deploy_lock(app, self.settings.lock_wait, what="remove"):
-            manifest = read_current_manifest(app)
+            manifest = releases.current_manifest(app)
             ports = self.ports(app)
             archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
             archive.mkdir(parents=True)

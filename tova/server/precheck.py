@@ -139,10 +139,10 @@ def run_precheck(lines: Iterable[str], git_dir: Path, settings: ServerSettings, 
 def deploy_branches(git_dir: Path, app: AppLayout) -> set[str]:
     """Branches known to deploy: the deployed release's, and the one `tova-release init
     --branch` set up (the bare repository's HEAD)."""
-    from tova.server.system import read_current_manifest
+    from tova.server.releases import current_manifest
 
     found = set()
-    manifest = read_current_manifest(app)
+    manifest = current_manifest(app)
     if manifest is not None:
         found.add(manifest.branch)
     try:

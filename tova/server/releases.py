@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tova.manifest import MANIFEST_FILE, Manifest
 from tova.server.atomic import write_atomic
 from tova.server.layout import RELEASE_RE, AppLayout
 
@@ -26,11 +27,30 @@ class Release:
     failed: bool
 
     def meta(self) -> dict[str, Any]:
-        try:
-            meta = json.loads((self.path / ".tova-manifest.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return meta if isinstance(meta, dict) else {}
+        return read_meta(self.path)
+
+
+def read_meta(release_dir: Path) -> dict[str, Any]:
+    """A release's manifest file as written at release time ({} when unreadable): the one
+    reader of that file."""
+    try:
+        meta = json.loads((release_dir / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def read_manifest(release_dir: Path) -> Manifest | None:
+    """The manifest a release was deployed with; None when missing or unreadable."""
+    meta = read_meta(release_dir)
+    try:
+        return Manifest.from_dict(meta) if meta else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def current_manifest(app: AppLayout) -> Manifest | None:
+    return read_manifest(app.current)
 
 
 def listing(app: AppLayout) -> list[Release]:

@@ -27,6 +27,7 @@ from tova.naming import app_user, build_user, pg_database, pg_role
 from tova.server import envfile
 from tova.server.layout import AppLayout, Layout
 from tova.server.procstat import process_usage
+from tova.server.releases import current_manifest
 from tova.server.sandbox import ToolRun, systemd_run_argv, tool_env
 from tova.server.tooling import run_tool
 
@@ -395,7 +396,7 @@ class LocalSystem(System):
         if not server.exists():
             raise TovaError(f"{server} does not exist", hint="deploy the app first", exit_code=1)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(app.dir)}
-        manifest = read_current_manifest(app)
+        manifest = current_manifest(app)
         if manifest is not None:
             env.update(dict(manifest.env_vars))
         env.update(envfile.read(app.env_file))  # EnvironmentFile= wins over Environment=
@@ -562,17 +563,6 @@ def terminate(pid: int, grace: float = 5.0) -> None:
         return
     while _alive(pid):
         time.sleep(0.01)
-
-
-def read_current_manifest(app: AppLayout) -> Manifest | None:
-    return read_release_manifest(app.current)
-
-
-def read_release_manifest(release_dir: Path) -> Manifest | None:
-    try:
-        return Manifest.from_dict(json.loads((release_dir / ".tova-manifest.json").read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def select_system(layout: Layout, environ: dict[str, str] | None = None) -> System:

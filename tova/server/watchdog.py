@@ -20,7 +20,8 @@ from tova.manifest import HealthCheck
 from tova.server.health import check, next_check, phase, probe_path, restart_due
 from tova.server.layout import AppLayout, Layout
 from tova.server.registry import Registry
-from tova.server.system import System, read_current_manifest, select_system, unit
+from tova.server.releases import current_manifest
+from tova.server.system import System, select_system, unit
 from tova.settings import ServerSettings, load_settings
 
 MAX_SLEEP = 10.0  # new apps in the registry are picked up at least this often
@@ -40,7 +41,7 @@ def targets(layout: Layout, registry: Registry) -> list[Target]:
     found = []
     for name, entry in sorted(registry.read()["apps"].items()):
         ports = tuple(p for p in entry.get("ports", []) if isinstance(p, int))
-        manifest = read_current_manifest(layout.app(name)) if ports else None
+        manifest = current_manifest(layout.app(name)) if ports else None
         if manifest is not None:
             found.append(Target(name, ports, manifest.health))
     return found
