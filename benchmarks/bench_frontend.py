@@ -156,7 +156,7 @@ def median_seconds(cmd: list[str], runs: int, cwd: Path) -> float:
 
 
 def bench_project(tmp: Path) -> None:
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     big = tmp / "big"
     lines = generate(big)

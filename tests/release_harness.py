@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tova.server.layout import Layout
+from tova.layout import Layout
 from tova.server.system import LocalSystem
 
 ROOT = Path(__file__).resolve().parent.parent

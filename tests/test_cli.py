@@ -171,3 +171,31 @@ def test_a_bug_of_ours_is_one_line_not_a_traceback(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "error: internal error: RuntimeError: kaboom"
     assert "TOVA_DEBUG=1" in err and "Traceback" not in err
+
+
+def test_a_flag_of_another_action_is_an_error():
+    r = tova("deploy", "prod", "--plan", "--to", "v3", "--follow", "--project", str(EXAMPLES / "minimal"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines() == ["error: --to does not go with --plan", "hint: --to is for --rollback"]
+    assert r.stdout == ""
+
+
+def test_every_modifier_names_the_actions_it_goes_with():
+    from tova import cli
+
+    parser = cli.build_parser()
+    for name, goes_with in cli.MODIFIERS.items():
+        for action in (*cli.ACTIONS, "deploy"):
+            argv = ["deploy", "prod"] + ([f"--{action.replace('_', '-')}"] if action != "deploy" else [])
+            if action == "render":
+                argv.append("--render=out")
+                argv.remove("--render")
+            argv.append(f"--{name}" if name in ("json", "local", "follow", "yes", "offline") else f"--{name}=1")
+            args = parser.parse_args(argv)
+            assert cli.deploy_action(args) == action
+            try:
+                cli.check_modifiers(args, action)
+                accepted = True
+            except cli.TovaError:
+                accepted = False
+            assert accepted == (action in goes_with), (name, action)

@@ -59,7 +59,7 @@ def world(tmp_path_factory):
     mp.undo()
     server.stop()
     # A test that failed half-way may have left the app running: end it by its pid.
-    from tova.server.layout import Layout
+    from tova.layout import Layout
     from tova.server.system import LocalSystem
 
     LocalSystem(Layout.of(root)).stop_all()
@@ -117,7 +117,7 @@ def test_setup_git_makes_a_plain_git_command_use_the_custom_ssh_config(set_up):
 
 
 def test_cannot_resolve_hint_names_the_ssh_config():
-    from tova.client.errors import from_ssh_failure
+    from tova.client.failures import from_ssh_failure
 
     err = from_ssh_failure(
         "tova-testserver", 255, "ssh: Could not resolve hostname tova-testserver: Name or service not known"
@@ -283,7 +283,7 @@ def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     subprocess.run([*git, "commit", "-q", "-am", "code only"], check=True)
     from dataclasses import replace as dc_replace
 
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     local = dc_replace(load_manifest(project, "prod"), server=m.server)  # the project's own manifest
     view = commands.cmd_plan_remote(project, local)

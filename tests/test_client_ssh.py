@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sshd_harness
 
-from tova.client import errors
+from tova.client import failures
 from tova.client.remote import Probe, RemoteEnv, release_error
 from tova.client.ssh import Connection, Result, Target
 from tova.errors import RemoteError, TovaError
@@ -89,7 +89,7 @@ def test_remote_env_prefix_only_non_defaults():
     ],
 )
 def test_error_mapping(stderr, needle):
-    err = errors.from_ssh_failure("root@x", 255, stderr)
+    err = failures.from_ssh_failure("root@x", 255, stderr)
     assert isinstance(err, RemoteError) and err.exit_code == 5
     assert needle in err.message and err.hint
     assert "\n" not in err.message

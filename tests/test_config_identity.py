@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tova.errors import ConfigError, TovaError
-from tova.project import load_manifest
+from tova.loader import load_manifest
 
 DEPLOY = 'deploy "{env}" {{ server: "root@203.0.113.1" domain: "{env}.shop.com" }}\nserver {{ }}\n'
 

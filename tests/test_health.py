@@ -121,7 +121,7 @@ def test_plan_names_the_route_that_answers(tmp_path):
 
 
 def test_manifest_health_kind(tmp_path):
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     assert load_manifest(_project(tmp_path, NO_HEALTH_ROUTE), "prod").health.fallback is True
     (tmp_path / "app.tova").write_text(EXPLICIT)
@@ -223,7 +223,7 @@ def test_the_watcher_uses_the_same_check(app_server):
         def restart_instance(self, app, p):
             restarts.append(p)
 
-    from tova.server.layout import Layout
+    from tova.layout import Layout
     from tova.settings import ServerSettings
 
     w = Watcher(Layout.of("/nonexistent-root"), _System(), ServerSettings(), log=lambda line: None)

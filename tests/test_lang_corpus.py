@@ -17,8 +17,8 @@ import pytest
 from tova.lang.project import read_project
 from tova.lang.reader import parse_source
 from tova.lang.sources import app_sources
+from tova.loader import load_manifest
 from tova.plan import external_databases
-from tova.project import load_manifest
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 PROJECTS = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.json").is_file())

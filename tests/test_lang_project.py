@@ -8,7 +8,6 @@ import pytest
 
 from tova.errors import TovaError, TovaSyntaxError
 from tova.lang.project import read_project
-from tova.lang.reader import read_project as read_project_via_reader
 
 DEPLOY = 'deploy "{name}" {{ server: "s" domain: "{name}.com" }}\n'
 
@@ -91,7 +90,6 @@ def test_tova_toml_name_and_entry(tmp_path: Path) -> None:
     assert program.project_name == "myapp" and program.name_from == "tova.toml"
     assert program.source_dir == str((root / "app").resolve())
     assert [d.name for d in program.deploys] == ["prod"]
-    assert read_project_via_reader(root) == program
 
 
 def test_tova_toml_without_name_uses_directory(tmp_path: Path) -> None:

@@ -109,3 +109,11 @@ def test_env_set_rejects_bad_input_without_echoing(site):
     assert r.returncode == 2 and "JSON" in r.stderr
     r = site.release("env", "myapp", "set", stdin=json.dumps({"1BAD": "secret-value"}))
     assert r.returncode == 2 and "secret-value" not in r.stderr
+
+
+def test_one_handler_per_subcommand():
+    from tova import release_cli
+
+    parser = release_cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "cmd")
+    assert set(sub.choices) == set(release_cli.HANDLERS) | {"version"}

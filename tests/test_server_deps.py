@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tova.errors import DeployError
+from tova.layout import Layout
 from tova.server import deps
-from tova.server.layout import Layout
 
 COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tova.layout import Layout
 from tova.server import releases
 from tova.server.atomic import flip_symlink
-from tova.server.layout import Layout
 
 
 def _make(app, n, failed=False):

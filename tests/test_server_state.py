@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tova.errors import LockedError, TovaError
+from tova.layout import Layout
 from tova.server import envfile, history
 from tova.server.atomic import flip_symlink, write_atomic
-from tova.server.layout import Layout
 from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
-from tova.server.registry import Registry, allocate, release
+from tova.server.registry import Registry, allocate, free_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def test_new_apps_take_consecutive_blocks_and_reuse_gaps():
     assert allocate(data, "b", 1, 3000) == [3002]
     assert allocate(data, "c", 3, 3000) == [3003, 3004, 3005]
     assert data["next_port"] == 3006
-    assert release(data, "a", 3000) == [3000, 3001]
+    assert free_app(data, "a", 3000) == [3000, 3001]
     assert allocate(data, "d", 3, 3000) == [3006, 3007, 3008]  # the gap is too small
     assert allocate(data, "e", 2, 3000) == [3000, 3001]  # ...but fits this one
 
@@ -103,7 +103,7 @@ def test_ports_never_overlap(ops):
     for app, n in ops:
         before = {k: list(v["ports"]) for k, v in data["apps"].items() if k != app}
         if n == 0:
-            release(data, app, 4000)
+            free_app(data, app, 4000)
         else:
             assert len(allocate(data, app, n, 4000)) == n
         for k, ports in before.items():
@@ -198,7 +198,7 @@ def test_lock_is_free_after_holder_is_sigkilled(tmp_path):
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from tova.server.layout import Layout
+        from tova.layout import Layout
         from tova.server.locks import deploy_lock
         with deploy_lock(Layout.of({str(tmp_path)!r}).app("myapp"), 5):
             print("locked", flush=True)

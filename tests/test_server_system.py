@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tova.errors import TovaError
+from tova.layout import Layout
 from tova.server.health import check_once, wait_healthy
-from tova.server.layout import Layout
 from tova.server.system import LocalSystem, SystemdSystem, select_system
 
 

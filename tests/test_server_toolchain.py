@@ -12,7 +12,7 @@ import pytest
 from tova.errors import TovaError
 from tova.render import render_toolchain
 from tova.server import toolchain
-from tova.settings import ServerSettings, load_settings
+from tova.settings import ServerSettings, compiler_argv, load_settings
 
 COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 needs_bun = pytest.mark.skipif(shutil.which("bun") is None, reason="the compiler (and its fixture) needs Bun")
@@ -30,7 +30,7 @@ def test_uploaded_compiler_becomes_the_default_and_its_version_is_checked(tmp_pa
     settings = ServerSettings(root=str(tmp_path), compiler="")
     assert any("does not answer" in p for p in toolchain.inspect(settings).problems)
     assert toolchain.install_upload(settings, tar_of(COMPILER, "tova"), "tova") == "0.11.26"
-    assert toolchain.compiler_argv(settings) == [str(tmp_path / "compiler" / "tova")]
+    assert compiler_argv(settings) == [str(tmp_path / "compiler" / "tova")]
     toolchain.record_version(settings, "0.11.26")
     settings = load_settings({"TOVA_ROOT": str(tmp_path), "TOVA_BUN_VERSION": toolchain.inspect(settings).bun or ""})
     assert settings.compiler_version == "0.11.26"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from tova.client.on_path import find_compiler
 from tova.errors import EXIT_USAGE, TovaError, run_at_edge
 
 OUR_COMMANDS = ("deploy", "env")
@@ -124,8 +126,48 @@ def main(argv: list[str] | None = None, prog: str = "tova") -> int:
     return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args))
 
 
-def run_deploy(args: argparse.Namespace) -> int:  # noqa: C901
-    if args.list:
+# The action flags of `tova deploy` (none: deploy), and the actions each modifier goes with.
+ACTIONS = ("plan", "render", "setup_git", "rollback", "logs", "status", "ssh", "remove", "list")
+MODIFIERS = {
+    "json": ("plan", "status", "list"),
+    "registry": ("plan", "render"),
+    "local": ("plan",),
+    "to": ("rollback",),
+    "since": ("logs",),
+    "instance": ("logs",),
+    "follow": ("logs",),
+    "yes": ("deploy", "remove"),
+    "offline": ("setup_git",),
+    "compiler": ("setup_git",),
+    "server": ("list",),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def deploy_action(args: argparse.Namespace) -> str:
+    """The one action asked for (argparse keeps them exclusive); "deploy" when none."""
+    return next((a for a in ACTIONS if getattr(args, a)), "deploy")
+
+
+def check_modifiers(args: argparse.Namespace, action: str) -> None:
+    """A modifier given with an action it does not change is a mistake, not a no-op:
+    `--plan --to v3 --follow` says so instead of showing a plan."""
+    for name, goes_with in MODIFIERS.items():
+        if getattr(args, name) in (None, False) or action in goes_with:
+            continue
+        doing = "a deploy" if action == "deploy" else _flag(action)
+        allowed = " or ".join("a deploy" if a == "deploy" else _flag(a) for a in goes_with)
+        raise TovaError(f"{_flag(name)} does not go with {doing}", hint=f"{_flag(name)} is for {allowed}",
+                        exit_code=EXIT_USAGE)
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    action = deploy_action(args)
+    check_modifiers(args, action)
+    if action == "list":
         if not args.server:
             raise TovaError("--list needs --server", hint="tova deploy --list --server root@your-server")
         from tova.client.commands import cmd_list
@@ -134,44 +176,42 @@ def run_deploy(args: argparse.Namespace) -> int:  # noqa: C901
     if not args.env:
         raise TovaError("which environment?", hint="name a deploy block, e.g. tova deploy prod --plan")
     project = Path(args.project)
-    from tova.project import load_project
+    from tova.loader import load_project
 
     program, config, manifest = load_project(project, args.env)
-    if args.plan:
+    if action == "plan":
         from functools import partial
 
+        from tova.client import preview
+        from tova.loader import shown_location
         from tova.plan import health_view
-        from tova.plan_cmd import run_plan
-        from tova.project import shown_location
 
         health = health_view(program, config, manifest.health, partial(shown_location, project))
-        return run_plan(project, manifest, as_json=args.json, registry=args.registry, local_only=args.local,
-                        health=health)
-    if args.render:
-        from tova.plan_cmd import run_render
+        return preview.run_plan(project, manifest, as_json=args.json, registry=args.registry,
+                                local_only=args.local, health=health)
+    if action == "render":
+        from tova.client import preview
 
-        return run_render(manifest, Path(args.render), registry=args.registry)
+        return preview.run_render(manifest, Path(args.render), registry=args.registry)
     from tova.client import commands as c
 
-    if args.setup_git:
-        return c.cmd_setup_git(project, manifest, offline=args.offline,
-                               compiler=Path(args.compiler) if args.compiler else None)
-    if args.rollback:
-        return c.cmd_rollback(project, manifest, to=args.to)
-    if args.logs:
-        return c.cmd_logs(project, manifest, since=args.since, instance=args.instance, follow=args.follow)
-    if args.status:
-        return c.cmd_status(project, manifest, json=args.json)
-    if args.ssh:
-        return c.cmd_ssh(project, manifest)
-    if args.remove:
-        return c.cmd_remove(project, manifest, yes=args.yes)
-    return c.cmd_deploy(project, manifest, yes=args.yes)
+    handlers: dict[str, Callable[[], int]] = {
+        "setup_git": lambda: c.cmd_setup_git(project, manifest, offline=args.offline,
+                                             compiler=Path(args.compiler) if args.compiler else None),
+        "rollback": lambda: c.cmd_rollback(project, manifest, to=args.to),
+        "logs": lambda: c.cmd_logs(project, manifest, since=args.since, instance=args.instance,
+                                   follow=args.follow),
+        "status": lambda: c.cmd_status(project, manifest, json=args.json),
+        "ssh": lambda: c.cmd_ssh(project, manifest),
+        "remove": lambda: c.cmd_remove(project, manifest, yes=args.yes),
+        "deploy": lambda: c.cmd_deploy(project, manifest, yes=args.yes),
+    }
+    return handlers[action]()
 
 
 def run_env(args: argparse.Namespace) -> int:
     from tova.client.commands import cmd_env
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     manifest = load_manifest(Path(args.project), args.env)
     items = list(args.items)
@@ -201,33 +241,6 @@ def hand_over_to_compiler(argv: list[str]) -> int:
         return EXIT_USAGE
 
 
-def find_compiler() -> str | None:
-    """TOVA_COMPILER, else another `tova` on PATH that is not this toolkit."""
-    if os.environ.get("TOVA_DEPLOY_HANDED_OVER"):
-        return None  # the compiler handed back to us: never loop
-    configured = os.environ.get("TOVA_COMPILER")
-    if configured:
-        return configured
-    ours = {os.path.realpath(sys.argv[0])} if sys.argv and sys.argv[0] else set()
-    for directory in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = os.path.join(directory or ".", "tova")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            real = os.path.realpath(candidate)
-            if real in ours or _is_this_toolkit(real):
-                continue
-            return candidate
-    return None
-
-
-def _is_this_toolkit(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2048)
-    except OSError:
-        return False
-    return b"tova.cli" in head
-
-
 def deploy_main(argv: list[str] | None = None) -> int:
     """`tova-deploy`: the same as `tova deploy` (and `tova-deploy env ...` as `tova env
     ...`), for machines where the Tova compiler's own `tova` comes first on PATH."""
@@ -237,24 +250,6 @@ def deploy_main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--version":
         return main(argv, prog="tova-deploy")
     return main(["deploy", *argv], prog="tova-deploy")
-
-
-def first_tova_on_path(path: str | None = None) -> str | None:
-    """The `tova` a shell would run: the first executable of that name on PATH."""
-    for directory in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep):
-        candidate = os.path.join(directory or ".", "tova")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def shadowing_tova(path: str | None = None) -> str | None:
-    """The first `tova` on PATH when it is not this toolkit (the compiler's, usually),
-    else None."""
-    first = first_tova_on_path(path)
-    if first is None or _is_this_toolkit(os.path.realpath(first)):
-        return None
-    return first
 
 
 if __name__ == "__main__":

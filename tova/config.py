@@ -13,10 +13,8 @@ from typing import Any
 from tova.errors import ConfigError, Location
 from tova.lang.lexer import KEYWORDS
 from tova.lang.program import DeployBlock, Field, SubBlock, Value
+from tova.naming import APP_NAME_RULE, is_app_name, is_env_name, is_env_var
 
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PG_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(k|kb|m|mb|g|gb)\s*$", re.IGNORECASE)
 HEALTH_RE = re.compile(r"^/[A-Za-z0-9._~%/:@!$&()*+,;=?-]*$")
@@ -123,7 +121,7 @@ def build_config(  # noqa: C901
             "this project has no deploy block",
             hint=f'add one to a .tova file: deploy "{env}" {{ server: "root@host" domain: "example.com" }}',
         )
-    if not ENV_NAME_RE.match(env):
+    if not is_env_name(env):
         raise ConfigError(
             f"environment name {env!r} is not valid",
             hint="use letters, digits, '-' or '_', starting with a letter (at most 40)",
@@ -260,12 +258,12 @@ def default_app_name(project: str, env: str) -> str:
 
 def _app_name(explicit: str | None, project: str, env: str, loc: Location) -> str:
     name = explicit if explicit is not None else default_app_name(project, env)
-    if not APP_NAME_RE.match(name):
+    if not is_app_name(name):
         where = f"app name {name!r}" if explicit is not None else \
             f"the app name {name!r} derived from project {project!r}"
         raise ConfigError(
             f"{where} is not a valid app name",
-            hint='use lower-case letters, digits and "-", starting with a letter, at most 40 chars; '
+            hint=f'use {APP_NAME_RULE}; '
                  f'set it in tova.toml: [tova-deploy.apps] then {env} = "myapp"',
             loc=loc,
         )
@@ -394,7 +392,7 @@ def _env_var(f: Field, env: str) -> tuple[str, str]:
     if f.key in RESERVED_ENV:
         raise ConfigError(f"env {{ {f.key} }} is set by the server: {RESERVED_ENV[f.key]}",
                           hint=f"remove {f.key} from env {{ }}", loc=f.loc)
-    if not ENV_VAR_RE.match(f.key) or f.key in KEYWORDS:
+    if not is_env_var(f.key) or f.key in KEYWORDS:
         raise ConfigError(
             f"env name `{f.key}` is not valid",
             hint="env names are letters, digits and _, not starting with a digit",

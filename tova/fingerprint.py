@@ -25,6 +25,18 @@ def package_files(root: Path = PACKAGE_ROOT) -> list[str]:
     return sorted(out)
 
 
+def watcher_version() -> str:
+    """The toolkit version plus a digest of the health watcher's code: it changes (and so
+    the watcher unit's text, and provision.sh restarts the watcher) when an update changes
+    that code. Read as files, so the pure renderer need not import the server side."""
+    import tova
+
+    digest = hashlib.sha256()
+    for rel in ("server/watchdog.py", "server/health.py"):
+        digest.update((PACKAGE_ROOT / rel).read_bytes())
+    return f"{tova.__version__} (watcher {digest.hexdigest()[:12]})"
+
+
 @lru_cache(maxsize=1)
 def package_fingerprint() -> str:
     """sha256 over every file of the tova package (path and bytes).

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from dulwich.repo import Repo
 
-from tova.errors import TovaError
-from tova.server.layout import Layout
+from tova.errors import EXIT_REMOTE, TovaError
+from tova.layout import Layout
 from tova.server.pipeline import ZERO, deploy
 from tova.server.system import System
 from tova.server.ui import Out
@@ -23,7 +23,7 @@ def repo_identity(repo: Repo) -> tuple[str, str]:
         return cfg.get((b"tova",), b"app").decode(), cfg.get((b"tova",), b"env").decode()
     except KeyError:
         raise TovaError("this repository is not set up for tova (no tova.app / tova.env in its config)",
-                        hint="run in the project: tova deploy ENV --setup-git", exit_code=5) from None
+                        hint="run in the project: tova deploy ENV --setup-git", exit_code=EXIT_REMOTE) from None
 
 
 def run_hook(lines: Iterable[str], git_dir: Path, settings: ServerSettings, system: System,

@@ -30,6 +30,14 @@ class HealthCheck:
     fallback: bool = False
 
 
+FALLBACK_PATH = "/"  # what a fallback check requests (see tova.server.health)
+
+
+def probe_path(health: HealthCheck) -> str:
+    """The path a check requests: pure, so the renderer and the plan use it too."""
+    return FALLBACK_PATH if health.fallback else health.path
+
+
 @dataclass(frozen=True)
 class Database:
     """One engine the app uses. Settings are engine-specific and None when not used:

@@ -1,10 +1,32 @@
-"""Names derived from an app name, shared by the renderer and the server side."""
+"""Names: the rules an app name, an environment name and an environment variable name
+follow, and every name derived from an app (system users, units, database role, Redis
+user). Shared by the config checks, the renderer, the server side and the client."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 
+# App names become directory names, unit names, system users and database names: boring.
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+APP_NAME_RULE = 'lower-case letters, digits and "-", starting with a letter, at most 40 characters'
+# Deploy environments (`deploy "prod" { }`) name git remotes and appear in app names.
+ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
+# Environment variables: what a shell, systemd and a .env file all accept as a name.
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_USER = 32  # useradd's limit
+
+
+def is_app_name(name: str) -> bool:
+    return APP_NAME_RE.match(name) is not None
+
+
+def is_env_name(name: str) -> bool:
+    return ENV_NAME_RE.match(name) is not None
+
+
+def is_env_var(name: str) -> bool:
+    return ENV_VAR_RE.match(name) is not None
 
 
 def _user(prefix: str, app: str) -> str:
@@ -25,6 +47,20 @@ def build_user(app: str) -> str:
     """The user the app's pushed code is built as: never root, never the app's own user
     (a hostile build must not touch the app's data)."""
     return _user("tova-build-", app)
+
+
+def unit_template(app: str) -> str:
+    """The app's systemd template unit; one instance per port."""
+    return f"tova-{app}@.service"
+
+
+def unit(app: str, port: int) -> str:
+    return f"tova-{app}@{port}.service"
+
+
+def legacy_health_units(app: str) -> tuple[str, str]:
+    """The per-app health timer and its service, from before the server-wide watcher."""
+    return f"tova-{app}-health.service", f"tova-{app}-health.timer"
 
 
 def pg_role(app: str) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from tova.naming import is_env_var
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -25,7 +27,7 @@ def systemd_env(name: str, value: object) -> str:
     quotes it C-unescapes (so \\ and " are escaped) and it expands %-specifiers (so % is
     doubled). A newline would end the line, so it is refused; other control characters
     are written as \\xNN escapes."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not is_env_var(name):
         raise ValueError(f"invalid environment variable name: {name!r}")
     text = str(value)
     if "\n" in text or "\r" in text or "\x00" in text:

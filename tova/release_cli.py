@@ -7,6 +7,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -17,15 +19,15 @@ if TYPE_CHECKING:
     from dulwich.refs import Ref
 
 import tova
-from tova.errors import EXIT_USAGE, TovaError, run_at_edge
+from tova.errors import EXIT_OK, EXIT_USAGE, TovaError, run_at_edge
+from tova.layout import Layout, check_app_name
 from tova.server.atomic import write_atomic
 from tova.server.checkout import resolve_commit
-from tova.server.layout import Layout, check_app_name
-from tova.server.ops import Server
+from tova.server.ops import ServerOps
 from tova.server.pipeline import deploy
 from tova.server.system import select_system
 from tova.server.ui import Out
-from tova.settings import ServerSettings, load_settings
+from tova.settings import ServerSettings, compiler_argv, load_settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,153 +133,152 @@ def _emit(data: dict[str, Any]) -> None:
     print(json.dumps(data, sort_keys=True))
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: C901
-    if args.cmd == "version":
-        if args.json:
-            from tova.fingerprint import package_fingerprint
+@dataclass(frozen=True)
+class Session:
+    """What every subcommand handler works with."""
 
-            _emit({"version": tova.__version__, "fingerprint": package_fingerprint()})
-        else:
-            print(f"tova-release {tova.__version__}")
-        return 0
+    settings: ServerSettings
+    layout: Layout
+    ops: ServerOps
+    out: Out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "version":  # needs no settings: it must answer even on a broken server
+        return cmd_version(args)
     settings = load_settings()
     layout = Layout.of(settings.root)
-    server = Server(settings, layout, select_system(layout))
+    ops = ServerOps(settings, layout, select_system(layout))
     # A structured answer must own stdout: progress goes to stderr then.
-    quiet = getattr(args, "json", False)
-    out = Out(sys.stderr if quiet else sys.stdout)
-    out.journal = server.system.journal
-
-    if args.cmd == "init":
-        return cmd_init(args, layout, settings)
-    if args.cmd == "hook":
-        from tova.hook import run_hook
-        git_dir = Path(os.environ.get("GIT_DIR", "."))
-        return run_hook(sys.stdin, git_dir.resolve(), settings, server.system, out)
-    if args.cmd == "pre-receive":
-        from dulwich.repo import Repo as _Repo
-
-        from tova.hook import repo_identity
-        from tova.server.precheck import run_precheck
-        git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
-        if not (git_dir / "HEAD").is_file():
-            raise TovaError("pre-receive runs inside an app's bare repository",
-                            hint="git runs it as hooks/pre-receive during a push")
-        app_name, env = repo_identity(_Repo(str(git_dir)))
-        return run_precheck(sys.stdin, git_dir, settings, layout.app(app_name), env, sys.stderr)
-    if args.cmd == "deploy":
-        from tova.hook import repo_identity
-        app = server.resolve_app(args.app)
-        repo = Repo(str(app.repo))
-        app_name, env = repo_identity(repo)
-        commit = resolve_commit(repo, args.rev)
-        outcome = deploy(settings, layout, app, env, repo, server.system, out, commit.id, None)
-        return outcome.exit_code
-    if args.cmd == "rollback":
-        version = server.rollback(server.resolve_app(args.app), args.to, out)
-        if args.json:
-            _emit({"version": version})
-        return 0
-    if args.cmd == "releases":
-        rows = server.releases(server.resolve_app(args.app))
-        if args.json:
-            _emit({"releases": rows})
-        else:
-            for r in rows:
-                print(f"{r['version']:>6}  {(r['commit'] or '')[:12]:12}  {r['status']:8}  {r['time'] or ''}")
-        return 0
-    if args.cmd == "status":
-        st = server.status(server.resolve_app(args.app))
-        if args.json:
-            _emit(st)
-        else:
-            print(f"{st['app']} ({st['env']}) {st['domain'] or ''}  {st['version'] or 'not deployed'}")
-            for i in st["instances"]:
-                print(f"  @{i['port']}  {i['state']}")
-        return 0
-    if args.cmd == "apps":
-        data = server.apps()
-        if args.json:
-            _emit(data)
-        else:
-            for a in data["apps"]:
-                print(f"{a['app']:16} {a['domain'] or '':28} {a['version'] or '-':6} "
-                      f"{a['instances']} instance{'s' if a['instances'] != 1 else ''}  {a['state']}")
-        return 0
-    if args.cmd == "logs":
-        app = server.resolve_app(args.app)
-        ports = server.ports(app)
-        if args.instance is not None:
-            ports = [ports[args.instance - 1]] if 1 <= args.instance <= len(ports) else \
-                [p for p in ports if p == args.instance]
-            if not ports:
-                raise TovaError(f"no instance {args.instance}", hint="instances are numbered from 1")
-        return server.system.logs(app.name, ports, args.since, args.follow)
-    if args.cmd == "env":
-        return cmd_env(args, server, out)
-    if args.cmd == "toolchain":
-        return cmd_toolchain(args, settings, out)
-    if args.cmd == "remove":
-        if not args.yes:
-            raise TovaError(f"removing {args.app} needs confirmation", hint="pass --yes")
-        result = server.remove(server.resolve_app(args.app), out)
-        if args.json:
-            _emit(result)
-        return 0
-    raise TovaError(f"unknown command {args.cmd}", hint="see: tova-release --help")
+    out = Out(sys.stderr if getattr(args, "json", False) else sys.stdout)
+    out.journal = ops.system.journal
+    return HANDLERS[args.cmd](args, Session(settings, layout, ops, out))
 
 
-def cmd_env(args: argparse.Namespace, server: Server, out: Out) -> int:
+def cmd_version(args: argparse.Namespace) -> int:
+    if args.json:
+        from tova.fingerprint import package_fingerprint
+
+        _emit({"version": tova.__version__, "fingerprint": package_fingerprint()})
+    else:
+        print(f"tova-release {tova.__version__}")
+    return EXIT_OK
+
+
+def cmd_hook(args: argparse.Namespace, s: Session) -> int:
+    from tova.hook import run_hook
+
+    git_dir = Path(os.environ.get("GIT_DIR", "."))
+    return run_hook(sys.stdin, git_dir.resolve(), s.settings, s.ops.system, s.out)
+
+
+def cmd_pre_receive(args: argparse.Namespace, s: Session) -> int:
+    from tova.hook import repo_identity
+    from tova.server.precheck import run_precheck
+
+    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    if not (git_dir / "HEAD").is_file():
+        raise TovaError("pre-receive runs inside an app's bare repository",
+                        hint="git runs it as hooks/pre-receive during a push")
+    app_name, env = repo_identity(Repo(str(git_dir)))
+    return run_precheck(sys.stdin, git_dir, s.settings, s.layout.app(app_name), env, sys.stderr)
+
+
+def cmd_deploy(args: argparse.Namespace, s: Session) -> int:
+    from tova.hook import repo_identity
+
+    app = s.ops.resolve_app(args.app)
+    repo = Repo(str(app.repo))
+    _, env = repo_identity(repo)
+    commit = resolve_commit(repo, args.rev)
+    return deploy(s.settings, s.layout, app, env, repo, s.ops.system, s.out, commit.id, None).exit_code
+
+
+def cmd_rollback(args: argparse.Namespace, s: Session) -> int:
+    version = s.ops.rollback(s.ops.resolve_app(args.app), args.to, s.out)
+    if args.json:
+        _emit({"version": version})
+    return EXIT_OK
+
+
+def cmd_releases(args: argparse.Namespace, s: Session) -> int:
+    rows = s.ops.releases(s.ops.resolve_app(args.app))
+    if args.json:
+        _emit({"releases": rows})
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['version']:>6}  {(r['commit'] or '')[:12]:12}  {r['status']:8}  {r['time'] or ''}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, s: Session) -> int:
+    st = s.ops.status(s.ops.resolve_app(args.app))
+    if args.json:
+        _emit(st)
+        return EXIT_OK
+    print(f"{st['app']} ({st['env']}) {st['domain'] or ''}  {st['version'] or 'not deployed'}")
+    for i in st["instances"]:
+        print(f"  @{i['port']}  {i['state']}")
+    return EXIT_OK
+
+
+def cmd_apps(args: argparse.Namespace, s: Session) -> int:
+    data = s.ops.apps()
+    if args.json:
+        _emit(data)
+        return EXIT_OK
+    for a in data["apps"]:
+        print(f"{a['app']:16} {a['domain'] or '':28} {a['version'] or '-':6} "
+              f"{a['instances']} instance{'s' if a['instances'] != 1 else ''}  {a['state']}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace, s: Session) -> int:
+    app = s.ops.resolve_app(args.app)
+    ports = s.ops.ports(app)
+    if args.instance is not None:
+        ports = [ports[args.instance - 1]] if 1 <= args.instance <= len(ports) else \
+            [p for p in ports if p == args.instance]
+        if not ports:
+            raise TovaError(f"no instance {args.instance}", hint="instances are numbered from 1")
+    return s.ops.system.logs(app.name, ports, args.since, args.follow)
+
+
+def cmd_env(args: argparse.Namespace, s: Session) -> int:
     from tova.server import envfile
-    app = server.resolve_app(args.app)
+
+    app = s.ops.resolve_app(args.app)
     if args.action == "list":
         names = sorted(envfile.read(app.env_file))
         if args.json:
             _emit({"names": names})
         else:
             print("\n".join(names))
-        return 0
-    if args.action == "set":
-        values: dict[str, str] = {}
-        if args.pairs:
-            for pair in args.pairs:
-                key, sep, value = pair.partition("=")
-                if not sep:
-                    raise TovaError(f"expected KEY=VALUE, got {key!r}", hint="e.g. JWT_SECRET=...")
-                values[key] = value
-        else:
-            try:
-                data = json.loads(sys.stdin.read() or "{}")
-            except json.JSONDecodeError as exc:
-                raise TovaError(f"stdin is not a JSON object: {exc.msg}", hint='send {"KEY": "value"}') from exc
-            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-                raise TovaError("stdin must be a JSON object of strings", hint='send {"KEY": "value"}')
-            values = data
-        if not values:
-            raise TovaError("nothing to set", hint="pass KEY=VALUE or a JSON object on stdin")
-        server.env_set(app, values, out)
-        return 0
-    server.env_unset(app, args.keys, out)
-    return 0
+    elif args.action == "set":
+        s.ops.env_set(app, _values_to_set(args.pairs), s.out)
+    else:
+        s.ops.env_unset(app, args.keys, s.out)
+    return EXIT_OK
 
 
-def cmd_toolchain(args: argparse.Namespace, settings: ServerSettings, out: Out) -> int:
+def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
     from tova.server import toolchain
 
+    settings = s.settings
     uploaded = None
     if args.upload:
         uploaded = toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
-        out.sub(f"Uploaded Tova compiler {uploaded} → {toolchain.compiler_argv(settings)[0]}", True)
+        s.out.sub(f"Uploaded Tova compiler {uploaded} → {compiler_argv(settings)[0]}", True)
     expected = args.expect_version or uploaded
     if expected:
         toolchain.record_version(settings, expected)
         settings = load_settings()
-    found = toolchain.ensure(settings, out.passthrough)
+    found = toolchain.ensure(settings, s.out.passthrough)
     if args.json:
         _emit({"bun": found.bun, "compiler": found.compiler, "expected": settings.compiler_version or None})
     else:
         print(f"Bun {found.bun}, Tova compiler {found.compiler}")
-    return 0
+    return EXIT_OK
 
 
 def install_hooks(repo: Path) -> bool:
@@ -293,7 +294,39 @@ def install_hooks(repo: Path) -> bool:
     return written
 
 
-def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings) -> int:
+def _values_to_set(pairs: list[str]) -> dict[str, str]:
+    """KEY=VALUE arguments, or (with none) a JSON object of strings on stdin."""
+    values: dict[str, str] = {}
+    if pairs:
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise TovaError(f"expected KEY=VALUE, got {key!r}", hint="e.g. JWT_SECRET=...")
+            values[key] = value
+    else:
+        try:
+            data = json.loads(sys.stdin.read() or "{}")
+        except json.JSONDecodeError as exc:
+            raise TovaError(f"stdin is not a JSON object: {exc.msg}", hint='send {"KEY": "value"}') from exc
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise TovaError("stdin must be a JSON object of strings", hint='send {"KEY": "value"}')
+        values = data
+    if not values:
+        raise TovaError("nothing to set", hint="pass KEY=VALUE or a JSON object on stdin")
+    return values
+
+
+def cmd_remove(args: argparse.Namespace, s: Session) -> int:
+    if not args.yes:
+        raise TovaError(f"removing {args.app} needs confirmation", hint="pass --yes")
+    result = s.ops.remove(s.ops.resolve_app(args.app), s.out)
+    if args.json:
+        _emit(result)
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace, s: Session) -> int:
+    layout = s.layout
     app = layout.app(check_app_name(args.app))
     created = not app.repo.exists()
     app.dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +342,7 @@ def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings)
     cfg.set((b"tova",), b"app", args.app.encode())
     cfg.set((b"tova",), b"env", args.env.encode())
     cfg.set((b"tova",), b"root", str(layout.root).encode())
-    cfg.set((b"tova",), b"toolkit", str(layout.root / "toolkit").encode())
+    cfg.set((b"tova",), b"toolkit", str(layout.toolkit).encode())
     cfg.write_to_path()
     if args.branch:
         repo.refs.set_symbolic_ref(cast("Ref", b"HEAD"), cast("Ref", b"refs/heads/" + args.branch.encode()))
@@ -327,7 +360,24 @@ def cmd_init(args: argparse.Namespace, layout: Layout, settings: ServerSettings)
             print("→ Installing pre-receive and post-receive hooks  ✓")
         if not created and not hook_installed:
             print(f"→ {app.repo} and its hook are already in place  ✓")
-    return 0
+    return EXIT_OK
+
+
+# One handler per subcommand (`version` runs before settings are read).
+HANDLERS: dict[str, Callable[[argparse.Namespace, Session], int]] = {
+    "init": cmd_init,
+    "hook": cmd_hook,
+    "pre-receive": cmd_pre_receive,
+    "deploy": cmd_deploy,
+    "rollback": cmd_rollback,
+    "releases": cmd_releases,
+    "status": cmd_status,
+    "apps": cmd_apps,
+    "logs": cmd_logs,
+    "env": cmd_env,
+    "remove": cmd_remove,
+    "toolchain": cmd_toolchain,
+}
 
 
 if __name__ == "__main__":

@@ -14,17 +14,24 @@ import jinja2
 
 from tova import quoting
 from tova.errors import ConfigError
-from tova.manifest import MANIFEST_FILE, Manifest, canonical_json
-from tova.naming import app_user, pg_database, pg_role  # shared with the server side
-from tova.server.assets import STATIC
-from tova.server.health import probe_path
-from tova.server.layout import Layout
-from tova.settings import ServerSettings
+from tova.fingerprint import watcher_version
+from tova.layout import Layout
+from tova.manifest import MANIFEST_FILE, Manifest, canonical_json, probe_path
+from tova.naming import (  # shared with the server side
+    APP_NAME_RULE,
+    app_user,
+    is_app_name,
+    is_env_name,
+    is_env_var,
+    pg_database,
+    pg_role,
+    redis_user,
+    unit_template,
+)
+from tova.settings import ServerSettings, compiler_argv
 
 BUN_PATH = "/usr/local/bin/bun"
 SERVER_ENTRY = "server.js"  # the pipeline guarantees this entry in every release
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_APP = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
 
 def _environment() -> jinja2.Environment:
@@ -52,14 +59,14 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
         files = {
             "caddy/Caddyfile": _render("Caddyfile.j2", ctx),
             f"caddy/apps/{app}.caddy": _render("app.caddy.j2", ctx),
-            f"systemd/tova-{app}@.service": _render("app.service.j2", ctx),
+            f"systemd/{unit_template(app)}": _render("app.service.j2", ctx),
             "systemd/tova-health.service": _render("tova-health.service.j2", ctx),
         }
         # (template variable, delimiter variable, file) for each file provision.sh carries.
         embedded = [
             ("caddy_master_text", "delim_caddy_master", "caddy/Caddyfile"),
             ("caddy_app_text", "delim_caddy", f"caddy/apps/{app}.caddy"),
-            ("app_unit_text", "delim_unit", f"systemd/tova-{app}@.service"),
+            ("app_unit_text", "delim_unit", f"systemd/{unit_template(app)}"),
             ("health_service_text", "delim_health_service", "systemd/tova-health.service"),
         ]
         for text_var, delim_var, rel in embedded:
@@ -143,13 +150,13 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "env_file": str(a.env_file),
         "provision_path": str(a.provision_script),
         "health_script": str(a.health_script),
-        "toolkit_python": str(layout.toolkit_bin / "python"),
-        "toolkit_version": _watcher_version(),
+        "toolkit_python": str(layout.toolkit_python),
+        "toolkit_version": watcher_version(),
         "caddy_dir": str(layout.caddy_dir),
         "caddy_master": str(layout.caddy_master),
         "caddy_app_file": str(layout.caddy_app(m.app)),
         "caddy_apps_glob": f"{layout.caddy_apps_dir}/*.caddy",
-        "static_dir": str(a.current / STATIC),
+        "static_dir": str(a.current_static),
         "user": app_user(m.app),
         "packages": packages,
         "db_packages": db_packages,
@@ -166,7 +173,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "pg_db_url_path": url_quote(pg_database(m.app, pg.name), safe="") if pg else "",
         "pg_port": (pg.port or 5432) if pg else 5432,
         "redis": bool(redis),
-        "redis_user": f"tova-{m.app}",
+        "redis_user": redis_user(m.app),
         "redis_keys": f"{m.app}:*",
         "redis_port": (redis.port or 6379) if redis else 6379,
         "redis_maxmemory": str(redis.maxmemory_bytes) if redis and redis.maxmemory_bytes else "",
@@ -191,20 +198,6 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
     }
 
 
-def _watcher_version() -> str:
-    """The toolkit version plus a digest of the watcher's code: it changes (and so the
-    unit's text, and provision.sh restarts the watcher) when an update changes that code."""
-    import hashlib
-
-    import tova
-    from tova.server import health, watchdog
-
-    digest = hashlib.sha256()
-    for module in (watchdog, health):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    return f"{tova.__version__} (watcher {digest.hexdigest()[:12]})"
-
-
 def render_toolchain(s: ServerSettings) -> str:
     """toolchain.sh: Bun and the Tova compiler, run before a build when either is missing."""
     _validate_toolchain(s)
@@ -215,12 +208,10 @@ def render_toolchain(s: ServerSettings) -> str:
 
 
 def _toolchain_context(s: ServerSettings) -> dict[str, str]:
-    from tova.server.toolchain import compiler_argv, compiler_dir
-
     return {
         "compiler_cmd": " ".join(compiler_argv(s)),
         "compiler_install": s.compiler_install,
-        "compiler_dir": str(compiler_dir(s)),
+        "compiler_dir": str(Layout.of(s.root).compiler_dir),
         "tova_version": s.compiler_version,
     }
 
@@ -231,10 +222,10 @@ def _fail(message: str, hint: str) -> None:
 
 def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa: C901
     """Checks that quoting alone cannot express: the shape of names, numbers and paths."""
-    if not _APP.fullmatch(m.app):
-        _fail(f"invalid app name {m.app!r}", "app names are [a-z][a-z0-9-]{0,39}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", m.env):
-        _fail(f"invalid environment name {m.env!r}", "use letters, digits, _ . -")
+    if not is_app_name(m.app):
+        _fail(f"invalid app name {m.app!r}", f"app names are {APP_NAME_RULE}")
+    if not is_env_name(m.env):
+        _fail(f"invalid environment name {m.env!r}", "use letters, digits, _ and -, starting with a letter")
     if not re.fullmatch(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", m.domain):
         _fail(f"invalid domain {m.domain!r}", "e.g. myapp.com")
     if s.tls not in ("auto", "internal"):
@@ -249,7 +240,7 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             _fail(f"bad port {port!r}", "ports are integers 1-65535")
     for name in (*m.secrets.required, *m.secrets.auto, *(k for k, _ in m.env_vars)):
-        if not _NAME.fullmatch(name):
+        if not is_env_var(name):
             _fail(f"invalid environment variable name {name!r}", "use letters, digits and _")
     for label, value in (
         ("memory", m.memory_bytes),

@@ -4,12 +4,14 @@ variables (TOVA_<NAME in upper case>). Defaults work on a stock Debian or Ubuntu
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from tova.errors import TovaError
+from tova.layout import Layout
 
 DEFAULT_ROOT = "/opt/tova"
 DEFAULT_COMPILER_INSTALL = (
@@ -90,3 +92,9 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
                 hint=f"fix it in {path} or in TOVA_{name.upper()}",
             ) from None
     return replace(settings, **coerced)
+
+
+def compiler_argv(settings: ServerSettings) -> list[str]:
+    """The compiler's command: the `compiler` setting split as a shell would, else the
+    compiler installed under the root."""
+    return shlex.split(settings.compiler) or [str(Layout.of(settings.root).compiler_dir / "tova")]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tova
-from tova.client import errors, localgit, wheels
+from tova.client import failures, localgit, wheels
 from tova.client.out import WARN, heading, note, say, step
 from tova.client.remote import Probe, Server
 from tova.client.scripts import server_script
@@ -42,7 +42,7 @@ def ensure_python(server: Server, probe: Probe) -> Probe:
     if probe.python3 and probe.venv and probe.git:
         return probe
     if not probe.apt:
-        raise errors.python_missing(server.display, "apt-get is not available")
+        raise failures.python_missing(server.display, "apt-get is not available")
     for argv, what in (
         (["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "update", "-q"], "apt-get update"),
         (
@@ -62,10 +62,10 @@ def ensure_python(server: Server, probe: Probe) -> Probe:
     ):
         res = server.run(argv, root_env=False)
         if res.exit_code != 0:
-            raise errors.python_missing(server.display, f"{what} failed: {res.err.strip().splitlines()[-1:] or ''}")
+            raise failures.python_missing(server.display, f"{what} failed: {res.err.strip().splitlines()[-1:] or ''}")
     probe = server.probe(refresh=True)
     if not (probe.python3 and probe.venv and probe.git):
-        raise errors.python_missing(server.display, "python3, venv or git still missing after apt-get install")
+        raise failures.python_missing(server.display, "python3, venv or git still missing after apt-get install")
     return probe
 
 
@@ -105,7 +105,7 @@ def install_toolkit(server: Server, probe: Probe, *, offline: bool, same_version
                 ["sh", "-c", server_script("make-venv.sh"), "sh", "python3", toolkit], "creating the toolkit venv"
             )
             pip = [
-                posixpath.join(toolkit, "bin", "python"),
+                str(server.renv.layout.toolkit_python),
                 "-m",
                 "pip",
                 "install",
@@ -255,7 +255,7 @@ def toolchain_lines(server: Server, compiler: Path | None) -> list[str]:
 
 def local_compiler_version() -> str | None:
     """`tova --version` of the compiler this `tova` hands other commands to, if any."""
-    from tova.cli import find_compiler
+    from tova.client.on_path import find_compiler
     from tova.server.toolchain import parse_version
 
     compiler = find_compiler()

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from tova.client import errors
+from tova.client import failures
 from tova.client.scripts import server_script
 from tova.client.ssh import Connection, Result, Target
 from tova.errors import EXIT_REMOTE, TovaError
+from tova.layout import Layout
 from tova.settings import DEFAULT_ROOT
 
 DEFAULT_LINK_DIR = "/usr/local/bin"
@@ -52,15 +52,19 @@ class RemoteEnv:
         return ["env", *(f"{k}={val}" for k, val in v.items())] if v else []
 
     @property
+    def layout(self) -> Layout:
+        return Layout.of(self.root)  # a POSIX path on the server, as on this client
+
+    @property
     def toolkit(self) -> str:
-        return posixpath.join(self.root, "toolkit")
+        return str(self.layout.toolkit)
 
     @property
     def tova_release(self) -> str:
-        return posixpath.join(self.root, "toolkit", "bin", "tova-release")
+        return str(self.layout.tova_release)
 
     def repo_path(self, app: str) -> str:
-        return posixpath.join(self.root, "apps", app, "repo.git")
+        return str(self.layout.app(app).repo)
 
 
 @dataclass
@@ -135,10 +139,10 @@ class Server:
         if self._probe is None or refresh:
             res = self.conn.run(["sh", "-c", server_script("probe.sh"), "sh", self.renv.root, app])
             if res.exit_code != 0:
-                raise errors.from_remote_failure(self.display, "probing the server", res.exit_code, res.err)
+                raise failures.from_remote_failure(self.display, "probing the server", res.exit_code, res.err)
             self._probe = Probe.parse(res.out)
             if self._probe.uid != 0 and not self._probe.sudo:
-                raise errors.not_root(self.display, self._probe.user)
+                raise failures.not_root(self.display, self._probe.user)
         return self._probe
 
     def privileged(self, argv: list[str]) -> list[str]:
@@ -156,14 +160,14 @@ class Server:
     def run_checked(self, argv: list[str], what: str, *, stdin: bytes | None = None) -> Result:
         res = self.run(argv, stdin=stdin, root_env=False)
         if res.exit_code != 0:
-            raise errors.from_remote_failure(self.display, what, res.exit_code, res.err)
+            raise failures.from_remote_failure(self.display, what, res.exit_code, res.err)
         return res
 
     def release(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
         """`tova-release ARGS`. A missing toolkit (exit 127) becomes the setup hint."""
         res = self.run([self.renv.tova_release, *args], stdin=stdin, stream=stream)
         if res.exit_code in (126, 127):
-            raise errors.toolkit_missing(self.display, self.env_name)
+            raise failures.toolkit_missing(self.display, self.env_name)
         return res
 
     def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import sh
 
-from tova.client import errors
+from tova.client import failures
 from tova.errors import TovaError
 
 DEFAULT_PORT = 22
@@ -156,7 +156,7 @@ class Connection:
         res = _run(args, stdin=None)
         if res.exit_code != 0:
             self._cleanup_dir()
-            raise errors.from_ssh_failure(self.target.display(), res.exit_code, res.err)
+            raise failures.from_ssh_failure(self.target.display(), res.exit_code, res.err)
         self._open = True
 
     def run(
@@ -171,7 +171,7 @@ class Connection:
         self.open()
         res = _run(self.ssh_argv(remote_argv), stdin=stdin, stream=stream)
         if res.exit_code == 255:
-            raise errors.from_ssh_failure(self.target.display(), res.exit_code, res.err)
+            raise failures.from_ssh_failure(self.target.display(), res.exit_code, res.err)
         return res
 
     def interactive(self, remote_argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tova.errors import Location, TovaSyntaxError
@@ -26,7 +25,6 @@ from tova.lang.program import (
     DbDecl,
     DeployBlock,
     Field,
-    Program,
     RouteDecl,
     SecurityBlock,
     ServerBlock,
@@ -82,13 +80,6 @@ def parse_source(text: str, path: str) -> ParsedFile:
     """Parse one file's text. Raises TovaSyntaxError (with location) and nothing else."""
     sc = scan(text, path)
     return _FileReader(sc).read()
-
-
-def read_project(root: str | Path) -> Program:
-    """Read a project directory like the compiler does (see tova.lang.project)."""
-    from tova.lang.project import read_project as _read_project
-
-    return _read_project(root)
 
 
 def count_lines(text: str) -> int:
@@ -608,4 +599,4 @@ def _number(text: str, loc: Location) -> Value:
         return Value("expr", None, text, loc)
 
 
-__all__ = ["ParsedFile", "TopBlock", "parse_source", "read_project", "count_lines"]
+__all__ = ["ParsedFile", "TopBlock", "parse_source", "count_lines"]

@@ -11,7 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
-STATIC = "static"
+from tova.layout import STATIC
+
 SCRIPT_URL_DIR = ".tova-out"  # the URL folder index.html loads the client script from
 PAGES = ("index.html", "404.html", "200.html")
 CLIENT = re.compile(r"client\.[0-9a-f]{12}(\.min)?\.js")

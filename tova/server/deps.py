@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tova.errors import DeployError
-from tova.server.layout import AppLayout
+from tova.layout import AppLayout
 
 # Imports the compiler leaves in the server bundle for its database drivers, and the
 # version range installed when the project does not name one.

@@ -8,18 +8,17 @@ unquoted values, single quotes, `export KEY=...`, comments (# or ;) and blank li
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from tova.errors import TovaError
+from tova.naming import is_env_var
 from tova.server.atomic import write_atomic
 
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ESCAPED = '\\"$`'
 
 
 def check_key(key: str) -> str:
-    if not KEY_RE.match(key):
+    if not is_env_var(key):
         raise TovaError(
             f"invalid variable name {key!r}",
             hint="names use letters, digits and '_' and do not start with a digit",

@@ -18,9 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tova.manifest import HealthCheck
-
-FALLBACK_PATH = "/"
+from tova.manifest import FALLBACK_PATH, HealthCheck, probe_path
 
 
 @dataclass(frozen=True)
@@ -28,11 +26,6 @@ class HealthResult:
     ok: bool
     status: int | None
     detail: str
-
-
-def probe_path(health: HealthCheck) -> str:
-    """The path a check requests."""
-    return FALLBACK_PATH if health.fallback else health.path
 
 
 def is_healthy(status: int | None, fallback: bool) -> bool:

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from filelock import FileLock, Timeout
 
 from tova.errors import LockedError
+from tova.layout import AppLayout
 from tova.server.atomic import write_atomic
-from tova.server.layout import AppLayout
 
 
 def _holder(app: AppLayout) -> str:

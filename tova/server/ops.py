@@ -12,22 +12,22 @@ from typing import Any
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
-from tova.errors import DeployError, TovaError
+from tova.errors import EXIT_FAILED, EXIT_REMOTE, EXIT_USAGE, DeployError, TovaError
+from tova.layout import AppLayout, Layout
 from tova.manifest import MANIFEST_FILE
+from tova.naming import unit
 from tova.server import envfile, history, releases
-from tova.server.layout import AppLayout, Layout
 from tova.server.locks import deploy_lock
-from tova.server.registry import Registry
-from tova.server.registry import release as registry_release
+from tova.server.registry import Registry, free_app
 from tova.server.rollout import restart_all, switch_to
-from tova.server.system import System, unit
+from tova.server.system import System
 from tova.server.ui import Out
 from tova.server.usage import dir_bytes
 from tova.settings import ServerSettings
 
 
 @dataclass
-class Server:
+class ServerOps:
     settings: ServerSettings
     layout: Layout
     system: System
@@ -41,8 +41,8 @@ class Server:
         if app:
             a = self.layout.app(app)
             if not a.dir.is_dir():
-                raise TovaError(f"no app {app!r} on this server",
-                                hint="set it up from its project with: tova deploy ENV --setup-git", exit_code=5)
+                raise TovaError(f"no app {app!r} on this server", exit_code=EXIT_REMOTE,
+                                hint="set it up from its project with: tova deploy ENV --setup-git")
             return a
         names = sorted(p.name for p in self.layout.apps_dir.glob("*") if p.is_dir()) \
             if self.layout.apps_dir.is_dir() else []
@@ -50,7 +50,7 @@ class Server:
             return self.layout.app(names[0])
         raise TovaError("which app?" if names else "no apps on this server",
                         hint="name the app: " + ", ".join(names) if names else "deploy one first",
-                        exit_code=2 if names else 5)
+                        exit_code=EXIT_USAGE if names else EXIT_REMOTE)
 
     def ports(self, app: AppLayout) -> list[int]:
         entry = self.registry.app(app.name) or {}
@@ -77,7 +77,7 @@ class Server:
                 target = releases.previous_good(app, current)
                 if target is None:
                     raise TovaError(f"{app.name} has no earlier successful release to roll back to",
-                                    hint="list them with: tova-release releases " + app.name, exit_code=1)
+                                    hint="list them with: tova-release releases " + app.name, exit_code=EXIT_FAILED)
             if target.version == current:
                 raise TovaError(f"{target.version} is already the current release", hint="nothing to do")
             manifest = releases.read_manifest(target.path)
@@ -206,7 +206,7 @@ class Server:
             shutil.move(str(app.dir), str(archive / "app"))
             out.sub(f"Archive data to {archive}", True)
             with self.registry.transaction() as data:
-                freed = registry_release(data, app.name, self.settings.first_port)
+                freed = free_app(data, app.name, self.settings.first_port)
             if freed:
                 out.sub("Release ports " + ", ".join(map(str, freed)), True)
             out.line()

@@ -36,22 +36,22 @@ from dulwich.repo import Repo
 
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
-from tova.manifest import MANIFEST_FILE, Manifest, changed_layers
-from tova.naming import build_user
+from tova.layout import STATIC, AppLayout, Layout
+from tova.manifest import MANIFEST_FILE, Manifest, changed_layers, probe_path
+from tova.naming import build_user, unit
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
-from tova.server.assets import STATIC, arrange_static
+from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
-from tova.server.health import check, describe, probe_path
-from tova.server.layout import AppLayout, Layout
+from tova.server.health import check, describe
 from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate
 from tova.server.rollout import restart_all, switch_to
-from tova.server.system import System, unit
+from tova.server.system import System
 from tova.server.tooling import bun_binary
 from tova.server.ui import Out
-from tova.settings import ServerSettings
+from tova.settings import ServerSettings, compiler_argv
 
 STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",
          "restart", "verify", "prune")
@@ -259,7 +259,7 @@ def app_gid(ctx: Context) -> int:
 
 def step_manifest(ctx: Context, source: Path) -> Manifest:
     """The manifest the checked-out project asks for (its deploy block names the branch)."""
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     # The app's name is the one recorded with this repository at --setup-git, never
     # derived from the checkout's folder (load_manifest refuses a tova.toml naming another).
@@ -271,7 +271,7 @@ def step_build(ctx: Context, ws: Workspace) -> Path:
     output = ws.dir / "out"
     # Bun and the compiler before the first build (a fresh server has neither).
     toolchain.ensure(ctx.settings, ctx.out.passthrough)
-    argv = [*toolchain.compiler_argv(ctx.settings), "build", str(source_dir(ws.source)),
+    argv = [*compiler_argv(ctx.settings), "build", str(source_dir(ws.source)),
             "--production", "--output", str(output)]
     ctx.out.begin("Compiling .tova files...")
     try:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TextIO
 
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
+from tova.layout import AppLayout
 from tova.server import envfile
-from tova.server.layout import AppLayout
 from tova.settings import ServerSettings
 
 ZERO = "0" * 40
@@ -51,7 +51,7 @@ def compiler_problem(settings: ServerSettings,
                      which: Callable[[str], str | None] = shutil.which) -> TovaError | None:
     """No compiler and nothing configured to install one: no build can run. (With
     `compiler_install`, the build step installs a missing compiler: tova.server.toolchain.)"""
-    from tova.server.toolchain import compiler_argv
+    from tova.settings import compiler_argv
 
     if settings.compiler_install.strip():
         return None
@@ -93,7 +93,7 @@ def extract_commit(git_dir: Path, commit: str, dest: Path) -> None:
 def check_update(settings: ServerSettings, app: AppLayout, env: str, deploy_branches: set[str],
                  git_dir: Path, update: Update) -> TovaError | None:
     """Why this ref update cannot deploy, or None (it deploys, or it is not deployed)."""
-    from tova.project import load_manifest
+    from tova.loader import load_manifest
 
     branch = update.branch
     if branch is None or update.new == ZERO:

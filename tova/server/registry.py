@@ -17,8 +17,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from tova.errors import LockedError, TovaError
+from tova.layout import Layout
 from tova.server.atomic import write_atomic
-from tova.server.layout import Layout
 
 MAX_PORT = 65535
 # Well-known ports of databases and other servers an app may want beside it later (a
@@ -95,7 +95,7 @@ def allocate(data: dict[str, Any], app: str, instances: int, first_port: int,
     return ports
 
 
-def release(data: dict[str, Any], app: str, first_port: int) -> list[int]:
+def free_app(data: dict[str, Any], app: str, first_port: int) -> list[int]:
     """Remove `app` from `data` (mutated); return the ports it held."""
     entry = data["apps"].pop(app, None)
     data["next_port"] = max([first_port - 1, *used_ports(data)]) + 1

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tova.layout import RELEASE_RE, AppLayout
 from tova.manifest import MANIFEST_FILE, Manifest
 from tova.server.atomic import write_atomic
-from tova.server.layout import RELEASE_RE, AppLayout
 
 FAILED_MARKER = ".tova-failed"
 TMP_PREFIX = ".incoming-"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from functools import partial
 
+from tova.layout import AppLayout
 from tova.manifest import Manifest
 from tova.server.atomic import flip_symlink
 from tova.server.health import HealthResult, wait_for
-from tova.server.layout import AppLayout
 from tova.server.registry import Registry
 from tova.server.system import System
 from tova.server.ui import Out

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tova.server.layout import Layout
+from tova.layout import Layout
 
 # Server secrets outside the toolkit root a build never needs (missing ones are skipped).
 HIDDEN_SYSTEM_PATHS = (

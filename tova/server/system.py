@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from tova.errors import TovaError
+from tova.errors import EXIT_FAILED, TovaError
+from tova.layout import AppLayout, Layout
 from tova.manifest import Manifest
-from tova.naming import app_user, build_user, pg_database, pg_role
+from tova.naming import app_user, build_user, legacy_health_units, pg_database, pg_role, redis_user, unit, unit_template
 from tova.server import envfile
-from tova.server.layout import AppLayout, Layout
 from tova.server.procstat import process_usage
 from tova.server.releases import current_manifest
 from tova.server.sandbox import ToolRun, systemd_run_argv, tool_env
@@ -53,10 +53,6 @@ def _utcnow() -> datetime:
 
 def _sql_literal(text: str) -> str:
     return text.replace("'", "''")
-
-
-def unit(app: str, port: int) -> str:
-    return f"tova-{app}@{port}.service"
 
 
 class System(ABC):
@@ -182,7 +178,7 @@ class SystemdSystem(System):
         res = _run(argv)
         if res.returncode != 0:
             raise TovaError(f"{' '.join(argv)} failed: {res.stderr.strip() or res.returncode}",
-                            hint="see `journalctl -xe` on the server", exit_code=1)
+                            hint="see `journalctl -xe` on the server", exit_code=EXIT_FAILED)
 
     def restart_instance(self, app: AppLayout, port: int) -> None:
         for argv in self.restart_cmds(app.name, port):
@@ -321,9 +317,9 @@ class SystemdSystem(System):
             self.stop_instance(app, port)
         done.append(f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}")
         # Per-app health timers exist only on servers provisioned by earlier versions.
-        _run(["systemctl", "disable", "--now", f"tova-{app.name}-health.timer"])
-        for name in (f"tova-{app.name}@.service", f"tova-{app.name}-health.service",
-                     f"tova-{app.name}-health.timer"):
+        health_service, health_timer = legacy_health_units(app.name)
+        _run(["systemctl", "disable", "--now", health_timer])
+        for name in (unit_template(app.name), health_service, health_timer):
             (SYSTEMD_DIR / name).unlink(missing_ok=True)
         _run(["systemctl", "daemon-reload"])
         done.append("Remove systemd services")
@@ -350,9 +346,9 @@ class SystemdSystem(System):
                   "-c", f"DROP ROLE IF EXISTS {role}"])
             done.append(f"Drop database {db} and role {pg_role(app.name)} (dump archived)")
         if manifest and manifest.database("redis"):
-            _run(["redis-cli", "ACL", "DELUSER", f"tova-{app.name}"])
+            _run(["redis-cli", "ACL", "DELUSER", redis_user(app.name)])
             _run(["redis-cli", "ACL", "SAVE"])
-            done.append(f"Remove Redis user tova-{app.name}")
+            done.append(f"Remove Redis user {redis_user(app.name)}")
             keys = _run(["redis-cli", "--scan", "--pattern", f"{app.name}:*"]).stdout.split()
             for i in range(0, len(keys), 500):
                 _run(["redis-cli", "DEL", *keys[i:i + 500]])
@@ -394,7 +390,7 @@ class LocalSystem(System):
         self.stop_instance(app, port)
         server = app.current / "server.js"
         if not server.exists():
-            raise TovaError(f"{server} does not exist", hint="deploy the app first", exit_code=1)
+            raise TovaError(f"{server} does not exist", hint="deploy the app first", exit_code=EXIT_FAILED)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(app.dir)}
         manifest = current_manifest(app)
         if manifest is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -20,19 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tova.errors import DeployError, TovaError
+from tova.layout import Layout
 from tova.server.atomic import write_atomic
 from tova.server.tooling import bun_binary, run_tool
-from tova.settings import ServerSettings
+from tova.settings import ServerSettings, compiler_argv
 
 VERSION_RE = re.compile(r"Tova v?(\d[0-9A-Za-z.+-]*)")
 
 
 def compiler_dir(settings: ServerSettings) -> Path:
-    return Path(settings.root) / "compiler"
-
-
-def compiler_argv(settings: ServerSettings) -> list[str]:
-    return shlex.split(settings.compiler) or [str(compiler_dir(settings) / "tova")]
+    return Layout.of(settings.root).compiler_dir
 
 
 def parse_version(text: str) -> str | None:

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tova.errors import TovaError
-from tova.manifest import HealthCheck
-from tova.server.health import check, next_check, phase, probe_path, restart_due
-from tova.server.layout import AppLayout, Layout
+from tova.layout import AppLayout, Layout
+from tova.manifest import HealthCheck, probe_path
+from tova.naming import unit
+from tova.server.health import check, next_check, phase, restart_due
 from tova.server.registry import Registry
 from tova.server.releases import current_manifest
-from tova.server.system import System, select_system, unit
+from tova.server.system import System, select_system
 from tova.settings import ServerSettings, load_settings
 
 MAX_SLEEP = 10.0  # new apps in the registry are picked up at least this often

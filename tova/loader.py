@@ -14,7 +14,7 @@ from tova.manifest import Manifest
 
 
 def read_program(project_dir: str | Path) -> Program:
-    from tova.lang.reader import read_project
+    from tova.lang.project import read_project
 
     return read_project(Path(project_dir))
 

@@ -1,4 +1,5 @@
-"""Every path under the toolkit's root, in one place. No other module spells /opt/tova."""
+"""Every path under the toolkit's root, in one place: the server side uses it, and the
+client spells remote paths with it. No other module spells /opt/tova."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tova.errors import TovaError
+from tova.naming import APP_NAME_RULE, is_app_name
 
-# App names become directory names, unit names and database names: keep them boring.
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RELEASE_RE = re.compile(r"^v(\d+)$")
+STATIC = "static"  # the folder of a release that Caddy serves (tova.server.assets fills it)
 
 
 def check_app_name(app: str) -> str:
-    if not APP_NAME_RE.match(app):
-        raise TovaError(
-            f"invalid app name {app!r}",
-            hint="app names use lower-case letters, digits and '-', starting with a letter",
-        )
+    if not is_app_name(app):
+        raise TovaError(f"invalid app name {app!r}", hint=f"app names use {APP_NAME_RULE}")
     return app
 
 
@@ -63,8 +61,22 @@ class Layout:
         return self.root / "archive"
 
     @property
-    def toolkit_bin(self) -> Path:
-        return self.root / "toolkit" / "bin"
+    def compiler_dir(self) -> Path:
+        """Where an uploaded or installed Tova compiler lives (its `tova` inside)."""
+        return self.root / "compiler"
+
+    @property
+    def toolkit(self) -> Path:
+        """The toolkit's venv (tova-deploy installed into it)."""
+        return self.root / "toolkit"
+
+    @property
+    def toolkit_python(self) -> Path:
+        return self.toolkit / "bin" / "python"
+
+    @property
+    def tova_release(self) -> Path:
+        return self.toolkit / "bin" / "tova-release"
 
     @property
     def run_dir(self) -> Path:
@@ -86,6 +98,10 @@ class AppLayout:
         return self.dir / "repo.git"
 
     @property
+    def post_receive_hook(self) -> Path:
+        return self.repo / "hooks" / "post-receive"
+
+    @property
     def releases(self) -> Path:
         return self.dir / "releases"
 
@@ -100,6 +116,10 @@ class AppLayout:
     @property
     def current(self) -> Path:
         return self.dir / "current"
+
+    @property
+    def current_static(self) -> Path:
+        return self.current / STATIC
 
     @property
     def data(self) -> Path:
@@ -141,10 +161,6 @@ class AppLayout:
     @property
     def release_counter(self) -> Path:
         return self.dir / ".release-counter"
-
-    @property
-    def failed_marker_name(self) -> str:
-        return ".tova-failed"
 
     def current_version(self) -> str | None:
         """The release `current` points at, or None when there is none."""

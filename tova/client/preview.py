@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tova.errors import TovaError
+from tova.client.commands import cmd_plan_remote, format_plan_remote
+from tova.client.on_path import shadowing_tova
+from tova.errors import EXIT_OK, TovaError
 from tova.manifest import Manifest
+from tova.plan import plan_dict, render_plan
 from tova.settings import ServerSettings
 
 
@@ -29,8 +32,6 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
 
 def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool,
              health: dict[str, Any] | None = None) -> int:
-    from tova.plan import plan_dict, render_plan
-
     settings = ServerSettings()
     ports = plan_ports(manifest, registry, settings)
     server_view: dict[str, Any] = {"contacted": False}
@@ -41,16 +42,14 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
     if as_json:
         d = plan_dict(manifest, ports, settings.bun_version, server_view, health)
         print(json.dumps(d, indent=2, sort_keys=True))
-        return 0
+        return EXIT_OK
     lines = _server_lines(server_view) + _path_lines()
     sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health))
-    return 0
+    return EXIT_OK
 
 
 def _path_lines() -> list[str]:
     """Said once per plan: the `tova` a shell runs is another one (the compiler's)."""
-    from tova.cli import shadowing_tova
-
     other = shadowing_tova()
     if other is None:
         return []
@@ -59,10 +58,6 @@ def _path_lines() -> list[str]:
 
 
 def _server_view(project: Path, manifest: Manifest) -> dict[str, Any]:
-    try:
-        from tova.client.commands import cmd_plan_remote
-    except ImportError:
-        return {"contacted": False, "reason": "the SSH client is not available"}
     try:
         return cmd_plan_remote(project, manifest)
     except TovaError as err:
@@ -74,10 +69,6 @@ def _server_lines(view: dict[str, Any]) -> list[str]:
         reason = view.get("reason")
         return [f"Server not contacted ({reason}); showing the local plan only." if reason
                 else "Server not contacted; showing the local plan only."]
-    try:
-        from tova.client.commands import format_plan_remote
-    except ImportError:
-        return []
     return format_plan_remote(view).splitlines()
 
 
@@ -90,4 +81,4 @@ def run_render(manifest: Manifest, out_dir: Path, *, registry: str | None) -> in
     write_rendered(files, out_dir)
     for name in sorted(files):
         print(out_dir / name)
-    return 0
+    return EXIT_OK
