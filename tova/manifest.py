@@ -38,6 +38,14 @@ def probe_path(health: HealthCheck) -> str:
     return FALLBACK_PATH if health.fallback else health.path
 
 
+def describe(health: HealthCheck) -> str:
+    """One line for the plan and the push output."""
+    if health.fallback:
+        return (f"fallback check (no route answers GET {health.path}): the instance accepts "
+                f"HTTP and GET {FALLBACK_PATH} answers without a 5xx")
+    return f"GET {health.path} answers 2xx"
+
+
 @dataclass(frozen=True)
 class Database:
     """One engine the app uses. Settings are engine-specific and None when not used:

@@ -29,7 +29,7 @@ def health_view(program: Program, config: DeployConfig, health: HealthCheck,
     """Which check a deploy will use, the route that answers it, or a warning located at
     the deploy block (or at its `health:`) with the remedies. `where` shows locations."""
     from tova.infer import health_route
-    from tova.server.health import describe
+    from tova.manifest import describe
 
     route = health_route(program, health.path)
     view: dict[str, Any] = {"check": "fallback" if health.fallback else "strict", "path": health.path,

@@ -8,7 +8,7 @@ Two kinds of check (the deploy block's `HealthCheck`):
             accepts HTTP on its port and `GET /` answers without a 5xx (a 404 or a
             redirect still proves the app is up).
 The deploy, the periodic check and the plan all decide through the small pure functions
-below (`probe_path`, `is_healthy`, `describe`)."""
+below (`is_healthy`) and in tova.manifest (`probe_path`, `describe`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tova.manifest import FALLBACK_PATH, HealthCheck, probe_path
+from tova.manifest import HealthCheck, probe_path
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,6 @@ def is_healthy(status: int | None, fallback: bool) -> bool:
     if status is None:
         return False
     return 100 <= status < 500 if fallback else 200 <= status < 300
-
-
-def describe(health: HealthCheck) -> str:
-    """One line for the plan and the push output."""
-    if health.fallback:
-        return (f"fallback check (no route answers GET {health.path}): the instance accepts "
-                f"HTTP and GET {FALLBACK_PATH} answers without a 5xx")
-    return f"GET {health.path} answers 2xx"
 
 
 def check_once(port: int, path: str, timeout: float, fallback: bool = False) -> HealthResult:

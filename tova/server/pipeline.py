@@ -37,13 +37,13 @@ from dulwich.repo import Repo
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
-from tova.manifest import MANIFEST_FILE, Manifest, changed_layers, probe_path
+from tova.manifest import MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
 from tova.naming import build_user, unit
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.checkout import changed_files, checkout, commit_object
-from tova.server.health import check, describe
+from tova.server.health import check
 from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, allocate
