@@ -10,7 +10,7 @@ import pytest
 
 from tova.errors import TovaError, TovaSyntaxError
 from tova.lang.reader import parse_source
-from tova.project import load_manifest
+from tova.loader import load_manifest
 
 SERVER = 'server {\n  db { driver: "postgres" }\n  ws { on_open fn(s) { s.send("x") } }\n}\n'
 DEPLOY = 'deploy "prod" { server: "s" domain: "d.com" }\n'
