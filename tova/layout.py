@@ -97,9 +97,9 @@ class AppLayout:
     def repo(self) -> Path:
         return self.dir / "repo.git"
 
-    @property
-    def post_receive_hook(self) -> Path:
-        return self.repo / "hooks" / "post-receive"
+    def git_hook(self, name: str) -> Path:
+        """hooks/<name> of the app's bare repository (pre-receive, post-receive)."""
+        return self.repo / "hooks" / name
 
     @property
     def releases(self) -> Path:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 import tova
 from tova.errors import EXIT_OK, EXIT_USAGE, TovaError, run_at_edge
-from tova.layout import Layout, check_app_name
+from tova.layout import AppLayout, Layout, check_app_name
 from tova.server.atomic import write_atomic
 from tova.server.checkout import resolve_commit
 from tova.server.ops import ServerOps
@@ -281,13 +281,13 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
     return EXIT_OK
 
 
-def install_hooks(repo: Path) -> bool:
+def install_hooks(app: AppLayout) -> bool:
     """pre-receive (rejects a push that cannot deploy) and post-receive (deploys); True
     when one was written."""
     written = False
     for name in ("pre-receive", "post-receive"):
         text = resources.files("tova").joinpath(f"data/{name}").read_bytes()
-        hook = repo / "hooks" / name
+        hook = app.git_hook(name)
         if not hook.exists() or hook.read_bytes() != text:
             write_atomic(hook, text, mode=0o755)
             written = True
@@ -345,8 +345,10 @@ def cmd_init(args: argparse.Namespace, s: Session) -> int:
     cfg.set((b"tova",), b"toolkit", str(layout.toolkit).encode())
     cfg.write_to_path()
     if args.branch:
-        repo.refs.set_symbolic_ref(cast("Ref", b"HEAD"), cast("Ref", b"refs/heads/" + args.branch.encode()))
-    hook_installed = install_hooks(app.repo)
+        head: Ref = cast("Ref", b"HEAD")  # dulwich's typed name for a ref; bytes at run time
+        branch: Ref = cast("Ref", b"refs/heads/" + args.branch.encode())
+        repo.refs.set_symbolic_ref(head, branch)
+    hook_installed = install_hooks(app)
     for d in (app.data, app.releases):
         d.mkdir(parents=True, exist_ok=True)
     result = {"app": args.app, "env": args.env, "repo": str(app.repo), "created": created,

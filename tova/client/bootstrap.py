@@ -29,12 +29,8 @@ from tova.manifest import Manifest
 
 @dataclass
 class SetupResult:
-    toolkit_installed: bool = False  # installed or upgraded during this run
-    toolkit_version: str = ""
     repo_created: bool = False
     hook_installed: bool = False
-    remote_added: bool = False
-    remote_conflict: str | None = None  # the URL an existing remote points to instead
     lines: list[str] = field(default_factory=list)
 
 
@@ -143,12 +139,10 @@ def ensure_remote(project: Path, manifest: Manifest, server: Server, result: Set
     current = localgit.remote_url(project, name)
     if current is None:
         localgit.add_remote(project, name, url)
-        result.remote_added = True
         result.lines.append(step(f'Adding git remote "{name}" to local project'))
     elif current == url:
         result.lines.append(step(f'Git remote "{name}" already in place'))
     else:
-        result.remote_conflict = current
         result.lines.append(step(f'Git remote "{name}" points to {current}; left as is', WARN))
         result.lines.append(f"      (expected {url}; change it with `git remote set-url {name} {url}`)")
         return
@@ -195,13 +189,11 @@ def setup_git(
     probe = ensure_python(server, probe)
     installed = installed_version(server, probe)
     ours = (tova.__version__, package_fingerprint())
-    result.toolkit_version = tova.__version__
     if installed == ours:
         result.lines.append(step(f"Toolkit {tova.__version__} already installed"))
     else:
         version = installed[0] if installed else None
         install_toolkit(server, probe, offline=offline, same_version=version == tova.__version__)
-        result.toolkit_installed = True
         if version is None:
             verb = f"Installing toolkit {tova.__version__}"
         elif version == tova.__version__:

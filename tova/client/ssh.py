@@ -26,7 +26,6 @@ import sh
 from tova.client import failures
 from tova.errors import TovaError
 
-DEFAULT_PORT = 22
 CONNECT_TIMEOUT = 15
 PERSIST = "60"  # seconds the master outlives an unexpected exit of ours
 
@@ -164,7 +163,6 @@ class Connection:
         remote_argv: list[str],
         stdin: bytes | None = None,
         stream: bool = False,
-        on_stderr: Callable[[str], None] | None = None,
     ) -> Result:
         """Run one remote command. stream=True copies its stdout and stderr to ours as it
         arrives (and still returns them). ssh's own failures (exit 255) raise RemoteError."""

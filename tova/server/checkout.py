@@ -73,7 +73,8 @@ class _PackFile:
 
     def offset(self, raw_sha: bytes) -> int | None:
         try:
-            return int(self.index.object_offset(cast("RawObjectID", raw_sha)))
+            raw: RawObjectID = cast("RawObjectID", raw_sha)  # dulwich's typed bytes
+            return int(self.index.object_offset(raw))
         except KeyError:
             return None
 
@@ -126,7 +127,8 @@ class ObjectReader:
                     raise DeployError(f"cannot read object {hexsha.decode()} from its pack: {exc}",
                                       hint="the repository is corrupt; run `git fsck` in it and push again") from exc
         try:  # loose objects (fresh from a push), packs added since we opened, alternates
-            return self.store.get_raw(cast("ObjectID", hexsha))
+            sha: ObjectID = cast("ObjectID", hexsha)  # dulwich's typed bytes
+            return self.store.get_raw(sha)
         except KeyError:
             raise DeployError(f"the repository is missing object {hexsha.decode()}",
                               hint="push again") from None

@@ -100,10 +100,6 @@ def mark_failed(release_dir: Path, reason: str) -> None:
     write_atomic(release_dir / FAILED_MARKER, reason + "\n")
 
 
-def clear_failed(release_dir: Path) -> None:
-    (release_dir / FAILED_MARKER).unlink(missing_ok=True)
-
-
 def clean_leftovers(app: AppLayout) -> None:
     """Remove half-built releases and build dirs left by a crashed deploy (call under the
     deploy lock)."""

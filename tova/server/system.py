@@ -511,16 +511,6 @@ class LocalSystem(System):
             if _ours(pid, self.layout.app(pidfile.parent.name)):
                 terminate(pid, grace=2)
 
-    def all_pids(self) -> list[int]:
-        """Every instance pid this adapter has recorded (test teardown)."""
-        out = []
-        for pidfile in self.layout.run_dir.glob("*/*.pid"):
-            try:
-                out.append(int(pidfile.read_text().strip()))
-            except (OSError, ValueError):
-                pass
-        return out
-
 
 def _alive(pid: int) -> bool:
     try:
