@@ -6,7 +6,7 @@ in two passes:
 1. `scan()` walks the whole file once and records only what can hide a brace: strings
    (with nested interpolation), comments, regex literals, style blocks and markup text,
    as opaque spans, plus the matching `}` of every `{` token. It makes the same choices as
-   the compiler's lexer (tova-syntax.md section 1): a `/` starts a regex only after a
+   the compiler's lexer (docs/tova-syntax.md section 1): a `/` starts a regex only after a
    non-value token; a `<` starts markup after a non-value token *or a newline*; markup is
    a flat state machine (tags, `{expr}`, `if`/`for`/`match` bodies) like the compiler's,
    so nesting depth costs nothing and nothing recurses. Ordinary code between the spans is

@@ -1,5 +1,5 @@
 """Which files make the app: ONE answer for the reader (plan, hook) and the server's build
-step, read the way the production build reads them (tova-compiler-facts.md):
+step, read the way the production build reads them (docs/tova-compiler-facts.md):
 
 - the source folder is tova.toml's `[project] entry` when set, else `src/` when it exists,
   else the project root;
