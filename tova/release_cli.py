@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("toolchain")
     s.add_argument("--expect-version", metavar="X.Y.Z", help="the compiler version builds must use")
     s.add_argument("--upload", metavar="ENTRY", help="install the compiler tar on stdin; ENTRY is its start command")
+    s.add_argument("--check", action="store_true", help="only report what is there (and the TLS mode)")
     s.add_argument("--json", **json_flag)
     s = command("remove")
     s.add_argument("app")
@@ -265,15 +266,22 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
     from tova.server import toolchain
 
     settings = s.settings
-    uploaded = None
+    if args.check:
+        found = toolchain.inspect(settings)
+        _emit({"bun": found.bun, "compiler": found.compiler, "expected": settings.compiler_version or None,
+               "problems": list(found.problems), "tls": settings.tls})
+        return EXIT_OK
     if args.upload:
-        uploaded = toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
-        s.out.sub(f"Uploaded Tova compiler {uploaded} → {compiler_argv(settings)[0]}", True)
-    expected = args.expect_version or uploaded
-    if expected:
-        toolchain.record_version(settings, expected)
+        toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
+        s.out.sub(f"Uploaded the Tova compiler to {compiler_argv(settings)[0]}", True)
+    if args.expect_version:
+        toolchain.record_version(settings, args.expect_version)
         settings = load_settings()
     found = toolchain.ensure(settings, s.out.passthrough)
+    if args.upload and not args.expect_version and found.compiler:
+        # No local compiler to follow: the uploaded one's version is the expected one.
+        toolchain.record_version(settings, found.compiler)
+        settings = load_settings()
     if args.json:
         _emit({"bun": found.bun, "compiler": found.compiler, "expected": settings.compiler_version or None})
     else:

@@ -21,6 +21,7 @@ from typing import TextIO
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.layout import AppLayout
 from tova.server import envfile
+from tova.server.safetar import extract_safely
 from tova.settings import ServerSettings
 
 ZERO = "0" * 40
@@ -71,14 +72,14 @@ def compiler_problem(settings: ServerSettings,
 
 def extract_commit(git_dir: Path, commit: str, dest: Path) -> None:
     """The pushed commit's files. The objects are still in git's quarantine, which the git
-    CLI (run by receive-pack with its environment) reads; tar members are extracted with
-    the `data` filter (no links out, no devices, no absolute paths)."""
+    CLI (run by receive-pack with its environment) reads; members are extracted safely (no
+    links out, no devices, no absolute paths)."""
     proc = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", "--format=tar", commit],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            tar.extractall(dest, filter="data")
+            extract_safely(tar, dest)
     except tarfile.TarError as exc:
         raise DeployError(f"cannot read the pushed commit {commit[:12]}: {exc}",
                           hint="push again; if it persists, run `git fsck` in the project") from exc

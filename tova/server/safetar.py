@@ -1,0 +1,37 @@
+"""Extracting a tar of untrusted content: regular files, directories and symbolic links
+that stay inside the destination; nothing else. tarfile's own extraction filters arrived
+in Python 3.11.4 and Debian 12 ships 3.11.2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+
+def extract_safely(tar: tarfile.TarFile, dest: Path) -> None:
+    """Members in archive order (works on a stream); TarError for a member that would land
+    or point outside dest. Hard links, devices and fifos are left out."""
+    for member in tar:
+        rel = os.path.normpath(member.name)
+        if rel == ".":
+            continue
+        if rel.startswith(("/", "..")):
+            raise tarfile.TarError(f"{member.name!r} is outside the archive")
+        path = dest / rel
+        if member.isdir():
+            path.mkdir(parents=True, exist_ok=True)
+        elif member.isfile():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            with open(path, "wb") as fh:
+                shutil.copyfileobj(source, fh)
+            path.chmod(0o755 if member.mode & 0o111 else 0o644)
+        elif member.issym():
+            target = os.path.normpath(os.path.join(os.path.dirname(rel), member.linkname))
+            if os.path.isabs(member.linkname) or target.startswith(".."):
+                raise tarfile.TarError(f"{member.name!r} links outside the archive")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(member.linkname, path)
