@@ -81,10 +81,10 @@ def test_type_disagreeing_with_driver_is_a_located_error(tmp_path, fields, hint)
     assert info.value.loc is not None
 
 
-def test_mysql_needs_an_external_database(tmp_path):
-    with pytest.raises(ConfigError, match="does not install MySQL") as info:
-        manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))]))
-    assert "DATABASE_URL" in info.value.hint
+def test_mysql_gets_mariadb_unless_the_database_is_elsewhere(tmp_path):
+    m = manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))]))
+    assert [(d.engine, d.name) for d in m.databases] == [("mysql", "myapp_db")]
+    assert "mariadb" in m.system and m.secrets.auto == ("DATABASE_URL",)
     d = deploy(env={"DATABASE_URL": "mysql://db.example.com/app"})
     m = manifest(program(tmp_path, servers=[ServerBlock(None, LOC, dbs=(db_decl(driver="mysql"),))], deploys=[d]))
     assert m.databases == ()

@@ -24,6 +24,7 @@ TYPE_ALIASES = {"postgres": "postgres", "postgresql": "postgres", "pg": "postgre
                 "redis": "redis", "sqlite": "sqlite", "sqlite3": "sqlite"}
 # env { } names that point the app at a database elsewhere: no engine is provisioned.
 EXTERNAL_URLS = {"DATABASE_URL": ("postgres", "mysql"), "REDIS_URL": ("redis",)}
+ENGINES = ("postgres", "mysql", "redis", "sqlite")  # the order plans and files list them in
 # Names the platform provides: never asked of the user.
 PROVIDED_ENV = frozenset({"PORT", "DATABASE_URL", "REDIS_URL", "NODE_ENV"})
 
@@ -95,6 +96,8 @@ def infer_system(program: Program, engines: set[str]) -> tuple[str, ...]:
     system = ["bun", "caddy", "ufw"]
     if "postgres" in engines:
         system.append("postgresql")
+    if "mysql" in engines:
+        system.append("mariadb")
     if "redis" in engines:
         system.append("redis")
     return tuple(system)
@@ -122,17 +125,12 @@ def infer_databases(program: Program, config: DeployConfig) -> list[Database]:
             elif url is not None and url.kind == "string" or "DATABASE_URL" in external:
                 continue  # connects to a server of its own
             elif engine == "mysql":
-                raise ConfigError(
-                    "tova-deploy does not install MySQL",
-                    hint="point the app at your MySQL server: env { DATABASE_URL: \"mysql://...\" } "
-                         "in the deploy block, or use driver: \"postgres\"",
-                    loc=fields["driver"].loc,
-                )
+                found.setdefault("mysql", Database("mysql", name=pg_database(config.app)))
             else:
                 found.setdefault("postgres", Database("postgres", name=pg_database(config.app), port=5432))
     if "sqlite" in found:
         found["sqlite"] = Database("sqlite", paths=tuple(sqlite_paths))
-    return [found[e] for e in ("postgres", "redis", "sqlite") if e in found]
+    return [found[e] for e in ENGINES if e in found]
 
 
 def db_engine(fields: dict[str, Value]) -> str:
@@ -192,7 +190,7 @@ def _merge_overrides(config: DeployConfig, inferred: list[Database]) -> tuple[Da
             if "path" in o.settings and o.settings["path"] not in paths:
                 paths.insert(0, str(o.settings["path"]))
             by_engine["sqlite"] = Database("sqlite", paths=tuple(paths))
-    return tuple(by_engine[e] for e in ("postgres", "redis", "sqlite") if e in by_engine)
+    return tuple(by_engine[e] for e in ENGINES if e in by_engine)
 
 
 def _without_external(config: DeployConfig, databases: tuple[Database, ...]) -> tuple[Database, ...]:
@@ -263,7 +261,8 @@ def infer_secrets(program: Program, engines: set[str]) -> Secrets:
             for n in names:
                 if n not in PROVIDED_ENV and n not in required:
                     required.append(n)
-    auto = [name for engine, name in (("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")) if engine in engines]
+    auto = [name for engine, name in (("postgres", "DATABASE_URL"), ("mysql", "DATABASE_URL"),
+                                      ("redis", "REDIS_URL")) if engine in engines]
     return Secrets(required=tuple(required), auto=tuple(auto))
 
 

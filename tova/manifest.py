@@ -13,7 +13,7 @@ from typing import Any
 
 LAYERS: tuple[str, ...] = ("system", "databases", "app", "secrets", "proxy", "services")
 # Entries of Manifest.system that the databases layer installs (not the system layer).
-DATABASE_SYSTEM: frozenset[str] = frozenset({"postgresql", "redis"})
+DATABASE_SYSTEM: frozenset[str] = frozenset({"postgresql", "mariadb", "redis"})
 MANIFEST_VERSION = 1
 # The file in each release (and in the rendered files) that holds the manifest and the
 # release's own facts (version, commit, branch, time).

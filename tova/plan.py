@@ -97,12 +97,14 @@ def external_databases(m: Manifest) -> list[str]:
 def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
                 health: dict[str, Any] | None = None) -> str:
     names = {"bun": f"Bun {bun_version}", "caddy": "Caddy 2", "ufw": "UFW firewall (SSH, 80, 443)",
-             "postgresql": "PostgreSQL", "redis": "Redis"}
+             "postgresql": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
     dbs = []
     for db in m.databases:
         if db.engine == "postgres":
             port = f", port {db.port}" if db.port and db.port != 5432 else ""
             dbs.append(f"PostgreSQL ({db.name}{port})")
+        elif db.engine == "mysql":
+            dbs.append(f"MySQL on MariaDB ({db.name})")
         elif db.engine == "redis":
             mem = f", maxmemory {format_bytes(db.maxmemory_bytes)}" if db.maxmemory_bytes else ""
             dbs.append(f"Redis (keys {m.app}:*{mem})")

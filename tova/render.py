@@ -108,6 +108,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
     layout = Layout.of(s.root.rstrip("/") or "/")
     a = layout.app(m.app)
     pg = m.database("postgres")
+    mysql = m.database("mysql")
     redis = m.database("redis")
     sqlite = m.database("sqlite")
     packages = ["curl", "ca-certificates", "ufw"]
@@ -115,6 +116,8 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
     db_packages = []
     if pg:
         db_packages.append("postgresql")
+    if mysql:
+        db_packages.append("mariadb-server")
     if redis:
         db_packages.append("redis-server")
     if s.bun_source == "npm":
@@ -124,6 +127,8 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
     after = []
     if pg:
         after.append("postgresql.service")
+    if mysql:
+        after.append("mariadb.service")
     if redis:
         after.append("redis-server.service")
     cors = list(m.proxy.cors_origins)
@@ -172,6 +177,9 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "pg_db": pg_database(m.app, pg.name) if pg else "",
         "pg_db_url_path": url_quote(pg_database(m.app, pg.name), safe="") if pg else "",
         "pg_port": (pg.port or 5432) if pg else 5432,
+        "mysql": bool(mysql),
+        "my_user": pg_role(m.app),
+        "my_db": mysql.name if mysql else "",
         "redis": bool(redis),
         "redis_user": redis_user(m.app),
         "redis_keys": f"{m.app}:*",

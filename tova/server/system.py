@@ -345,6 +345,19 @@ class SystemdSystem(System):
             _run(["runuser", "-u", "postgres", "--", "psql", "-p", str(pg.port or 5432), "-v", "ON_ERROR_STOP=1",
                   "-c", f"DROP ROLE IF EXISTS {role}"])
             done.append(f"Drop database {db} and role {pg_role(app.name)} (dump archived)")
+        my = manifest.database("mysql") if manifest else None
+        if my and my.name:
+            dump = archive / f"{my.name}.sql"
+            with open(dump, "w") as f:
+                res = subprocess.run(["mariadb-dump", "--single-transaction", "--databases", my.name],
+                                     stdout=f, stderr=subprocess.PIPE, text=True)
+            if res.returncode != 0:
+                raise TovaError(f"mariadb-dump {my.name} failed: {res.stderr.strip()}",
+                                hint=f"the app is stopped; dump and drop {my.name} by hand, then remove again")
+            # Names are [a-z0-9_] (app names), so backticks and quotes cannot be broken out of.
+            _run(["mariadb", "-e", f"DROP DATABASE IF EXISTS `{my.name}`; "
+                                   f"DROP USER IF EXISTS '{pg_role(app.name)}'@'127.0.0.1';"])
+            done.append(f"Drop MariaDB database {my.name} and user {pg_role(app.name)} (dump archived)")
         if manifest and manifest.database("redis"):
             _run(["redis-cli", "ACL", "DELUSER", redis_user(app.name)])
             _run(["redis-cli", "ACL", "SAVE"])
