@@ -186,3 +186,15 @@ def test_repository_is_packed_once_pushes_gathered_loose_objects(site):
     res = site.push()
     assert "Live at https://myapp.example.com (v4)" in res.stderr, res.stderr
     assert all(site.get(p) == (200, "hello v4") for p in site.ports())
+
+
+def test_a_changed_server_setting_reprovisions_its_layer(site):
+    """tls in config.toml is part of change detection: the next deploy reruns the proxy layer."""
+    site.write_app("v1")
+    site.commit("one")
+    assert site.push().returncode == 0
+    site.write_app("v2")
+    site.commit("two")
+    res = site.push(extra_env={"TOVA_TLS": "internal"})
+    assert "→ Infrastructure: proxy" in res.stderr, res.stderr
+    assert _provision_runs(site)[-1]["layers"] == ["proxy"]

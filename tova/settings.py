@@ -98,3 +98,26 @@ def compiler_argv(settings: ServerSettings) -> list[str]:
     """The compiler's command: the `compiler` setting split as a shell would, else the
     compiler installed under the root."""
     return shlex.split(settings.compiler) or [str(Layout.of(settings.root).compiler_dir / "tova")]
+
+
+# Server settings that change what provisioning makes, and the layer each one is part of:
+# a change in config.toml reprovisions that layer on the next deploy.
+PROVISIONED: dict[str, str] = {
+    "tls": "proxy",
+    "bun_version": "system", "bun_source": "system", "bun_archive_url": "system", "bun_archive_sha256": "system",
+    "compiler": "system", "compiler_install": "system", "compiler_version": "system",
+}
+
+
+def provisioned(settings: ServerSettings) -> dict[str, str]:
+    """The settings a release records, to compare with the next deploy's."""
+    return {name: str(getattr(settings, name)) for name in PROVISIONED}
+
+
+def settings_layers(recorded: object, settings: ServerSettings) -> set[str]:
+    """Layers whose settings changed since the release that recorded them (none when it
+    recorded none: a release made before settings were recorded)."""
+    if not isinstance(recorded, dict):
+        return set()
+    now = provisioned(settings)
+    return {PROVISIONED[k] for k in PROVISIONED if k in recorded and recorded[k] != now[k]}

@@ -158,7 +158,7 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
         probe = server.probe()
         # A fresh server has no toolkit yet: its plan is every layer, and what they install.
         apps = (server.release_json(["apps"]).get("apps") or []) if probe.toolkit else []
-        capacity = _capacity_view(manifest, apps, probe)
+        capacity = {**_capacity_view(manifest, apps, probe), **_toolchain_view(server, probe.toolkit)}
         if manifest.app not in {a.get("app") for a in apps}:
             return {"contacted": True, "deployed_version": None, "deployed_commit": None,
                     "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None,
@@ -179,6 +179,21 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
         "app_files_changed": files,
         **capacity,
     }
+
+
+def _toolchain_view(server: Server, toolkit: bool) -> dict[str, Any]:
+    """The server's Bun and compiler versions and TLS mode, and how they compare with the
+    local compiler (a server without the toolkit has none yet)."""
+    from tova.client.bootstrap import local_compiler_version
+
+    found = server.release_json(["toolchain", "--check"]) if toolkit else {}
+    local = local_compiler_version()
+    warning = None
+    if local and found.get("compiler") and found["compiler"] != local:
+        warning = (f"⚠ the server's Tova compiler is {found['compiler']}, yours {local}: "
+                   f"the next deploy installs {found.get('expected') or found['compiler']}")
+    return {"toolchain": {"bun": found.get("bun"), "compiler": found.get("compiler"), "local_compiler": local,
+                          "tls": found.get("tls"), "warning": warning}}
 
 
 def _capacity_view(manifest: Manifest, apps: list[dict[str, Any]], probe: Probe) -> dict[str, Any]:
@@ -207,8 +222,14 @@ def format_plan_remote(d: dict[str, Any]) -> str:
     changed = list(d.get("changed_layers") or [])
     unchanged = [_LAYER_LABELS.get(n, n) for n in d.get("unchanged_layers") or [] if n != "app"]
     lines = []
+    tc = d.get("toolchain") or {}
+    server_side = None
+    if tc.get("compiler") or tc.get("tls"):
+        tls = {"auto": "automatic HTTPS", "internal": "Caddy's local CA"}.get(tc.get("tls") or "", tc.get("tls"))
+        server_side = (f"Server: Tova compiler {tc.get('compiler') or 'not installed'}, "
+                       f"Bun {tc.get('bun') or 'not installed'}, TLS {tls}")
     extra = [line for line in ((d.get("first_provisioning") or {}).get("line"),
-                               (d.get("memory") or {}).get("warning")) if line]
+                               (d.get("memory") or {}).get("warning"), server_side, tc.get("warning")) if line]
     if d.get("deployed_version") is None:
         lines.append("Not deployed yet: every layer runs")
         return "\n".join(lines + extra)

@@ -37,7 +37,7 @@ from dulwich.repo import Repo
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
-from tova.manifest import MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
+from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
 from tova.naming import build_user, unit
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
 from tova.server.assets import arrange_static
@@ -51,7 +51,7 @@ from tova.server.rollout import restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
 from tova.server.ui import Out
-from tova.settings import ServerSettings, compiler_argv
+from tova.settings import ServerSettings, compiler_argv, provisioned, settings_layers
 
 STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",
          "restart", "verify", "prune")
@@ -330,6 +330,9 @@ def step_plan(ctx: Context, manifest: Manifest) -> Plan:
     files_changed = changed_files(ctx.repo, old_commit.encode() if old_commit else None, ctx.commit)
     old_ports, ports = _allocate_ports(ctx, manifest)
     layers = changed_layers(old_manifest, manifest, old_ports if old_manifest is not None else None, ports)
+    if old_manifest is not None:  # config.toml changes (tls, bun_version, ...) apply too
+        extra = settings_layers(releases.read_meta(ctx.app.current).get("settings"), ctx.settings)
+        layers = [name for name in LAYERS if name in extra or name in layers]
     if ctx.app.health_script.exists() and "services" not in layers:
         # Provisioned by a version with a health timer per app: the services layer
         # replaces it with the server-wide watcher.
@@ -433,6 +436,7 @@ def step_release(ctx: Context, manifest: Manifest, ws: Workspace, output: Path,
         "static_files": len(served),
         "dependencies": dependencies.versions if dependencies else {},
         "dependency_set": dependencies.dir.name if dependencies else None,
+        "settings": provisioned(ctx.settings),
     })
     write_atomic(staged / MANIFEST_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n", mode=0o640)
     os.chown(staged / MANIFEST_FILE, 0 if os.geteuid() == 0 else -1, app_gid(ctx))
