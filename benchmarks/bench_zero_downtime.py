@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import testserver as ts  # noqa: E402
-from e2e_support import Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "200"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "8"))
@@ -138,7 +138,7 @@ def deploy_app(tmp: Path, env: dict[str, str], instances: int) -> tuple[Project,
     p = Project(root, env)
     p.git("init", "-q", "-b", "main")
     p.commit("v1")
-    check(p.tova("deploy", "prod", "--setup-git"), "tova deploy prod --setup-git")
+    check(p.tova("deploy", "prod", *SETUP_GIT), "tova deploy prod --setup-git")
     out = check(p.push(), "git push")
     if "Live at" not in out.stdout + out.stderr:
         raise SystemExit(f"the first deploy of {name} failed:\n{out.stderr}")

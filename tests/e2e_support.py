@@ -25,15 +25,16 @@ import testserver as ts
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_APPS = REPO / "tests" / "fixtures" / "e2e-apps"
 FIXTURE_COMPILER = REPO / "tests" / "fixtures" / "tova-fixture-compiler"
-# Where the fixture compiler lives on the server, and the settings that name it.
-REMOTE_COMPILER = "/opt/tova/fixture/tova-fixture-compiler"
-SERVER_SETTINGS = f'''# Test server settings (written by the e2e tests / ./demo).
-# No registry offers the Tova compiler: a fixture compiler stands in for it.
-compiler = "{REMOTE_COMPILER}"
+# The compiler the e2e tests upload with `--setup-git --compiler` (the offline path): the
+# fixture, or a real Linux build named by TOVA_E2E_COMPILER (a binary, or a directory with
+# bin/tova or bin/tova.js, such as the compiler's source with its node_modules).
+E2E_COMPILER = Path(os.environ.get("TOVA_E2E_COMPILER") or FIXTURE_COMPILER)
+SETUP_GIT = ("--setup-git", "--compiler", str(E2E_COMPILER))
+SERVER_SETTINGS = """# Test server settings (written by the e2e tests / ./demo).
 # No public DNS for *.tova.test: certificates come from Caddy's local CA.
 tls = "internal"
 bun_source = "npm"
-'''
+"""
 CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 GIT_ID = ["-c", "user.name=tova e2e", "-c", "user.email=e2e@tova.test"]
 
@@ -53,11 +54,9 @@ def check(proc: subprocess.CompletedProcess, what: str) -> subprocess.CompletedP
 
 
 def configure_server(config: Path) -> None:
-    """Upload the fixture compiler and the test-server settings (what a user of a real
-    server would put in /opt/tova/config.toml by hand)."""
-    check(ts.ssh(f"mkdir -p /opt/tova/fixture && cat > {REMOTE_COMPILER} && chmod 0755 {REMOTE_COMPILER}",
-                 input=FIXTURE_COMPILER.read_text(), config=config), "uploading the fixture compiler")
-    check(ts.ssh("cat > /opt/tova/config.toml", input=SERVER_SETTINGS, config=config),
+    """The test-server settings (what a user of a real server would put in
+    /opt/tova/config.toml by hand); the compiler arrives with SETUP_GIT."""
+    check(ts.ssh("mkdir -p /opt/tova && cat > /opt/tova/config.toml", input=SERVER_SETTINGS, config=config),
           "writing /opt/tova/config.toml")
 
 
@@ -135,11 +134,17 @@ class Https:
         return _SniConnection(self.addr, domain, self.context, timeout)
 
     def get(self, domain: str, path: str = "/", timeout: float = 15) -> tuple[int, str]:
+        status, _, body = self.request(domain, "GET", path, timeout)
+        return status, body
+
+    def request(self, domain: str, method: str, path: str,
+                timeout: float = 15) -> tuple[int, dict[str, str], str]:
+        """Status, headers (lower-case names) and body of one request."""
         conn = self.connection(domain, timeout)
         try:
-            conn.request("GET", path)
+            conn.request(method, path, body=b"" if method == "POST" else None)
             resp = conn.getresponse()
-            return resp.status, resp.read().decode()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
         finally:
             conn.close()
 

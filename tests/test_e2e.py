@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testserver as ts  # noqa: E402
-from e2e_support import Https, Project, World, check, configure_server  # noqa: E402
+from e2e_support import SETUP_GIT, Https, Project, World, check, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +55,7 @@ def world(tmp_path_factory) -> World:
 def deploy_new(world: World, fixture: str, env_name: str = "prod", refspec: str = "main") -> tuple[Project, str]:
     project = world.projects.get(fixture) or Project.create(fixture, world.tmp / fixture, world.env)
     world.projects[fixture] = project
-    setup = project.tova("deploy", env_name, "--setup-git")
+    setup = project.tova("deploy", env_name, *SETUP_GIT)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert f"git push {env_name}" in setup.stdout
     push = project.push(env_name, refspec)
@@ -335,7 +335,7 @@ def test_11_a_user_without_root_or_sudo_gets_a_clear_error(world):
     project = Project.create("notes", world.tmp / "notes-as-deployer", world.env)
     project.edit("src/app.tova", 'server: "tova-testserver"', 'server: "deployer@tova-testserver"')
     project.commit("deploy as a plain user")
-    res = project.tova("deploy", "prod", "--setup-git")
+    res = project.tova("deploy", "prod", *SETUP_GIT)
     assert res.returncode == 5, res.stdout + res.stderr
     assert "is not root and cannot use sudo without a password" in res.stderr, res.stderr
     assert "hint: connect as root" in res.stderr and "Traceback" not in res.stderr

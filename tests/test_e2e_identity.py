@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testserver as ts  # noqa: E402
-from e2e_support import Https, Project, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import SETUP_GIT, Https, Project, configure_server, fetch_ca, server_addr  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_project_without_tova_toml_deploys(tmp_path):
     plan = project.tova("deploy", "prod", "--plan", "--local")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "plainapp" in plan.stdout and "SQLite (plain.db)" in plan.stdout
-    setup = project.tova("deploy", "prod", "--setup-git")
+    setup = project.tova("deploy", "prod", *SETUP_GIT)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     push = project.push("prod", "main")
     out = push.stdout + push.stderr
