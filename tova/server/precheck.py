@@ -72,14 +72,15 @@ def compiler_problem(settings: ServerSettings,
 
 def extract_commit(git_dir: Path, commit: str, dest: Path) -> None:
     """The pushed commit's files. The objects are still in git's quarantine, which the git
-    CLI (run by receive-pack with its environment) reads; members are extracted safely (no
-    links out, no devices, no absolute paths)."""
+    CLI (run by receive-pack with its environment) reads; members are extracted safely (nothing
+    outside dest, no devices; links kept as they are, for the reader to refuse)."""
     proc = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", "--format=tar", commit],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            extract_safely(tar, dest)
+            # The reader refuses links out of the project with their name: keep them for it.
+            extract_safely(tar, dest, links_out=True)
     except tarfile.TarError as exc:
         raise DeployError(f"cannot read the pushed commit {commit[:12]}: {exc}",
                           hint="push again; if it persists, run `git fsck` in the project") from exc

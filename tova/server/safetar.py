@@ -10,9 +10,11 @@ import tarfile
 from pathlib import Path
 
 
-def extract_safely(tar: tarfile.TarFile, dest: Path) -> None:
+def extract_safely(tar: tarfile.TarFile, dest: Path, *, links_out: bool = False) -> None:
     """Members in archive order (works on a stream); TarError for a member that would land
-    or point outside dest. Hard links, devices and fifos are left out."""
+    outside dest, or (unless links_out: a caller that never follows links, and reports
+    them itself) a symbolic link pointing outside. Hard links, devices and fifos are left
+    out."""
     for member in tar:
         rel = os.path.normpath(member.name)
         if rel == ".":
@@ -31,7 +33,7 @@ def extract_safely(tar: tarfile.TarFile, dest: Path) -> None:
             path.chmod(0o755 if member.mode & 0o111 else 0o644)
         elif member.issym():
             target = os.path.normpath(os.path.join(os.path.dirname(rel), member.linkname))
-            if os.path.isabs(member.linkname) or target.startswith(".."):
+            if not links_out and (os.path.isabs(member.linkname) or target.startswith("..")):
                 raise tarfile.TarError(f"{member.name!r} links outside the archive")
             path.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(member.linkname, path)
