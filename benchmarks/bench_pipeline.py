@@ -27,7 +27,7 @@ from dulwich.repo import Repo  # noqa: E402
 from release_harness import Site  # noqa: E402
 
 from tova.server import pipeline  # noqa: E402
-from tova.server.system import LocalSystem  # noqa: E402
+from tova.server.local_system import LocalSystem  # noqa: E402
 from tova.server.ui import Out  # noqa: E402
 from tova.settings import load_settings  # noqa: E402
 

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tova.layout import Layout
-from tova.server.system import LocalSystem
+from tova.server.local_system import LocalSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILER = ROOT / "tests" / "fixtures" / "tova-fixture-compiler"

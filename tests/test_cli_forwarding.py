@@ -72,9 +72,9 @@ def test_rollback_to_is_one_argument(fake_server, value):
 
 
 def test_journalctl_gets_since_as_one_argument():
-    from tova.server.system import SystemdSystem
+    from tova.server import host_commands
 
-    argv = SystemdSystem.logs_cmd("a", [3000], "-2min", False)
+    argv = host_commands.journal("a", [3000], "-2min", False)
     assert "--since=-2min" in argv and "-2min" not in argv
 
 

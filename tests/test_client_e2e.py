@@ -60,7 +60,7 @@ def world(tmp_path_factory):
     server.stop()
     # A test that failed half-way may have left the app running: end it by its pid.
     from tova.layout import Layout
-    from tova.server.system import LocalSystem
+    from tova.server.local_system import LocalSystem
 
     LocalSystem(Layout.of(root)).stop_all()
 

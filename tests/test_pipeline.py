@@ -7,7 +7,7 @@ import json
 import re
 
 from tova.server import envfile
-from tova.server.system import LocalSystem
+from tova.server.local_system import LocalSystem
 
 
 def _provision_runs(site):

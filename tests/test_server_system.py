@@ -1,29 +1,19 @@
-"""The system adapter's command builders (exact argv, never shell strings) and the health
-check against a real loopback server."""
+"""Choosing the system adapter, app-name checks on paths, and the health check against a
+real loopback server (the adapter's commands: tests/test_host_commands.py)."""
 
 from __future__ import annotations
 
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 
 from tova.errors import TovaError
 from tova.layout import Layout
+from tova.server.adapters import select_system
 from tova.server.health import check_once, wait_healthy
-from tova.server.system import LocalSystem, SystemdSystem, select_system
-
-
-def test_systemd_commands_are_exact_argv():
-    assert SystemdSystem.restart_cmds("my-app", 3001) == [
-        ["systemctl", "enable", "--quiet", "tova-my-app@3001.service"],
-        ["systemctl", "restart", "tova-my-app@3001.service"]]
-    assert SystemdSystem.provision_cmd(Path("/opt/tova/apps/a b/provision.sh"), ["proxy", "services"]) == [
-        "bash", "/opt/tova/apps/a b/provision.sh", "--only", "proxy,services"]
-    assert SystemdSystem.logs_cmd("a", [3000, 3001], "1 hour ago; rm -rf /", True) == [
-        "journalctl", "--no-pager", "-o", "short-iso", "-u", "tova-a@3000.service",
-        "-u", "tova-a@3001.service", "--since=1 hour ago; rm -rf /", "--follow"]
+from tova.server.local_system import LocalSystem
+from tova.server.systemd import SystemdSystem
 
 
 def test_select_system(tmp_path):

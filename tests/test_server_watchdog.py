@@ -12,9 +12,9 @@ import pytest
 from tova.layout import AppLayout, Layout
 from tova.manifest import HealthCheck, Manifest
 from tova.server.health import RETRY_DELAY, next_check, phase, restart_due
+from tova.server.local_system import LocalSystem
 from tova.server.locks import deploy_lock
 from tova.server.registry import Registry, allocate
-from tova.server.system import LocalSystem
 from tova.server.watchdog import Watcher, targets
 from tova.settings import ServerSettings
 

@@ -19,10 +19,11 @@ from tova.errors import TovaError
 from tova.layout import AppLayout, Layout
 from tova.manifest import HealthCheck, probe_path
 from tova.naming import unit
+from tova.server.adapters import select_system
 from tova.server.health import check, next_check, phase, restart_due
 from tova.server.registry import Registry
 from tova.server.releases import current_manifest
-from tova.server.system import System, select_system
+from tova.server.system import System
 from tova.settings import ServerSettings, load_settings
 
 MAX_SLEEP = 10.0  # new apps in the registry are picked up at least this often

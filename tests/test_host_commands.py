@@ -1,0 +1,111 @@
+"""Every host command the server adapter runs, as the exact argv list it is built as
+(tova/server/host_commands.py): values are separate arguments, never parts of a shell
+string, and the two SQL texts quote their value. Hostile and non-ASCII names included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tova.server import host_commands as cmd
+
+HOSTILE_DB = 'we"ird\'; DROP DATABASE x; --'
+UNICODE_DB = "café_données"
+
+
+def test_systemd_instance_commands():
+    assert cmd.restart_instance("my-app", 3001) == [
+        ["systemctl", "enable", "--quiet", "tova-my-app@3001.service"],
+        ["systemctl", "restart", "tova-my-app@3001.service"]]
+    assert cmd.stop_instance("my-app", 3001) == [
+        ["systemctl", "disable", "--quiet", "tova-my-app@3001.service"],
+        ["systemctl", "stop", "tova-my-app@3001.service"]]
+    assert cmd.instance_active("a", 3000) == ["systemctl", "is-active", "--quiet", "tova-a@3000.service"]
+    assert cmd.instance_show("a", 3000) == [
+        "systemctl", "show", "tova-a@3000.service", "-p",
+        "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic,MainPID"]
+
+
+def test_systemd_service_commands():
+    assert cmd.service_show("redis-server") == ["systemctl", "show", "redis-server", "-p", "LoadState,ActiveState"]
+    assert cmd.reload_service("caddy") == ["systemctl", "reload", "caddy"]
+    assert cmd.disable_now("tova-a-health.timer") == ["systemctl", "disable", "--now", "tova-a-health.timer"]
+    assert cmd.daemon_reload() == ["systemctl", "daemon-reload"]
+
+
+def test_journal_keeps_every_value_one_argument():
+    assert cmd.journal("a", [3000, 3001], "1 hour ago; rm -rf /", True) == [
+        "journalctl", "--no-pager", "-o", "short-iso", "-u", "tova-a@3000.service",
+        "-u", "tova-a@3001.service", "--since=1 hour ago; rm -rf /", "--follow"]
+    assert cmd.journal("a", [3000], "-2min", False) == [
+        "journalctl", "--no-pager", "-o", "short-iso", "-u", "tova-a@3000.service", "--since=-2min"]
+    assert cmd.journal("a", [], None, False) == ["journalctl", "--no-pager", "-o", "short-iso"]
+
+
+def test_provision_and_users():
+    assert cmd.provision(Path("/opt/tova/apps/a b/provision.sh"), ["proxy", "services"]) == [
+        "bash", "/opt/tova/apps/a b/provision.sh", "--only", "proxy,services"]
+    assert cmd.add_system_user("tova-build-my-app") == [
+        "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+        "--shell", "/usr/sbin/nologin", "tova-build-my-app"]
+
+
+def test_postgres_commands_quote_names_for_sql_and_pass_them_whole():
+    assert cmd.pg_database_size(HOSTILE_DB, 5433) == [
+        "runuser", "-u", "postgres", "--", "psql", "-p", "5433", "-XAtq", "-c",
+        "SELECT pg_database_size('we\"ird''; DROP DATABASE x; --')"]
+    assert cmd.pg_dump(HOSTILE_DB, 5432) == ["runuser", "-u", "postgres", "--", "pg_dump", "-p", "5432", HOSTILE_DB]
+    assert cmd.pg_drop_database(HOSTILE_DB, 5432) == [
+        "runuser", "-u", "postgres", "--", "psql", "-p", "5432", "-v", "ON_ERROR_STOP=1", "-c",
+        "DROP DATABASE IF EXISTS \"we\"\"ird'; DROP DATABASE x; --\""]
+    assert cmd.pg_drop_database(UNICODE_DB, 5432)[-1] == 'DROP DATABASE IF EXISTS "café_données"'
+    assert cmd.pg_drop_role("tova_my_app", 5432) == [
+        "runuser", "-u", "postgres", "--", "psql", "-p", "5432", "-v", "ON_ERROR_STOP=1", "-c",
+        'DROP ROLE IF EXISTS "tova_my_app"']
+    assert cmd.pg_database_size(UNICODE_DB, 5432)[-1] == "SELECT pg_database_size('café_données')"
+
+
+def test_mariadb_commands_quote_names_for_sql():
+    assert cmd.mariadb_dump("my_app") == ["mariadb-dump", "--single-transaction", "--databases", "my_app"]
+    assert cmd.mariadb_drop("my_app", "tova_my_app") == [
+        "mariadb", "-e", "DROP DATABASE IF EXISTS `my_app`; DROP USER IF EXISTS 'tova_my_app'@'127.0.0.1';"]
+    assert cmd.mariadb_drop("a`b", "u'\\x") == [
+        "mariadb", "-e", "DROP DATABASE IF EXISTS `a``b`; DROP USER IF EXISTS 'u''\\\\x'@'127.0.0.1';"]
+    assert cmd.mariadb_dump(UNICODE_DB)[-1] == UNICODE_DB
+
+
+def test_redis_commands():
+    assert cmd.redis_scan("my-app:*") == ["redis-cli", "--scan", "--pattern", "my-app:*"]
+    assert cmd.redis_info_memory() == ["redis-cli", "INFO", "memory"]
+    assert cmd.redis_delete_user("tova-my-app") == ["redis-cli", "ACL", "DELUSER", "tova-my-app"]
+    assert cmd.redis_save_acl() == ["redis-cli", "ACL", "SAVE"]
+    keys = [f"a:k{i}" for i in range(1001)] + ["a:ünï code", "a:$(id)"]
+    batches = cmd.redis_delete_keys(keys)
+    assert [len(b) for b in batches] == [502, 502, 5]
+    assert all(b[:2] == ["redis-cli", "DEL"] for b in batches)
+    assert [k for b in batches for k in b[2:]] == keys
+    assert cmd.redis_delete_keys([]) == []
+
+
+def test_certificate_end_date():
+    assert cmd.certificate_end_date(Path("/var/lib/caddy/x y/é.crt")) == [
+        "openssl", "x509", "-enddate", "-noout", "-in", "/var/lib/caddy/x y/é.crt"]
+
+
+@pytest.mark.parametrize("value", [HOSTILE_DB, UNICODE_DB, "", "'", '"', "a\\b"])
+def test_sql_quoting_reads_back(value):
+    """The quoting rules PostgreSQL applies, checked by undoing them (no server needed)."""
+    lit = cmd.sql_literal(value)
+    assert lit[0] == lit[-1] == "'" and lit[1:-1].replace("''", "'") == value
+    ident = cmd.sql_ident(value)
+    assert ident[0] == ident[-1] == '"' and ident[1:-1].replace('""', '"') == value
+
+
+def test_no_builder_returns_a_shell_string():
+    """argv lists all the way down: a shell never sees these values."""
+    samples = [cmd.journal("a", [1], "x", True), cmd.provision(Path("/p"), ["app"]), cmd.pg_dump("d", 1),
+               *cmd.restart_instance("a", 1), *cmd.redis_delete_keys(["a:1"])]
+    for argv in samples:
+        assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+        assert argv[0] != "sh" and argv[1:2] != ["-c"]

@@ -1,0 +1,161 @@
+"""Every command the server adapter runs on the host, built by a pure function that returns
+an argv list (never a shell string): systemctl, journalctl, runuser + psql / pg_dump,
+mariadb / mariadb-dump, redis-cli, openssl, useradd and provision.sh. Values travel as
+separate arguments; the SQL texts quote their values with each server's rules (tests/test_host_commands.py holds
+each command as an exact list, hostile and non-ASCII names included). Caddy itself is
+validated and reloaded by provision.sh and through `systemctl reload caddy`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tova.naming import unit
+
+# What `instance_info` reads from systemd about one instance.
+INSTANCE_PROPERTIES = "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic,MainPID"
+REDIS_DEL_BATCH = 500  # keys per DEL, well under any argv limit
+
+
+def sql_literal(text: str) -> str:
+    """A PostgreSQL string literal: single quotes, ' doubled (standard_conforming_strings)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A PostgreSQL quoted identifier: double quotes, " doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- systemd -------------------------------------------------------------------------
+
+def restart_instance(app: str, port: int) -> list[list[str]]:
+    """Enable (so it comes back after a reboot), then restart the instance on `port`."""
+    return [["systemctl", "enable", "--quiet", unit(app, port)],
+            ["systemctl", "restart", unit(app, port)]]
+
+
+def stop_instance(app: str, port: int) -> list[list[str]]:
+    return [["systemctl", "disable", "--quiet", unit(app, port)],
+            ["systemctl", "stop", unit(app, port)]]
+
+
+def instance_active(app: str, port: int) -> list[str]:
+    return ["systemctl", "is-active", "--quiet", unit(app, port)]
+
+
+def instance_show(app: str, port: int) -> list[str]:
+    return ["systemctl", "show", unit(app, port), "-p", INSTANCE_PROPERTIES]
+
+
+def service_show(service: str) -> list[str]:
+    return ["systemctl", "show", service, "-p", "LoadState,ActiveState"]
+
+
+def reload_service(service: str) -> list[str]:
+    return ["systemctl", "reload", service]
+
+
+def disable_now(unit_name: str) -> list[str]:
+    return ["systemctl", "disable", "--now", unit_name]
+
+
+def daemon_reload() -> list[str]:
+    return ["systemctl", "daemon-reload"]
+
+
+def journal(app: str, ports: list[int], since: str | None, follow: bool) -> list[str]:
+    argv = ["journalctl", "--no-pager", "-o", "short-iso"]
+    for p in ports:
+        argv += ["-u", unit(app, p)]
+    if since:
+        argv.append(f"--since={since}")  # one argument, even for "-2min"
+    if follow:
+        argv.append("--follow")
+    return argv
+
+
+# --- provisioning and users ----------------------------------------------------------
+
+def provision(script: Path, layers: list[str]) -> list[str]:
+    return ["bash", str(script), "--only", ",".join(layers)]
+
+
+def add_system_user(user: str) -> list[str]:
+    """A system user with its own group, no home and no login shell."""
+    return ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+            "--shell", "/usr/sbin/nologin", user]
+
+
+# --- PostgreSQL (as the postgres user) -------------------------------------------------
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def pg_database_size(db: str, port: int) -> list[str]:
+    return _as_postgres(["psql", "-p", str(port), "-XAtq", "-c", f"SELECT pg_database_size({sql_literal(db)})"])
+
+
+def pg_dump(db: str, port: int) -> list[str]:
+    return _as_postgres(["pg_dump", "-p", str(port), db])
+
+
+def pg_drop_database(db: str, port: int) -> list[str]:
+    return _as_postgres(["psql", "-p", str(port), "-v", "ON_ERROR_STOP=1",
+                         "-c", f"DROP DATABASE IF EXISTS {sql_ident(db)}"])
+
+
+def pg_drop_role(role: str, port: int) -> list[str]:
+    return _as_postgres(["psql", "-p", str(port), "-v", "ON_ERROR_STOP=1",
+                         "-c", f"DROP ROLE IF EXISTS {sql_ident(role)}"])
+
+
+# --- MariaDB / MySQL (root over the local socket) -------------------------------------
+
+def mysql_ident(name: str) -> str:
+    """A MariaDB quoted identifier: backticks, ` doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def mysql_literal(text: str) -> str:
+    """A MariaDB string literal: backslashes escaped (it reads \\ escapes), ' doubled."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mariadb_dump(db: str) -> list[str]:
+    return ["mariadb-dump", "--single-transaction", "--databases", db]
+
+
+def mariadb_drop(db: str, user: str) -> list[str]:
+    """Drop the app's database and its user (which connects from 127.0.0.1)."""
+    return ["mariadb", "-e", f"DROP DATABASE IF EXISTS {mysql_ident(db)}; "
+                             f"DROP USER IF EXISTS {mysql_literal(user)}@'127.0.0.1';"]
+
+
+# --- Redis -----------------------------------------------------------------------------
+
+def redis_scan(pattern: str) -> list[str]:
+    return ["redis-cli", "--scan", "--pattern", pattern]
+
+
+def redis_info_memory() -> list[str]:
+    return ["redis-cli", "INFO", "memory"]
+
+
+def redis_delete_user(user: str) -> list[str]:
+    return ["redis-cli", "ACL", "DELUSER", user]
+
+
+def redis_save_acl() -> list[str]:
+    return ["redis-cli", "ACL", "SAVE"]
+
+
+def redis_delete_keys(keys: list[str]) -> list[list[str]]:
+    """DEL in batches of REDIS_DEL_BATCH keys."""
+    return [["redis-cli", "DEL", *keys[i:i + REDIS_DEL_BATCH]] for i in range(0, len(keys), REDIS_DEL_BATCH)]
+
+
+# --- certificates ----------------------------------------------------------------------
+
+def certificate_end_date(cert: Path) -> list[str]:
+    return ["openssl", "x509", "-enddate", "-noout", "-in", str(cert)]

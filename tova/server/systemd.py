@@ -1,0 +1,238 @@
+"""SystemdSystem: the System adapter on a real server. Every command it runs comes from
+tova/server/host_commands.py (pure argv builders); this module only runs them and reads
+their answers."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tova.errors import EXIT_FAILED, TovaError
+from tova.layout import AppLayout
+from tova.manifest import Manifest
+from tova.naming import app_user, build_user, legacy_health_units, pg_database, pg_role, redis_user, unit_template
+from tova.server import host_commands as cmd
+from tova.server.procstat import process_usage
+from tova.server.sandbox import ToolRun, systemd_run_argv
+from tova.server.system import System, TextSink
+from tova.server.tooling import run_tool
+
+SYSTEMD_DIR = Path("/etc/systemd/system")
+# Where Debian's caddy package (user caddy, HOME=/var/lib/caddy) keeps certificates.
+CADDY_STORAGE_DIRS = (
+    Path("/var/lib/caddy/.local/share/caddy/certificates"),
+    Path("/root/.local/share/caddy/certificates"),
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, text=True, capture_output=True, **kw)
+
+
+def _ids(user: str) -> tuple[int, int] | None:
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
+
+
+class SystemdSystem(System):
+    name = "systemd"
+
+    def _check(self, argv: list[str]) -> None:
+        res = _run(argv)
+        if res.returncode != 0:
+            raise TovaError(f"{' '.join(argv)} failed: {res.stderr.strip() or res.returncode}",
+                            hint="see `journalctl -xe` on the server", exit_code=EXIT_FAILED)
+
+    def restart_instance(self, app: AppLayout, port: int) -> None:
+        for argv in cmd.restart_instance(app.name, port):
+            self._check(argv)
+
+    def stop_instance(self, app: AppLayout, port: int) -> None:
+        for argv in cmd.stop_instance(app.name, port):
+            _run(argv)  # stopping something already stopped is fine
+
+    def instance_running(self, app: AppLayout, port: int) -> bool:
+        return _run(cmd.instance_active(app.name, port)).returncode == 0
+
+    def instance_info(self, app: AppLayout, port: int) -> dict[str, Any]:
+        res = _run(cmd.instance_show(app.name, port))
+        props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        uptime = None
+        start_us = _int(props.get("ActiveEnterTimestampMonotonic"))
+        if start_us:
+            uptime = max(0, int(time.monotonic() - start_us / 1e6))
+        memory = _int(props.get("MemoryCurrent"))
+        cpu_ns = _int(props.get("CPUUsageNSec"))
+        pid = _int(props.get("MainPID"))
+        if (memory is None or cpu_ns is None) and pid:
+            # No cgroup accounting here (e.g. in a container): the main process's own figures.
+            rss, cpu_s = process_usage(pid)
+            memory = memory if memory is not None else rss
+            cpu_ns = cpu_ns if cpu_ns is not None else (int(cpu_s * 1e9) if cpu_s is not None else None)
+        cpu = round(cpu_ns / 1e9 / uptime * 100, 1) if cpu_ns is not None and uptime else None
+        return {"port": port, "state": props.get("ActiveState", "unknown"),
+                "memory_bytes": memory, "cpu_percent": cpu, "uptime_seconds": uptime}
+
+    def provision(self, script: Path, layers: list[str], out: TextSink) -> int:
+        proc = subprocess.Popen(cmd.provision(script, layers), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            out.flush()
+        return proc.wait()
+
+    def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
+        return subprocess.call(cmd.journal(app, ports, since, follow))
+
+    def build_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        user = build_user(app.name)
+        ids = _ids(user)
+        if ids is None:
+            res = _run(cmd.add_system_user(user))
+            ids = _ids(user)
+            if ids is None:
+                raise TovaError(f"cannot create the build user {user}: {res.stderr.strip()}",
+                                hint="pushed code is never built as root; check useradd on the server")
+        return ids
+
+    def app_owner(self, app: AppLayout) -> tuple[int, int] | None:
+        ids = _ids(app_user(app.name))
+        if ids is None:
+            raise TovaError(f"the app user {app_user(app.name)} does not exist",
+                            hint="provisioning creates it: tova-release provision " + app.name)
+        return ids
+
+    def run_tool(self, run: ToolRun, out: Callable[[str], None]) -> int:
+        return run_tool(systemd_run_argv(run, self.layout), Path("/"), out)
+
+    def reload_proxy(self) -> None:
+        """Graceful reload (Debian's unit reloads with --force, so the app's upstreams
+        and their active health checks start afresh). Nothing to do if Caddy is down."""
+        if self.service_state("caddy") == "active":
+            _run(cmd.reload_service("caddy"))
+
+    def journal(self, line: str) -> None:
+        """Deploy output for `journalctl -t tova-deploy` (through syslog's /dev/log)."""
+        import syslog
+
+        syslog.openlog("tova-deploy", 0, syslog.LOG_USER)
+        syslog.syslog(syslog.LOG_INFO, line)
+
+    def service_state(self, service: str) -> str:
+        """systemd's ActiveState, or "absent" when no such unit is installed."""
+        res = _run(cmd.service_show(service))
+        props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        if props.get("LoadState") == "not-found":
+            return "absent"
+        return props.get("ActiveState") or "unknown"
+
+    def databases(self, manifest: Manifest | None) -> list[dict[str, Any]]:
+        """State of each engine the app uses, with the app's own share of it."""
+        out = []
+        app = manifest.app if manifest else ""
+        for db in (manifest.databases if manifest else ()):
+            entry: dict[str, Any] = {"engine": db.engine, "name": db.name}
+            if db.engine == "postgres":
+                entry["state"] = self.service_state("postgresql")
+                res = _run(cmd.pg_database_size(db.name or "", db.port or 5432))
+                entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
+            elif db.engine == "redis":
+                entry["state"] = self.service_state("redis-server")
+                keys = _run(cmd.redis_scan(f"{app}:*"))
+                entry["keys"] = len(keys.stdout.split()) if keys.returncode == 0 else None
+                info = _run(cmd.redis_info_memory())
+                used = next((line.split(":", 1)[1].strip() for line in info.stdout.splitlines()
+                             if line.startswith("used_memory:")), None)
+                entry["memory_bytes"] = _int(used)
+            else:
+                entry["state"] = "file"
+                entry["paths"] = list(db.paths)
+            out.append(entry)
+        return out
+
+    def certificate(self, domain: str) -> dict[str, Any] | None:
+        """Expiry of the certificate Caddy keeps for `domain`, read from its storage."""
+        from tova.server.certs import find_certificate, parse_openssl_enddate
+
+        cert = find_certificate(CADDY_STORAGE_DIRS, domain)
+        if cert is None:
+            return None
+        res = _run(cmd.certificate_end_date(cert))
+        expires = parse_openssl_enddate(res.stdout) if res.returncode == 0 else None
+        if expires is None:
+            return None
+        left = expires - _utcnow()
+        return {"domain": domain, "path": str(cert), "issuer_dir": cert.parent.parent.name,
+                "expires": expires.isoformat(), "days_left": left.days,
+                "state": "valid" if left.total_seconds() > 0 else "expired"}
+
+    def remove_app(self, app: AppLayout, ports: list[int], manifest: Manifest | None, archive: Path) -> list[str]:
+        done = []
+        for port in ports:
+            self.stop_instance(app, port)
+        done.append(f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}")
+        # Per-app health timers exist only on servers provisioned by earlier versions.
+        health_service, health_timer = legacy_health_units(app.name)
+        _run(cmd.disable_now(health_timer))
+        for name in (unit_template(app.name), health_service, health_timer):
+            (SYSTEMD_DIR / name).unlink(missing_ok=True)
+        _run(cmd.daemon_reload())
+        done.append("Remove systemd services")
+        self.layout.caddy_app(app.name).unlink(missing_ok=True)
+        _run(cmd.reload_service("caddy"))
+        done.append("Remove Caddy config")
+        pg = manifest.database("postgres") if manifest else None
+        if pg:
+            # An inferred database has no name in the manifest: the renderer's default.
+            db = pg_database(app.name, pg.name)
+            dump = archive / f"{db}.sql"
+            with open(dump, "w") as f:
+                res = subprocess.run(cmd.pg_dump(db, pg.port or 5432), stdout=f, stderr=subprocess.PIPE, text=True)
+            if res.returncode != 0:
+                # Never drop a database whose dump failed.
+                raise TovaError(f"pg_dump {db} failed: {res.stderr.strip()}",
+                                hint=f"the app is stopped; dump and drop {db} by hand, then remove again")
+            _run(cmd.pg_drop_database(db, pg.port or 5432))
+            _run(cmd.pg_drop_role(pg_role(app.name), pg.port or 5432))
+            done.append(f"Drop database {db} and role {pg_role(app.name)} (dump archived)")
+        my = manifest.database("mysql") if manifest else None
+        if my and my.name:
+            dump = archive / f"{my.name}.sql"
+            with open(dump, "w") as f:
+                res = subprocess.run(cmd.mariadb_dump(my.name), stdout=f, stderr=subprocess.PIPE, text=True)
+            if res.returncode != 0:
+                raise TovaError(f"mariadb-dump {my.name} failed: {res.stderr.strip()}",
+                                hint=f"the app is stopped; dump and drop {my.name} by hand, then remove again")
+            _run(cmd.mariadb_drop(my.name, pg_role(app.name)))
+            done.append(f"Drop MariaDB database {my.name} and user {pg_role(app.name)} (dump archived)")
+        if manifest and manifest.database("redis"):
+            _run(cmd.redis_delete_user(redis_user(app.name)))
+            _run(cmd.redis_save_acl())
+            done.append(f"Remove Redis user {redis_user(app.name)}")
+            keys = _run(cmd.redis_scan(f"{app.name}:*")).stdout.split()
+            for argv in cmd.redis_delete_keys(keys):
+                _run(argv)
+            done.append(f"Delete {len(keys)} Redis keys {app.name}:*")
+        return done
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if value < (1 << 63) - 1 else None  # systemd's "infinity"
