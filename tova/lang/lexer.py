@@ -73,7 +73,9 @@ _REGEX = re.compile(r"/[^/\\\[\n]*(?:(?:\\[^\n]|\[(?:\\[^\n]|[^\]\\\n])*\])[^/\\
 _CSS_STOP = re.compile(r"[{}]")
 _WS = re.compile(r"[ \t\r\n]*")
 # A tag without attributes inside markup; `>=` would be an operator, not the tag's end.
-_SIMPLE_TAG = re.compile(r"<(/?)(?:[A-Za-z_$][A-Za-z0-9_$]*)?>(?!=)")
+_SIMPLE_TAG = re.compile(r"[ \t\r\n]*<(/?)(?:[A-Za-z_$][A-Za-z0-9_$]*)?>(?!=)")
+_CHILD_STRING = re.compile(r'[ \t\r\n]*("[^"\\{]*")(?!")')
+_CHILD_FAST_START = frozenset(' \t\r\n<"')
 _CF_WORD = re.compile(r"(?:if|for|elif|else|match)(?![\w$])")
 _TEXT_END = re.compile(r"""[<{"']|(?<=[ \t\n\r])(?:if|for|elif|else|match)(?![\w$])""")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -236,6 +238,28 @@ class _Pass:
                     pos += 1
                     prev, prev_nl, gap = _VALUE, False, pos
                     continue
+                if c in _CHILD_FAST_START:
+                    # the common children, whitespace before them included, in one step
+                    tm = _SIMPLE_TAG.match(text, pos)
+                    if tm is not None:
+                        pos = tm.end()
+                        if tm.group(1):  # closing
+                            jstack.pop()
+                            if not jstack:
+                                self.collapse_markup(markup_start, markup_k, pos)
+                                markup_start = -1
+                        else:
+                            jstack.append("tag")
+                        prev, prev_nl, gap = _OTHER, False, pos
+                        continue
+                    sm = _CHILD_STRING.match(text, pos)
+                    if sm is not None:
+                        starts.append(sm.start(1))
+                        ends.append(sm.end())
+                        kinds.append("str")
+                        pos = sm.end()
+                        prev, prev_nl, gap = _VALUE, False, pos
+                        continue
                 if c in " \t\r\n":
                     pp = _ws_end(text, pos)
                     if pp >= n or text[pp] in "<{}\"'" or _CF_WORD.match(text, pp):
@@ -249,19 +273,7 @@ class _Pass:
                     pos += 1
                     prev, prev_nl, gap = _OTHER, False, pos
                     continue
-                elif c == "<":
-                    tm = _SIMPLE_TAG.match(text, pos)
-                    if tm is not None:  # `<p>`, `</p>`, `<>`, `</>`: the whole tag at once
-                        pos = tm.end()
-                        if tm.group(1):  # closing
-                            jstack.pop()
-                            if not jstack:
-                                self.collapse_markup(markup_start, markup_k, pos)
-                                markup_start = -1
-                        else:
-                            jstack.append("tag")
-                        prev, prev_nl, gap = _OTHER, False, pos
-                        continue
+                elif c == "<":  # a tag with attributes (simple ones were taken above)
                     nxt = text[pos + 1 : pos + 2]
                     if nxt == "/":
                         tag_mode = "close"

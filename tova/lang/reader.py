@@ -38,6 +38,10 @@ _KEYWORD_BLOCKS = {"server": "server", "browser": "browser", "client": "browser"
 _BRACE_BLOCKS = {"security", "data", "cli", "theme", "auth"}  # word then `{`
 _NAMED_BLOCKS = {"test", "bench", "edge"}  # word then `{` or a string
 _CONCURRENT_MODES = {"cancel_on_error", "first", "timeout"}
+_BLOCK_WORDS = frozenset({*_KEYWORD_BLOCKS, *_BRACE_BLOCKS, *_NAMED_BLOCKS, "deploy", "concurrent"})
+_SERVER_WORDS = frozenset({"db", "ws", "sse", "routes"})
+_SECURITY_WORDS = frozenset({"auth", "cors"})
+_DATA_WORDS = frozenset({"source"})
 
 _BINARY_OPS = frozenset(
     "+ - * / % ** == != < > <= >= && || ?? |> .. ..= & | ^ =>".split()
@@ -90,15 +94,30 @@ def count_lines(text: str) -> int:
 
 
 class _Region:
-    def __init__(self, sc: Scanned, a: int, b: int) -> None:
+    def __init__(self, sc: Scanned, a: int, b: int, collapse: bool = True) -> None:
         self.sc = sc
         self.text = sc.text
-        self.toks, self.closes = tokens(sc, a, b)
+        self.toks, self.closes = tokens(sc, a, b, collapse)
         self.end = b
 
-    def inner(self, open_i: int) -> _Region:
-        """The region inside the `{ }` group whose `{` is token open_i."""
-        return _Region(self.sc, self.toks[open_i][2], self.toks[self.closes[open_i]][1])
+    def inner(self, open_i: int, collapse: bool = True) -> _Region:
+        """The region inside the `{ }` group whose `{` is token open_i (with `collapse`
+        False, nested groups are tokenized too: for small bodies read all the way down)."""
+        return _Region(self.sc, self.toks[open_i][2], self.toks[self.closes[open_i]][1], collapse)
+
+    def starts(self, words: frozenset[str]) -> Iterator[int]:
+        """Indexes of the tokens of this level that are one of `words` and begin a
+        statement (the walks' hot loop: plain locals, no per-item calls)."""
+        toks, closes, text = self.toks, self.closes, self.text
+        n = len(toks)
+        i, prev = 0, -1
+        while i < n:
+            k, s, e = toks[i]
+            if k == "name" and text[s:e] in words and (prev < 0 or self.stmt_start(prev, i)):
+                yield i
+            c = closes.get(i)
+            prev = i if c is None else c
+            i = prev + 1
 
     # token helpers ----------------------------------------------------------------
     def kind(self, i: int) -> str:
@@ -143,16 +162,6 @@ class _Region:
             return self.src(prev) not in NON_VALUE_WORDS
         return pk in _STATEMENT_AFTER
 
-    def level(self, start: int, stop: int) -> Iterator[tuple[int | None, int]]:
-        """(previous item's last token, item start) for the items of one level."""
-        prev = None
-        i = start
-        while i < stop:
-            yield prev, i
-            nxt = self.after(i)
-            prev = nxt - 1
-            i = nxt
-
 
 class _FileReader:
     def __init__(self, sc: Scanned) -> None:
@@ -164,9 +173,7 @@ class _FileReader:
         out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
         blocks: list[TopBlock] = []
         n = len(top.toks)
-        for prev, i in top.level(0, n):
-            if top.kind(i) != "name" or not top.stmt_start(prev, i):
-                continue
+        for i in top.starts(_BLOCK_WORDS):
             found = self.block_at(top, i, n)
             if found is None:
                 continue
@@ -174,7 +181,8 @@ class _FileReader:
             loc = top.loc(i)
             blocks.append(TopBlock(kind, name, loc))
             if kind in out:
-                out[kind].append(self.read_block(kind, loc, name, top.inner(body)))
+                # a deploy body is small and read all the way down in one go
+                out[kind].append(self.read_block(kind, loc, name, top.inner(body, collapse=kind != "deploy")))
         return ParsedFile(
             path=sc.path,
             line_count=count_lines(sc.text),
@@ -247,7 +255,8 @@ class _FileReader:
     def read_block(self, kind: str, loc: Location, name: str | None, body: _Region) -> object:
         if kind == "deploy":
             assert name is not None
-            return DeployBlock(name=name, loc=loc, body=_body(body, strict=True, commas=False, depth=0))
+            return DeployBlock(name=name, loc=loc, body=_body(body, 0, len(body.toks), strict=True, commas=False,
+                                                              depth=0))
         if kind == "server":
             return _server(name, loc, body)
         if kind == "browser":
@@ -260,15 +269,15 @@ class _FileReader:
 # -- bodies of `key: value` fields (deploy blocks, db, cors) ------------------------------
 
 
-def _body(r: _Region, strict: bool, commas: bool, depth: int) -> Body:  # noqa: C901 - one grammar rule per branch
-    """Fields and sub-blocks of one region.
+def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: C901 - a rule per branch
+          depth: int) -> Body:
+    """Fields and sub-blocks of tokens lo..close of a region tokenized all the way down.
 
     strict (deploy blocks): every problem is a syntax error; commas between fields are
     allowed only when `commas`. Otherwise unreadable parts are skipped."""
     fields: list[Field] = []
     blocks: list[SubBlock] = []
-    close = len(r.toks)
-    i = 0
+    i = lo
     while i < close:
         kind = r.kind(i)
         if kind == ";" or (kind == "," and (commas or not strict)):
@@ -296,7 +305,7 @@ def _body(r: _Region, strict: bool, commas: bool, depth: int) -> Body:  # noqa: 
             elif key is not None and kind == "name" and r.kind(i + 1) == "{":
                 if depth >= _MAX_DEPTH:
                     raise r.error("blocks nested too deeply", i + 1, "flatten the configuration")
-                sub = _body(r.inner(i + 1), strict, True, depth + 1)
+                sub = _body(r, i + 2, r.closes[i + 1], strict, True, depth + 1)
                 blocks.append(SubBlock(name=key, loc=r.loc(i), body=sub))
                 i = r.closes[i + 1] + 1
                 continue
@@ -443,14 +452,13 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
     while work:
         r, prefix = work.pop()
         stop = len(r.toks)
-        for prev, i in r.level(0, stop):
-            if r.kind(i) != "name" or not r.stmt_start(prev, i):
-                continue
+        for i in r.starts(_SERVER_WORDS):
             word = r.src(i)
             nxt = i + 1
             pos = r.toks[i][1]
             if word == "db" and nxt < stop and r.kind(nxt) == "{":
-                fields = _body(r.inner(nxt), strict=False, commas=True, depth=0)
+                db_body = r.inner(nxt, collapse=False)
+                fields = _body(db_body, 0, len(db_body.toks), strict=False, commas=True, depth=0)
                 dbs.append((pos, DbDecl(fields=fields.fields, loc=r.loc(i))))
             elif word == "ws" and nxt < stop and r.kind(nxt) == "{":
                 wss.append((pos, r.loc(i)))
@@ -506,9 +514,7 @@ def _security(loc: Location, r: _Region) -> SecurityBlock:
     auths: list[AuthDecl] = []
     origins: list[Value] = []
     close = len(r.toks)
-    for prev, i in r.level(0, close):
-        if r.kind(i) != "name" or not r.stmt_start(prev, i):
-            continue
+    for i in r.starts(_SECURITY_WORDS):
         word = r.src(i)
         nxt = i + 1
         if word == "auth":
@@ -519,7 +525,8 @@ def _security(loc: Location, r: _Region) -> SecurityBlock:
             if nxt < close and r.kind(nxt) == "{":
                 auths.append(AuthDecl(kind=kind, env_refs=_env_refs(r, nxt), loc=r.loc(i)))
         elif word == "cors" and nxt < close and r.kind(nxt) == "{":
-            fields = _body(r.inner(nxt), strict=False, commas=True, depth=0)
+            inner = r.inner(nxt, collapse=False)
+            fields = _body(inner, 0, len(inner.toks), strict=False, commas=True, depth=0)
             for f in fields.fields:
                 if f.key == "origins":
                     v = f.value
@@ -548,9 +555,7 @@ def _env_refs(r: _Region, open_i: int) -> tuple[str, ...]:
 def _data(loc: Location, r: _Region) -> DataBlock:
     sources: list[DataSource] = []
     close = len(r.toks)
-    for prev, i in r.level(0, close):
-        if not (r.is_name(i, close, "source") and r.stmt_start(prev, i)):
-            continue
+    for i in r.starts(_DATA_WORDS):
         if not r.is_name(i + 1, close):
             continue
         name = r.src(i + 1)
