@@ -39,7 +39,7 @@ _BRACE_BLOCKS = {"security", "data", "cli", "theme", "auth"}  # word then `{`
 _NAMED_BLOCKS = {"test", "bench", "edge"}  # word then `{` or a string
 _CONCURRENT_MODES = {"cancel_on_error", "first", "timeout"}
 _BLOCK_WORDS = frozenset({*_KEYWORD_BLOCKS, *_BRACE_BLOCKS, *_NAMED_BLOCKS, "deploy", "concurrent"})
-_SERVER_WORDS = frozenset({"db", "ws", "sse", "routes"})
+_SERVER_WORDS = frozenset({"db", "ws", "sse", "routes", "route"})
 _SECURITY_WORDS = frozenset({"auth", "cors"})
 _DATA_WORDS = frozenset({"source"})
 
