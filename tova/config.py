@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,12 +104,56 @@ def available_envs(blocks: tuple[DeployBlock, ...] | list[DeployBlock]) -> list[
     return seen
 
 
-def build_config(  # noqa: C901
+def build_config(
     blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str, project: str, app: str | None = None,
 ) -> DeployConfig:
     """Merge the deploy blocks named `env` (later keys win) and validate them. The app's
     name is `app` when given (decided by tova.toml or recorded on the server), else
     derived from the project's name."""
+    mine = _blocks_named(blocks, env)
+    fields_, env_fields, db_blocks = _collect(mine, env)
+    anchor = mine[0].loc
+    values, locations = _values(fields_, env, anchor)
+
+    def at(key: str) -> Location:
+        return locations.get(key, anchor)
+
+    server = _check_server(values["server"], at("server"))
+    domain = _check_domain(values["domain"], at("domain"))
+    instances = values["instances"]
+    if not 1 <= instances <= 32:
+        raise ConfigError(f"instances must be between 1 and 32, not {instances}", loc=at("instances"))
+    memory_bytes = parse_memory(values["memory"], at("memory"), "memory")
+    if memory_bytes > MAX_MEMORY_BYTES:
+        raise ConfigError(f"memory {values['memory']!r} is more than 1 TB", hint='for example memory: "512mb"',
+                          loc=at("memory"))
+    branch = _check_branch(values["branch"], at("branch"))
+    _check_health(values, at)
+    if values["keep_releases"] < 1:
+        raise ConfigError("keep_releases must be at least 1", loc=at("keep_releases"))
+    return DeployConfig(
+        env=env,
+        app=_app_name(app, project, env, anchor),
+        server=server,
+        domain=domain,
+        instances=instances,
+        memory=values["memory"],
+        memory_bytes=memory_bytes,
+        branch=branch,
+        health=values["health"],
+        health_interval=values["health_interval"],
+        health_timeout=values["health_timeout"],
+        restart_on_failure=values["restart_on_failure"],
+        keep_releases=values["keep_releases"],
+        env_vars=tuple(_env_var(f, env) for f in env_fields.values()),
+        db_overrides=tuple(_db_override(engine, subs) for engine, subs in db_blocks.items()),
+        loc=anchor,
+        locations=locations,
+    )
+
+
+def _blocks_named(blocks: list[DeployBlock] | tuple[DeployBlock, ...], env: str) -> list[DeployBlock]:
+    """The deploy blocks of `env`, which must exist and be a valid environment name."""
     mine = [b for b in blocks if b.name == env]
     if not mine:
         envs = available_envs(blocks)
@@ -127,29 +172,24 @@ def build_config(  # noqa: C901
             hint="use letters, digits, '-' or '_', starting with a letter (at most 40)",
             loc=mine[0].loc,
         )
+    return mine
+
+
+def _collect(mine: list[DeployBlock], env: str) -> tuple[dict[str, Field], dict[str, Field],
+                                                          dict[str, list[SubBlock]]]:
+    """The properties, env { } fields and db { } engine blocks of the blocks, later wins."""
     fields_: dict[str, Field] = {}
     env_fields: dict[str, Field] = {}
     db_blocks: dict[str, list[SubBlock]] = {}
     for block in mine:
         _require_fields(block, env)
         for f in block.body.fields:
-            if f.key in SUB_BLOCKS:
-                raise ConfigError(f"`{f.key}` must be a block", hint=f"write `{f.key} {{ ... }}`", loc=f.loc)
-            if f.key == "name":
-                raise ConfigError(
-                    "the Tova compiler rejects `name` in a deploy block (Unknown deploy config field)",
-                    hint=f'set the app name in tova.toml: [tova-deploy.apps] then {env} = "{_str_hint(f)}"',
-                    loc=f.loc,
-                )
-            if f.key not in PROPERTIES:
-                raise _unknown(f.key, f.loc, list(PROPERTIES) + list(SUB_BLOCKS))
-            fields_[f.key] = f
+            fields_[f.key] = _property_field(f, env)
         for sub in block.body.blocks:
             if sub.name == "env":
                 if sub.body.blocks:
                     raise ConfigError("env { } holds only NAME: value fields", loc=sub.body.blocks[0].loc)
-                for f in sub.body.fields:
-                    env_fields[f.key] = f
+                env_fields.update((f.key, f) for f in sub.body.fields)
             elif sub.name == "db":
                 for f in sub.body.fields:
                     raise ConfigError(
@@ -161,13 +201,31 @@ def build_config(  # noqa: C901
                     db_blocks.setdefault(eng.name, []).append(eng)
             else:
                 raise _unknown(sub.name, sub.loc, list(PROPERTIES) + list(SUB_BLOCKS))
+    return fields_, env_fields, db_blocks
 
+
+def _property_field(f: Field, env: str) -> Field:
+    """`f` when it is a known property of a deploy block; else the error that says why not."""
+    if f.key in SUB_BLOCKS:
+        raise ConfigError(f"`{f.key}` must be a block", hint=f"write `{f.key} {{ ... }}`", loc=f.loc)
+    if f.key == "name":
+        raise ConfigError(
+            "the Tova compiler rejects `name` in a deploy block (Unknown deploy config field)",
+            hint=f'set the app name in tova.toml: [tova-deploy.apps] then {env} = "{_str_hint(f)}"',
+            loc=f.loc,
+        )
+    if f.key not in PROPERTIES:
+        raise _unknown(f.key, f.loc, list(PROPERTIES) + list(SUB_BLOCKS))
+    return f
+
+
+def _values(fields_: dict[str, Field], env: str, anchor: Location) -> tuple[dict[str, Any], dict[str, Location]]:
+    """Each property's literal value (checked against its type) or default, and where it was set."""
     values: dict[str, Any] = {}  # each checked against its property's type by _literal
     locations: dict[str, Location] = {}
     for key, f in fields_.items():
         values[key] = _literal(f.value, PROPERTIES[key].type, key)
         locations[key] = f.value.loc
-    anchor = mine[0].loc
     for key, prop in PROPERTIES.items():
         if prop.required and key not in values:
             raise ConfigError(
@@ -176,20 +234,10 @@ def build_config(  # noqa: C901
                 loc=anchor,
             )
         values.setdefault(key, prop.default)
+    return values, locations
 
-    def at(key: str) -> Location:
-        return locations.get(key, anchor)
 
-    server = _check_server(values["server"], at("server"))
-    domain = _check_domain(values["domain"], at("domain"))
-    instances = values["instances"]
-    if not 1 <= instances <= 32:
-        raise ConfigError(f"instances must be between 1 and 32, not {instances}", loc=at("instances"))
-    memory_bytes = parse_memory(values["memory"], at("memory"), "memory")
-    if memory_bytes > MAX_MEMORY_BYTES:
-        raise ConfigError(f"memory {values['memory']!r} is more than 1 TB", hint='for example memory: "512mb"',
-                          loc=at("memory"))
-    branch = _check_branch(values["branch"], at("branch"))
+def _check_health(values: dict[str, Any], at: Callable[[str], Location]) -> None:
     health = values["health"]
     if not HEALTH_RE.match(health):
         raise ConfigError(
@@ -208,31 +256,6 @@ def build_config(  # noqa: C901
             hint="a check must end before the next one starts",
             loc=at("health_timeout"),
         )
-    if values["keep_releases"] < 1:
-        raise ConfigError("keep_releases must be at least 1", loc=at("keep_releases"))
-    app = _app_name(app, project, env, anchor)
-
-    env_vars = tuple(_env_var(f, env) for f in env_fields.values())
-    overrides = tuple(_db_override(engine, subs) for engine, subs in db_blocks.items())
-    return DeployConfig(
-        env=env,
-        app=app,
-        server=server,
-        domain=domain,
-        instances=instances,
-        memory=values["memory"],
-        memory_bytes=memory_bytes,
-        branch=branch,
-        health=health,
-        health_interval=interval,
-        health_timeout=timeout,
-        restart_on_failure=values["restart_on_failure"],
-        keep_releases=values["keep_releases"],
-        env_vars=env_vars,
-        db_overrides=overrides,
-        loc=anchor,
-        locations=locations,
-    )
 
 
 def parse_memory(text: str, loc: Location | None, what: str) -> int:

@@ -228,28 +228,51 @@ def _fail(message: str, hint: str) -> None:
     raise ConfigError(message, hint=hint)
 
 
-def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa: C901
+def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:
     """Checks that quoting alone cannot express: the shape of names, numbers and paths."""
+    _validate_names(m)
+    _validate_settings(s)
+    _validate_ports(ports)
+    _validate_numbers(m)
+    _validate_paths(m)
+    _validate_databases(m)
+    _validate_toolchain(s)
+
+
+def _validate_names(m: Manifest) -> None:
     if not is_app_name(m.app):
         _fail(f"invalid app name {m.app!r}", f"app names are {APP_NAME_RULE}")
     if not is_env_name(m.env):
         _fail(f"invalid environment name {m.env!r}", "use letters, digits, _ and -, starting with a letter")
     if not re.fullmatch(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", m.domain):
         _fail(f"invalid domain {m.domain!r}", "e.g. myapp.com")
+    for name in (*m.secrets.required, *m.secrets.auto, *(k for k, _ in m.env_vars)):
+        if not is_env_var(name):
+            _fail(f"invalid environment variable name {name!r}", "use letters, digits and _")
+
+
+def _validate_settings(s: ServerSettings) -> None:
     if s.tls not in ("auto", "internal"):
         _fail(f"setting tls: {s.tls!r}", 'use "auto" or "internal"')
     try:
         quoting.systemd_path(s.root)
     except ValueError as exc:
         _fail(f"setting root: {exc}", "use a plain absolute path such as /opt/tova")
+
+
+def _is_port(port: object) -> bool:
+    return isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535
+
+
+def _validate_ports(ports: list[int]) -> None:
     if not ports or len(set(ports)) != len(ports):
         _fail(f"bad port list {ports!r}", "give one distinct port per instance")
     for port in ports:
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        if not _is_port(port):
             _fail(f"bad port {port!r}", "ports are integers 1-65535")
-    for name in (*m.secrets.required, *m.secrets.auto, *(k for k, _ in m.env_vars)):
-        if not is_env_var(name):
-            _fail(f"invalid environment variable name {name!r}", "use letters, digits and _")
+
+
+def _validate_numbers(m: Manifest) -> None:
     for label, value in (
         ("memory", m.memory_bytes),
         ("health_interval", m.health.interval),
@@ -257,6 +280,9 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             _fail(f"{label} must be a positive integer, not {value!r}", f"fix {label} in the deploy block")
+
+
+def _validate_paths(m: Manifest) -> None:
     if not m.health.path.startswith("/") or re.search(r"\s", m.health.path):
         _fail(f"health path {m.health.path!r} must start with / and have no spaces", "e.g. /healthz")
     for path in m.proxy.sse_paths:
@@ -266,23 +292,25 @@ def _validate(m: Manifest, ports: list[int], s: ServerSettings) -> None:  # noqa
         if origin != "*" and (origin.startswith("*") or origin.endswith("*") or not origin):
             # Caddy's header matcher treats a leading or trailing * as a wildcard.
             _fail(f"CORS origin {origin!r} is not an exact origin", "list origins like https://app.example.com")
+
+
+def _validate_databases(m: Manifest) -> None:
     pg = m.database("postgres")
     if pg:
         name = pg_database(m.app, pg.name)
         if len(name.encode()) > 63 or re.search(r"[\x00-\x1f\x7f]", name):
             _fail(f"PostgreSQL database name {name!r} is too long or has control characters",
                   "use at most 63 bytes of printable text")
-        if pg.port is not None and not 1 <= pg.port <= 65535:
+        if pg.port is not None and not _is_port(pg.port):
             _fail(f"bad PostgreSQL port {pg.port!r}", "ports are 1-65535")
     redis = m.database("redis")
-    if redis and redis.port is not None and not 1 <= redis.port <= 65535:
+    if redis and redis.port is not None and not _is_port(redis.port):
         _fail(f"bad Redis port {redis.port!r}", "ports are 1-65535")
     sqlite = m.database("sqlite")
     for path in sqlite.paths if sqlite else ():
         parts = path.split("/")
         if path.startswith("/") or ".." in parts or "\x00" in path:
             _fail(f"SQLite path {path!r} must stay inside the data directory", "use a relative path")
-    _validate_toolchain(s)
 
 
 def _validate_toolchain(s: ServerSettings) -> None:

@@ -247,7 +247,7 @@ def _check_name(name: bytes) -> None:
                           hint="rename that file in the repository")
 
 
-def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | None = None) -> int:  # noqa: C901
+def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | None = None) -> int:
     """Write the commit's tree into `dest` (must not exist). Returns the count of files and
     symlinks written. Submodules (gitlinks) become empty directories, as with git archive.
     With `owner` (uid, gid) every entry belongs to that user (the build user), set through
@@ -256,13 +256,7 @@ def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | No
     Every directory is opened with O_NOFOLLOW and entries are created relative to it with
     O_EXCL, so neither a symlink nor a duplicate entry in the tree can redirect a write."""
     dest_b = os.fsencode(dest)
-    os.mkdir(dest_b, 0o755)
-    # With the usual umask (022) the modes are right at creation; a stricter one needs a chmod.
-    fix_modes = bool(_umask() & 0o755)
-    if fix_modes:
-        os.chmod(dest_b, 0o755)
-    if owner is not None:
-        os.chown(dest_b, *owner, follow_symlinks=False)
+    fix_modes = _make_root(dest_b, owner)
     count = 0
     links: list[str] = []
     with ObjectReader(repo.object_store) as reader:
@@ -281,45 +275,18 @@ def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | No
                 kind = mode >> 12
                 try:
                     if kind == 0o10:  # regular file
-                        data = reader.get(sha, _BLOB)
-                        perm = 0o755 if mode & 0o100 else 0o644
-                        fd = os.open(name, _O_FILE, perm, dir_fd=dfd)
-                        try:
-                            view = memoryview(data)
-                            while view:
-                                view = view[os.write(fd, view):]
-                            if fix_modes:
-                                os.fchmod(fd, perm)
-                            if owner is not None:
-                                os.fchown(fd, *owner)
-                        finally:
-                            os.close(fd)
+                        _write_file(dfd, name, reader.get(sha, _BLOB), mode, fix_modes, owner)
                         count += 1
                     elif kind == 0o12:  # symlink: the blob is the target
-                        target = reader.get(sha, _BLOB)
-                        if not target or b"\x00" in target:
-                            raise DeployError(f"symlink {where + name!r} has an invalid target",
-                                              hint="fix the symlink in the repository")
-                        os.symlink(target, name, dir_fd=dfd)
+                        _write_link(dfd, name, reader.get(sha, _BLOB), where, owner)
                         links.append((where + name).decode("utf-8", "surrogateescape"))
-                        if owner is not None:
-                            os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
                         count += 1
                     elif kind in (0o04, 0o16):  # tree, or gitlink (submodule): empty, as git archive
-                        os.mkdir(name, 0o755, dir_fd=dfd)
-                        sub = os.open(name, _O_DIR, dir_fd=dfd)
-                        if fix_modes:
-                            os.fchmod(sub, 0o755)
-                        if owner is not None:
-                            os.fchown(sub, *owner)
+                        sub = _make_dir(dfd, name, fix_modes, owner)
                         if kind != 0o04:
                             os.close(sub)
                         else:
-                            if len(stack) >= _MAX_DEPTH:
-                                os.close(sub)
-                                raise DeployError(f"directory {where + name!r} is nested too deeply",
-                                                  hint=f"keep the project under {_MAX_DEPTH} levels")
-                            stack.append((sub, reader.tree(sha), where + name + b"/"))
+                            stack.append(_level(sub, reader, sha, where + name + b"/", len(stack)))
                     else:
                         raise DeployError(f"{where + name!r} has an unknown file mode {mode:o}",
                                           hint="the repository is corrupt; run `git fsck` in it")
@@ -334,6 +301,64 @@ def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | No
     for rel in links:
         check_link(dest, rel, where="the project")
     return count
+
+
+def _make_root(dest: bytes, owner: tuple[int, int] | None) -> bool:
+    """Create the checkout's root; whether modes need fixing after creation (with the usual
+    umask, 022, they are right at creation; a stricter one needs a chmod)."""
+    os.mkdir(dest, 0o755)
+    fix_modes = bool(_umask() & 0o755)
+    if fix_modes:
+        os.chmod(dest, 0o755)
+    if owner is not None:
+        os.chown(dest, *owner, follow_symlinks=False)
+    return fix_modes
+
+
+def _level(fd: int, reader: ObjectReader, sha: bytes, where: bytes,
+           depth: int) -> tuple[int, list[tuple[bytes, int, bytes]], bytes]:
+    """The next level of the depth-first walk: the open directory, its entries, its path."""
+    if depth >= _MAX_DEPTH:
+        os.close(fd)
+        raise DeployError(f"directory {where.rstrip(b'/')!r} is nested too deeply",
+                          hint=f"keep the project under {_MAX_DEPTH} levels")
+    return fd, reader.tree(sha), where
+
+
+def _write_file(dfd: int, name: bytes, data: bytes, mode: int, fix_modes: bool,
+                owner: tuple[int, int] | None) -> None:
+    perm = 0o755 if mode & 0o100 else 0o644
+    fd = os.open(name, _O_FILE, perm, dir_fd=dfd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fix_modes:
+            os.fchmod(fd, perm)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+def _write_link(dfd: int, name: bytes, target: bytes, where: bytes, owner: tuple[int, int] | None) -> None:
+    if not target or b"\x00" in target:
+        raise DeployError(f"symlink {where + name!r} has an invalid target",
+                          hint="fix the symlink in the repository")
+    os.symlink(target, name, dir_fd=dfd)
+    if owner is not None:
+        os.chown(name, *owner, dir_fd=dfd, follow_symlinks=False)
+
+
+def _make_dir(dfd: int, name: bytes, fix_modes: bool, owner: tuple[int, int] | None) -> int:
+    """A new directory `name` in `dfd`, opened (O_NOFOLLOW): its descriptor."""
+    os.mkdir(name, 0o755, dir_fd=dfd)
+    sub = os.open(name, _O_DIR, dir_fd=dfd)
+    if fix_modes:
+        os.fchmod(sub, 0o755)
+    if owner is not None:
+        os.fchown(sub, *owner)
+    return sub
 
 
 def commit_object(repo: Repo, sha: bytes) -> Commit:

@@ -70,47 +70,60 @@ def parse(text: str) -> dict[str, str]:
     return out
 
 
-def _value(text: str, i: int) -> tuple[str, int]:  # noqa: C901
+def _value(text: str, i: int) -> tuple[str, int]:
+    """The value starting at `i` (double-quoted, single-quoted or bare) and the index of the
+    end of its line."""
     n = len(text)
-    buf: list[str] = []
     if i < n and text[i] == '"':
-        i += 1
-        while i < n and text[i] != '"':
-            if text[i] == "\\" and i + 1 < n:
-                nxt = text[i + 1]
-                if nxt in _ESCAPED:
-                    buf.append(nxt)
-                elif nxt == "\n":
-                    pass  # line continuation
-                else:
-                    buf.append("\\" + nxt)
-                i += 2
-                continue
-            buf.append(text[i])
-            i += 1
-        if i >= n:
-            raise TovaError("unterminated double-quoted value in env file", hint="close the quote")
-        i += 1
+        value, i = _double_quoted(text, i + 1)
     elif i < n and text[i] == "'":
         end = text.find("'", i + 1)
         if end == -1:
             raise TovaError("unterminated single-quoted value in env file", hint="close the quote")
-        buf.append(text[i + 1:end])
-        i = end + 1
+        value, i = text[i + 1:end], end + 1
     else:
-        while i < n and text[i] != "\n":
-            if text[i] == "\\" and i + 1 < n:
-                if text[i + 1] != "\n":
-                    buf.append(text[i + 1])
-                i += 2
-                continue
-            buf.append(text[i])
-            i += 1
-        return "".join(buf).rstrip(" \t\r"), i
+        return _bare(text, i)
     # after a quoted value: ignore trailing blanks up to the end of the line
     while i < n and text[i] != "\n":
         i += 1
-    return "".join(buf), i
+    return value, i
+
+
+def _double_quoted(text: str, i: int) -> tuple[str, int]:
+    """From just after the opening quote: the value (\\ escapes of _ESCAPED undone, a
+    backslash-newline continues the line) and the index after the closing quote."""
+    n = len(text)
+    buf: list[str] = []
+    while i < n and text[i] != '"':
+        if text[i] == "\\" and i + 1 < n:
+            nxt = text[i + 1]
+            if nxt in _ESCAPED:
+                buf.append(nxt)
+            elif nxt != "\n":  # a backslash-newline is a line continuation
+                buf.append("\\" + nxt)
+            i += 2
+            continue
+        buf.append(text[i])
+        i += 1
+    if i >= n:
+        raise TovaError("unterminated double-quoted value in env file", hint="close the quote")
+    return "".join(buf), i + 1
+
+
+def _bare(text: str, i: int) -> tuple[str, int]:
+    """An unquoted value: up to the end of the line, backslash escapes the next character,
+    trailing blanks dropped."""
+    n = len(text)
+    buf: list[str] = []
+    while i < n and text[i] != "\n":
+        if text[i] == "\\" and i + 1 < n:
+            if text[i + 1] != "\n":
+                buf.append(text[i + 1])
+            i += 2
+            continue
+        buf.append(text[i])
+        i += 1
+    return "".join(buf).rstrip(" \t\r"), i
 
 
 def read(path: Path) -> dict[str, str]:
