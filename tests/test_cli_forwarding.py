@@ -43,6 +43,10 @@ class _FakeServer:
         _FakeServer.calls.append(list(args))
         return type("R", (), {"exit_code": 0})()
 
+    def release_attached(self, args):
+        _FakeServer.calls.append(list(args))
+        return 0
+
 
 @pytest.fixture
 def fake_server(monkeypatch):

@@ -303,3 +303,50 @@ def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     assert commands.cmd_remove(project, m, yes=True) == 0
     assert 'Removed (data archived, not deleted)' in capsys.readouterr().out
     assert not (w["root"] / "apps/myapp/current").exists()
+
+
+_LOGS_DRIVER = """
+import resource, sys
+from tova.client import commands
+from tova.manifest import Manifest
+m = Manifest(env="prod", app="myapp", project="myapp", server=sys.argv[1], domain="myapp.test")
+code = commands.cmd_logs(None, m, since=None, instance=None, follow="--follow" in sys.argv)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_logs_stream_without_keeping_output_and_end_when_the_reader_does(set_up, tmp_path):
+    """`--logs | head -1` ends at once (it used to hang), and a long log passes through
+    without being held in the client's memory (as with --follow)."""
+    import os
+    import sys
+    import time
+
+    w = set_up
+    port = 45999
+    reg = w["root"] / "registry.json"
+    data = json.loads(reg.read_text()) if reg.exists() else {"apps": {}, "next_port": 3000}
+    data["apps"].setdefault("myapp", {}).update({"ports": [port]})
+    reg.write_text(json.dumps(data))
+    log = w["root"] / "run" / "myapp" / f"{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    line = b"x" * 1023 + b"\n"
+    with open(log, "wb") as fh:
+        for _ in range(64 * 1024):  # 64 MB
+            fh.write(line)
+    env = dict(os.environ, PYTHONPATH=str(Path(tova.__file__).parent.parent))
+    driver = [sys.executable, "-c", _LOGS_DRIVER, w["manifest"].server]
+    try:
+        start = time.monotonic()
+        head = subprocess.run(f"{subprocess.list2cmdline(driver)} | head -1", shell=True, env=env,
+                              capture_output=True, timeout=120, executable="/bin/bash")
+        assert head.stdout == line and time.monotonic() - start < 60
+        whole = subprocess.run(driver, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+        assert whole.returncode == 0, whole.stderr
+        max_rss_kb = int(whole.stderr.decode().strip().splitlines()[-1])
+        assert max_rss_kb < 48 * 1024, f"the client held {max_rss_kb} kB for a 64 MB log"
+    finally:
+        log.unlink()
+        data["apps"].pop("myapp", None)
+        reg.write_text(json.dumps(data))

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--since", metavar="TIME", help='with --logs: e.g. "1 hour ago"')
     d.add_argument("--instance", type=int, metavar="N", help="with --logs: only instance N (1-based)")
     d.add_argument("--follow", "-f", action="store_true", help="with --logs: keep streaming")
+    d.add_argument("--build", action="store_true", help="with --logs: the last build's whole compiler output")
     d.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     d.add_argument("--offline", action="store_true", help="with --setup-git: upload dependencies too")
     d.add_argument("--compiler", metavar="PATH",
@@ -200,7 +201,7 @@ def run_deploy(args: argparse.Namespace) -> int:
                                              compiler=Path(args.compiler) if args.compiler else None),
         "rollback": lambda: c.cmd_rollback(project, manifest, to=args.to),
         "logs": lambda: c.cmd_logs(project, manifest, since=args.since, instance=args.instance,
-                                   follow=args.follow),
+                                   follow=args.follow, build=args.build),
         "status": lambda: c.cmd_status(project, manifest, json=args.json),
         "ssh": lambda: c.cmd_ssh(project, manifest),
         "remove": lambda: c.cmd_remove(project, manifest, yes=args.yes),

@@ -151,6 +151,11 @@ class AppLayout:
         return self.dir / "history.jsonl"
 
     @property
+    def build_log(self) -> Path:
+        """The last build's whole compiler output (`tova deploy <env> --logs --build`)."""
+        return self.dir / "last-build.log"
+
+    @property
     def deploy_lock(self) -> Path:
         return self.dir / ".deploy.lock"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("app")
     s.add_argument("--since", metavar="TIME")
     s.add_argument("--instance", type=int, metavar="N")
+    s.add_argument("--build", action="store_true", help="the last build's whole compiler output")
     s.add_argument("--follow", action="store_true")
     s = command("env")
     s.add_argument("app")
@@ -236,6 +238,8 @@ def cmd_apps(args: argparse.Namespace, s: Session) -> int:
 
 def cmd_logs(args: argparse.Namespace, s: Session) -> int:
     app = s.ops.resolve_app(args.app)
+    if args.build:
+        return _print_build_log(app.build_log)
     ports = s.ops.ports(app)
     if args.instance is not None:
         ports = [ports[args.instance - 1]] if 1 <= args.instance <= len(ports) else \
@@ -287,6 +291,17 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
     else:
         print(f"Bun {found.bun}, Tova compiler {found.compiler}")
     return EXIT_OK
+
+
+def _print_build_log(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            shutil.copyfileobj(fh, sys.stdout.buffer)
+    except FileNotFoundError:
+        raise TovaError("no build output yet: this app has not been built on this server",
+                        hint="it is kept from the next deploy on") from None
+    sys.stdout.flush()
+    return 0
 
 
 def install_hooks(app: AppLayout) -> bool:

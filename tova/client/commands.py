@@ -263,8 +263,13 @@ def cmd_list(server_target: str, *, json: bool) -> int:
     return EXIT_OK
 
 
-def cmd_logs(project_dir: Path, manifest: Manifest, *, since: str | None, instance: int | None, follow: bool) -> int:
+def cmd_logs(project_dir: Path, manifest: Manifest, *, since: str | None, instance: int | None, follow: bool,
+             build: bool = False) -> int:
+    """The app's journal (or, with build, the last build's compiler output), streamed
+    straight to stdout: nothing is kept in memory, and `| head -1` ends it at once."""
     args = ["logs", manifest.app]
+    if build:
+        args.append("--build")
     # `--opt=VALUE`: one argument on the server whatever the value starts with (-2min).
     if since:
         args.append(f"--since={since}")
@@ -273,8 +278,7 @@ def cmd_logs(project_dir: Path, manifest: Manifest, *, since: str | None, instan
     if follow:
         args.append("--follow")
     with _server(manifest) as server:
-        res = server.release(args, stream=True)
-    return res.exit_code
+        return server.release_attached(args)
 
 
 def cmd_ssh(project_dir: Path, manifest: Manifest) -> int:

@@ -170,6 +170,13 @@ class Server:
             raise failures.toolkit_missing(self.display, self.env_name)
         return res
 
+    def release_attached(self, args: list[str]) -> int:
+        """`tova-release ARGS` with its output going straight to ours (logs)."""
+        code = self.conn.run_attached(self.privileged([*self.renv.prefix(), self.renv.tova_release, *args]))
+        if code in (126, 127):
+            raise errors.toolkit_missing(self.display, self.env_name)
+        return code
+
     def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
         res = self.release(args, stdin=stdin, stream=stream)
         if res.exit_code != 0:

@@ -172,6 +172,20 @@ class Connection:
             raise failures.from_ssh_failure(self.target.display(), res.exit_code, res.err)
         return res
 
+    def run_attached(self, remote_argv: list[str]) -> int:
+        """Run one remote command with its output going straight to our stdout and stderr
+        (no copy kept here): for output of any length, `--follow` included. A reader
+        that goes away (`| head -1`) ends ssh with SIGPIPE, which counts as success."""
+        import signal
+        import subprocess
+
+        self.open()
+        sys.stdout.flush()
+        proc = subprocess.run(["ssh", *self.ssh_argv(remote_argv)], stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode == -signal.SIGPIPE:
+            return 0
+        return proc.returncode
+
     def interactive(self, remote_argv: list[str] | None = None) -> int:
         """A terminal session (`ssh -t`), attached to ours."""
         self.open()

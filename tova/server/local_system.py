@@ -114,10 +114,12 @@ class LocalSystem(System):
 
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
         a = self.layout.app(app)
+        sys.stdout.flush()
         for port in ports:
             log = self._logfile(a, port)
             if log.exists():
-                sys.stdout.write(log.read_text(errors="replace"))
+                with open(log, "rb") as fh:  # streamed, as journalctl does
+                    shutil.copyfileobj(fh, sys.stdout.buffer)
         sys.stdout.flush()
         return 0
 

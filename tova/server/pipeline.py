@@ -26,6 +26,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ from tova.naming import build_user, unit
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
+from tova.server.buildlog import BuildOutput
 from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import check
 from tova.server.locks import deploy_lock
@@ -228,14 +230,15 @@ def step_checkout(ctx: Context, workdir: Path) -> Workspace:
 
 
 def run_pushed_tool(ctx: Context, ws: Workspace, argv: list[str], cwd: Path, what: str,
-                    env: dict[str, str] | None = None) -> int:
+                    env: dict[str, str] | None = None,
+                    passthrough: Callable[[str], None] | None = None) -> int:
     """THE way to run tooling on pushed code (compiler, dependency installer): as the app's
     build user in the build sandbox, cwd the checkout, writing only in the deploy's work
     directory, its output passed on to the pusher. Its exit status."""
     run = sandbox.ToolRun(argv=argv, cwd=cwd, workdir=ws.dir, user=build_user(ctx.app.name),
                           env=env or {}, unit=f"tova-build-{ctx.app.name}-{secrets.token_hex(4)}")
     try:
-        return ctx.system.run_tool(run, ctx.out.passthrough)
+        return ctx.system.run_tool(run, passthrough or ctx.out.passthrough)
     except OSError as exc:
         raise DeployError(f"cannot run {what} {argv[0]!r}: {exc.strerror}",
                           hint="install it, or set it in the server's config.toml") from None
@@ -273,18 +276,25 @@ def step_build(ctx: Context, ws: Workspace) -> Path:
     toolchain.ensure(ctx.settings, ctx.out.passthrough)
     argv = [*compiler_argv(ctx.settings), "build", str(source_dir(ws.source)),
             "--production", "--output", str(output)]
+    # Locations relative to the project, warnings summarised, the whole output kept.
+    build = BuildOutput(ctx.out.passthrough, ctx.out.journal or (lambda line: None),
+                        roots=(str(ws.source), str(ws.source.resolve())))
     ctx.out.begin("Compiling .tova files...")
     try:
-        rc = run_pushed_tool(ctx, ws, argv, ws.source, "the compiler")
+        rc = run_pushed_tool(ctx, ws, argv, ws.source, "the compiler", passthrough=build.feed)
     except DeployError:
         ctx.out.end(False)
         raise
+    finally:
+        write_atomic(ctx.app.build_log, build.text(), mode=0o600)
     if rc != 0:
         ctx.out.end(False)
         raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed",
                           hint="fix the errors above and push again")
     _ensure_server_js(output)
     ctx.out.end(True)
+    if summary := build.summary(ctx.env):
+        ctx.out.sub(summary)
     return output
 
 

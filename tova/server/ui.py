@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import IO
 
@@ -24,6 +25,8 @@ class Out:
         self.color = color
         self._open: str | None = None  # a step line waiting for its mark
         self._broken = False
+        self._started = 0.0  # when the open step began (monotonic)
+        self.clock: Callable[[], float] = time.monotonic
         # Every finished line also goes here (the journal on a server), without colour.
         self.journal: Callable[[str], None] | None = None
         self._pending = ""
@@ -67,19 +70,21 @@ class Out:
         self.line(self._marked(SUB + text, ok, extra))
 
     def begin(self, text: str) -> None:
-        """Start a step line; end() puts the mark on it, or on a repeat of it when tool
-        output came in between."""
+        """Start a step line; end() puts the mark and the step's time on it, or on a short
+        `→ done` line when tool output came in between (never the step's text twice)."""
         self._close_open()
         self._open = PREFIX + text
         self._broken = False
+        self._started = self.clock()
         self.write(self._open.ljust(WIDTH))
 
-    def end(self, ok: bool, extra: str = "") -> None:
+    def end(self, ok: bool, extra: str = "", timed: bool = True) -> None:
         if self._open is None:
             return
         if self._broken:
-            self.write(self._open.ljust(WIDTH))
-        mark = (self.ok_mark if ok else self.fail_mark) + (f" {extra}" if extra else "")
+            self.write((SUB + ("done" if ok else "failed")).ljust(WIDTH))
+        took = f" {elapsed(self.clock() - self._started)}" if timed else ""
+        mark = (self.ok_mark if ok else self.fail_mark) + took + (f" {extra}" if extra else "")
         self.write(" " + mark + "\n")
         self._open = None
 
@@ -92,10 +97,20 @@ class Out:
 
     def step(self, text: str, ok: bool, extra: str = "") -> None:
         self.begin(text)
-        self.end(ok, extra)
+        self.end(ok, extra, timed=False)
 
     def _marked(self, text: str, ok: bool | None, extra: str) -> str:
         if ok is None:
             return text
         mark = self.ok_mark if ok else self.fail_mark
         return text.ljust(WIDTH) + " " + mark + (f" {extra}" if extra else "")
+
+
+def elapsed(seconds: float) -> str:
+    """A step's duration as the pusher reads it: 0.4s, 12s, 1m05s."""
+    if seconds < 10:
+        return f"{max(seconds, 0):.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"

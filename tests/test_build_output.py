@@ -1,0 +1,99 @@
+"""Issue 14 points 4, 5, 7 and 8: compiler output relative to the project, warnings
+summarised (the rest in the journal and `--logs --build`), no step line printed twice, and
+each step's elapsed time."""
+
+from __future__ import annotations
+
+import io
+
+from tova.server.buildlog import BuildOutput, relativize
+from tova.server.ui import Out, elapsed
+
+ROOT = "/opt/tova/apps/x/build/deploy-q09ntazq/src"
+
+
+def _warning(i: int) -> list[str]:
+    """A warning as the real compiler (tova-lang 0.11.26) prints it."""
+    return [
+        f"warning: 'name{i}' is not defined\n",
+        f"    --> {ROOT}/src/app.tova:{i}:5\n",
+        "    |\n",
+        f"  {i} |     name{i}()\n",
+        "    |     ^^^^\n",
+        "\n",
+    ]
+
+
+def test_relativize_strips_the_checkout():
+    assert relativize(f"Error in app.tova: {ROOT}/src/app.tova:8:16 — Parse error", [ROOT]) == \
+        "Error in app.tova: src/app.tova:8:16 — Parse error"
+    assert relativize("nothing to do", [ROOT]) == "nothing to do"
+
+
+def test_warnings_are_summarised_and_kept_whole():
+    shown: list[str] = []
+    hidden: list[str] = []
+    b = BuildOutput(shown.append, hidden.append, roots=(ROOT,))
+    lines = ["\n", "  Production build...\n"]
+    for i in range(1, 21):
+        lines += _warning(i)
+    lines += ["  server.js\n", "  Production build complete.\n"]
+    for line in lines:
+        b.feed(line)
+    assert b.warnings == 20
+    # the first three, each as message + location, relative to the project
+    assert [s for s in shown if "warning" in s] == [f"warning: 'name{i}' is not defined" for i in (1, 2, 3)]
+    assert "    --> src/app.tova:1:5" in shown and "    --> src/app.tova:4:5" not in shown
+    assert not any("^^^^" in s or "| " in s for s in shown)  # no code frames in the push
+    assert "  Production build complete." in shown and "  server.js" in shown
+    assert "warning: 'name20' is not defined" in hidden and "    --> src/app.tova:20:5" in hidden
+    assert len(shown) + len(hidden) == len(lines)  # every line reaches the journal
+    assert b.summary("prod") == ("20 compiler warnings; the first 3 are above, all of them in "
+                                 "`tova deploy prod --logs --build`")
+    assert b.text().count("warning:") == 20 and ROOT not in b.text()
+
+
+def test_few_warnings_need_no_summary():
+    b = BuildOutput(lambda s: None, lambda s: None)
+    for line in _warning(1):
+        b.feed(line)
+    assert b.summary("prod") is None
+
+
+def test_a_step_with_tool_output_is_not_printed_twice():
+    buf = io.StringIO()
+    out = Out(buf, color=False)
+    ticks = iter([0.0, 2.34])
+    out.clock = lambda: next(ticks)
+    out.begin("Compiling .tova files...")
+    out.passthrough("compiler says hi\n")
+    out.end(True)
+    text = buf.getvalue()
+    assert text.count("Compiling .tova files...") == 1
+    assert "→ done" in text and "✓ 2.3s" in text
+
+
+def test_each_step_shows_its_elapsed_time():
+    buf = io.StringIO()
+    out = Out(buf, color=False)
+    ticks = iter([10.0, 75.5])
+    out.clock = lambda: next(ticks)
+    out.begin("Provisioning system...")
+    out.end(True)
+    assert buf.getvalue().rstrip().endswith("✓ 1m05s")
+    assert (elapsed(0.42), elapsed(12.4), elapsed(3600)) == ("0.4s", "12s", "60m00s")
+
+
+def test_compiler_error_and_build_log_in_a_real_push(site):
+    site.write_app("v1")
+    site.commit()
+    assert site.push().returncode == 0
+    log = site.release("logs", "myapp", "--build", check=True).stdout
+    assert "Production build" in log and str(site.root) not in log
+    src = site.work / "src" / "app.tova"
+    src.write_text(src.read_text().replace("fn home() {", "fn home() { for x in [1] { x }\n", 1))
+    site.commit("syntax error")
+    out = site.push().stderr
+    assert "the build failed" in out, out
+    assert "src/app.tova:2:" in out and "/build/deploy-" not in out, out
+    assert out.count("Compiling .tova files...") == 1
