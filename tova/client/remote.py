@@ -174,7 +174,7 @@ class Server:
         """`tova-release ARGS` with its output going straight to ours (logs)."""
         code = self.conn.run_attached(self.privileged([*self.renv.prefix(), self.renv.tova_release, *args]))
         if code in (126, 127):
-            raise errors.toolkit_missing(self.display, self.env_name)
+            raise failures.toolkit_missing(self.display, self.env_name)
         return code
 
     def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
