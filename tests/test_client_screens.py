@@ -84,3 +84,9 @@ def test_list_shows_memory_and_disk_per_app():
     old = next(line for line in text.splitlines() if " old " in line)
     assert "mem: —" in old and "disk: —" in old
     assert "Memory: 900 MB / 2 GB used" in text
+
+
+def test_status_lists_the_release_npm_dependencies():
+    text = status_screen(status(dependencies={"postgres": "3.4.5", "ms": "2.1.3"}), now=NOW)
+    assert "  Dependencies: ms 2.1.3, postgres 3.4.5" in text.splitlines()
+    assert "Dependencies" not in status_screen(status(), now=NOW)

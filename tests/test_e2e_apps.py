@@ -134,6 +134,8 @@ def test_browser_block_public_and_npm_dependency(tmp_path):
     app = Fresh("gallery", tmp_path)
     out = app.setup_and_push()
     assert app.manifest()["dependencies"] == {"ms": "2.1.3"}
+    status = app.project.tova("deploy", "prod", "--status")
+    assert "Dependencies: ms 2.1.3" in status.stdout, status.stdout + status.stderr
     web = app.web()
     status, headers, page = web.request(app.domain, "GET", "/")
     assert status == 200 and '<script src="/.tova-out/client.' in page, (status, page)

@@ -102,11 +102,14 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
     if dbs:
         lines += ["", "  Database:"]
         for db in dbs:
-            label = {"postgres": "PostgreSQL", "redis": "Redis", "sqlite": "SQLite"}.get(
+            label = {"postgres": "PostgreSQL", "mysql": "MariaDB", "redis": "Redis", "sqlite": "SQLite"}.get(
                 db.get("engine"), db.get("engine", "?")
             )
             state = "running" if db.get("state") in RUNNING else db.get("state", "?")
             lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
+    deps = s.get("dependencies") or {}
+    if deps:
+        lines += ["", "  Dependencies: " + ", ".join(f"{name} {version}" for name, version in sorted(deps.items()))]
     cert = s.get("certificate")
     if cert:
         lines += ["", "  SSL:"]

@@ -158,6 +158,7 @@ class ServerOps:
             "version": app.current_version(),
             "commit": meta.get("commit"),
             "branch": meta.get("branch"),
+            "dependencies": meta.get("dependencies") or {},  # npm packages installed in the release
             "manifest": manifest.to_dict() if manifest else None,
             "instances": [self.system.instance_info(app, p) for p in ports],
             "databases": self.system.databases(manifest),
