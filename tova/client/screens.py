@@ -107,9 +107,7 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
             )
             state = "running" if db.get("state") in RUNNING else db.get("state", "?")
             lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
-    deps = s.get("dependencies") or {}
-    if deps:
-        lines += ["", "  Dependencies: " + ", ".join(f"{name} {version}" for name, version in sorted(deps.items()))]
+    lines += _dependencies_lines(s.get("dependencies") or {})
     cert = s.get("certificate")
     if cert:
         lines += ["", "  SSL:"]
@@ -132,6 +130,13 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
     if kept is not None:
         lines.append(f"  Releases:     {kept}" + (f" (keeping last {keep})" if keep else ""))
     return "\n".join(lines)
+
+
+def _dependencies_lines(deps: dict[str, str]) -> list[str]:
+    """The release's npm packages and their installed versions."""
+    if not deps:
+        return []
+    return ["", "  Dependencies: " + ", ".join(f"{name} {version}" for name, version in sorted(deps.items()))]
 
 
 def _memory_of(app: dict[str, Any]) -> str:

@@ -254,6 +254,21 @@ def _seal(path: Path, gid: int) -> None:
     release_tree.seal(path, gid)
 
 
+def _deps_gid(ctx: Context) -> int:
+    """The app's group once provisioning made its user; root's on a first deploy, when the
+    release step hands the install to the app's group (see _deps_for_app)."""
+    try:
+        return app_gid(ctx)
+    except TovaError:
+        return 0
+
+
+def _deps_for_app(ctx: Context, deps_dir: Path) -> None:
+    gid = app_gid(ctx)
+    if deps_dir.stat().st_gid != gid:
+        release_tree.seal(deps_dir, gid)
+
+
 def app_gid(ctx: Context) -> int:
     """The group that may read the app's releases: the app user's (this process's in a test root)."""
     owner = ctx.system.app_owner(ctx.app)
@@ -310,7 +325,7 @@ def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest, output: P
         deps_dir, versions, reused = deps.install(
             spec, ctx.app, bun_binary(), lambda argv, cwd: run_pushed_tool(ctx, ws, argv, cwd, "the installer"),
             work=work, prepare=lambda path: _give_to_build_user(ws, path),
-            seal=partial(_seal, gid=app_gid(ctx)))
+            seal=partial(_seal, gid=_deps_gid(ctx)))
     except DeployError:
         ctx.out.end(False)
         raise
@@ -434,6 +449,7 @@ def step_release(ctx: Context, manifest: Manifest, ws: Workspace, output: Path,
     # Root takes the build user's output: owned by root, explicit modes, no way out.
     release_tree.seal(staged, app_gid(ctx), public=(STATIC,))
     if dependencies is not None:
+        _deps_for_app(ctx, dependencies.dir)
         deps.link(staged, dependencies.dir)  # root's own link to the app's shared install
     meta = manifest.to_dict()
     meta.update({
