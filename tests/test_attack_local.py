@@ -138,3 +138,36 @@ def test_safefs_refuses_dot_dot_and_creates_private_dirs(tmp_path):
     assert (base / "a" / "b" / "c.txt").read_bytes() == b"hi"
     assert oct((base / "a").stat().st_mode & 0o777) == "0o700"
     assert oct((base / "a" / "b" / "c.txt").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_second_app_cannot_claim_another_apps_database():
+    from tova.errors import ConfigError
+    from tova.server.registry import claim_database, empty
+
+    data = empty(3000)
+    claim_database(data, "shop", "postgres", "shop_db")
+    with pytest.raises(ConfigError, match="already belongs to app 'shop'"):
+        claim_database(data, "evil", "postgres", "shop_db")
+    claim_database(data, "shop", "postgres", "shop_db")  # its own, again: fine
+    claim_database(data, "shop", "postgres", None)  # shop dropped its database
+    claim_database(data, "evil", "postgres", "shop_db")
+
+
+@pytest.mark.parametrize("name", ["postgres", "template0", "Template1"])
+def test_reserved_database_names_are_refused(name):
+    from tova.errors import ConfigError
+    from tova.server.registry import claim_database, empty
+
+    with pytest.raises(ConfigError, match="reserved by PostgreSQL"):
+        claim_database(empty(3000), "evil", "postgres", name)
+
+
+def test_reserved_database_name_is_refused_before_the_deploy(site):
+    site.write_app("v1")
+    text = (site.work / "src" / "app.tova").read_text()
+    text = text.replace('keep_releases: 5\n', 'keep_releases: 5\n  db { postgres { name: "postgres" } }\n')
+    (site.work / "src" / "app.tova").write_text(text)
+    site.commit()
+    out = site.push().stderr
+    assert "reserved by PostgreSQL" in out, out
+    assert site.current() is None

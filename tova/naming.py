@@ -74,3 +74,7 @@ def redis_user(app: str) -> str:
 def pg_database(app: str, name: str | None = None) -> str:
     """The app's PostgreSQL database: the deploy block's `name`, else <app>_db."""
     return name or f"{app.replace('-', '_')}_db"
+
+
+# PostgreSQL's own databases: an app owning one would break the cluster for every app.
+RESERVED_PG_DATABASES = frozenset({"postgres", "template0", "template1"})

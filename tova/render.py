@@ -19,6 +19,7 @@ from tova.layout import Layout
 from tova.manifest import MANIFEST_FILE, Manifest, canonical_json, probe_path
 from tova.naming import (  # shared with the server side
     APP_NAME_RULE,
+    RESERVED_PG_DATABASES,
     app_user,
     is_app_name,
     is_env_name,
@@ -301,6 +302,9 @@ def _validate_databases(m: Manifest) -> None:
         if len(name.encode()) > 63 or re.search(r"[\x00-\x1f\x7f]", name):
             _fail(f"PostgreSQL database name {name!r} is too long or has control characters",
                   "use at most 63 bytes of printable text")
+        if name.lower() in RESERVED_PG_DATABASES:
+            _fail(f"the database name {name!r} is reserved by PostgreSQL",
+                  "name the app's database something else in its deploy block's db { name: ... }")
         if pg.port is not None and not _is_port(pg.port):
             _fail(f"bad PostgreSQL port {pg.port!r}", "ports are 1-65535")
     redis = m.database("redis")

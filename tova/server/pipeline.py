@@ -39,7 +39,7 @@ from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
 from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
-from tova.naming import build_user, unit
+from tova.naming import build_user, pg_database, unit
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
@@ -48,7 +48,7 @@ from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import check
 from tova.server.locks import deploy_lock
 from tova.server.netstat import listening_ports
-from tova.server.registry import Registry, allocate
+from tova.server.registry import Registry, allocate, claim_database
 from tova.server.rollout import restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
@@ -385,6 +385,8 @@ def _allocate_ports(ctx: Context, m: Manifest) -> tuple[list[int] | None, list[i
         entry = data["apps"][m.app]
         entry.update({"domain": m.domain, "env": m.env})
         entry.setdefault("version", None)
+        pg = m.database("postgres")
+        claim_database(data, m.app, "postgres", pg_database(m.app, pg.name) if pg else None)
     return old_ports, ports
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from tova.errors import LockedError, TovaError
+from tova.errors import ConfigError, LockedError, TovaError
 from tova.layout import Layout
+from tova.naming import RESERVED_PG_DATABASES
 from tova.server.atomic import write_atomic
 
 MAX_PORT = 65535
@@ -95,6 +96,24 @@ def allocate(data: dict[str, Any], app: str, instances: int, first_port: int,
     return ports
 
 
+def claim_database(data: dict[str, Any], app: str, engine: str, name: str | None) -> None:
+    """Record `name` as the app's `engine` database; refuse a reserved name or one another
+    app holds (call under the registry lock: two apps can never both get one name)."""
+    entry = data["apps"].setdefault(app, {})
+    dbs = entry.setdefault("databases", {})
+    if name is None:
+        dbs.pop(engine, None)
+        return
+    if engine == "postgres" and name.lower() in RESERVED_PG_DATABASES:
+        raise ConfigError(f"the database name {name!r} is reserved by PostgreSQL",
+                        hint="name the app's database something else in its deploy block's db { name: ... }")
+    for other, e in data["apps"].items():
+        if other != app and (e.get("databases") or {}).get(engine) == name:
+            raise ConfigError(f"the {engine} database {name!r} already belongs to app {other!r} on this server",
+                            hint="name this app's database something else in its deploy block's db { name: ... }")
+    dbs[engine] = name
+
+
 def free_app(data: dict[str, Any], app: str, first_port: int) -> list[int]:
     """Remove `app` from `data` (mutated); return the ports it held."""
     entry = data["apps"].pop(app, None)
@@ -151,6 +170,6 @@ class Registry:
         try:
             data = self.read()
             yield data
-            write_atomic(self.layout.registry, json.dumps(data, indent=2, sort_keys=True) + "\n")
+            write_atomic(self.layout.registry, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
         finally:
             lock.release()
