@@ -34,7 +34,7 @@ process.exit(r.exitCode ?? 1);
 """
 
 
-def app_source(name: str, extra: str = "") -> str:
+def app_source(name: str, extra: str = "", deploy: str = "") -> str:
     return f"""\
 server {{
   fn handler() {{ text("ok") }}
@@ -48,15 +48,15 @@ deploy "prod" {{
   server: "tova-testserver"
   domain: "{name}.tova.test"
   memory: "256mb"
-}}
+{deploy}}}
 """
 
 
-def new_project(world: World, name: str, files: dict[str, str], extra: str = "") -> Project:
+def new_project(world: World, name: str, files: dict[str, str], extra: str = "", deploy: str = "") -> Project:
     d = world.tmp / name
     (d / "src").mkdir(parents=True)
     (d / "tova.toml").write_text(f'[project]\nname = "{name}"\nentry = "src"\n')
-    (d / "src" / "app.tova").write_text(app_source(name, extra))
+    (d / "src" / "app.tova").write_text(app_source(name, extra, deploy))
     for rel, text in files.items():
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_text(text)
@@ -73,6 +73,10 @@ def setup_and_push(p: Project) -> subprocess.CompletedProcess:
     return p.push()
 
 
+# The victim keeps data in PostgreSQL and Redis.
+ALPHA_DBS = '  db {\n    postgres { }\n    redis { maxmemory: "32mb" }\n  }\n'
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     config = ts.reset()
@@ -83,7 +87,7 @@ def world(tmp_path_factory) -> World:
     with open("/usr/bin/bun", "rb") as f:
         subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", ts.HOST,
                         "install -m 0755 /dev/stdin /usr/local/bin/bun"], stdin=f, check=True, timeout=300)
-    alpha = new_project(w, "alpha", {})
+    alpha = new_project(w, "alpha", {}, deploy=ALPHA_DBS)
     push = setup_and_push(alpha)
     assert "Live at https://alpha.tova.test (v1)" in push.stderr, push.stdout + push.stderr
     # From now on the compiler starts through Bun (installed by alpha's provisioning).
@@ -141,3 +145,43 @@ def test_2_public_symlink_out_of_the_release_is_refused(world):
     assert "tova-testserver" not in body, (status, body)
     evil.git("rm", "-q", "public")
     evil.commit("no public")
+
+
+def test_3_redis_of_another_app_is_out_of_reach(world):
+    evil = world.projects["evil"]
+    src = evil.dir / "src" / "app.tova"
+    src.write_text(app_source("evil", deploy='  db { redis { maxmemory: "16mb" } }\n'))
+    evil.commit("redis")
+    push = evil.push()
+    assert "Live at https://evil.tova.test" in push.stderr, push.stderr
+    alpha_sock, evil_sock = "/run/redis-tova-alpha/redis.sock", "/run/redis-tova-evil/redis.sock"
+    world.ok(f"runuser -u tova-alpha -- redis-cli -s {alpha_sock} SET alpha:secret s3cret")
+    # Everything evil's user can try: alpha's socket, any Redis on the loopback port.
+    for cmd in (f"redis-cli -s {alpha_sock} GET alpha:secret", f"redis-cli -s {alpha_sock} FLUSHALL",
+                f"redis-cli -s {alpha_sock} SCAN 0", "redis-cli -h 127.0.0.1 GET alpha:secret",
+                "redis-cli -h 127.0.0.1 SCAN 0", "ls /run/redis-tova-alpha"):
+        res = world.ssh(f"runuser -u tova-evil -- {cmd}")
+        assert "s3cret" not in res.stdout and "alpha:" not in res.stdout, (cmd, res.stdout)
+    assert world.ok(f"redis-cli -s {alpha_sock} GET alpha:secret").strip() == "s3cret"
+    # evil reaches its own; each instance holds its own deploy block's maxmemory.
+    world.ok(f"runuser -u tova-evil -- redis-cli -s {evil_sock} SET evil:k v")
+    assert world.ok(f"redis-cli -s {alpha_sock} CONFIG GET maxmemory").split() == ["maxmemory", str(32 << 20)]
+    assert world.ok(f"redis-cli -s {evil_sock} CONFIG GET maxmemory").split() == ["maxmemory", str(16 << 20)]
+    assert world.ok(f"redis-cli -s {evil_sock} DBSIZE").strip() == "1"
+
+
+def test_4_database_names_cannot_collide_or_be_reserved(world):
+    evil = world.projects["evil"]
+    src = evil.dir / "src" / "app.tova"
+    for name, message in (("alpha_db", "already belongs to app 'alpha'"), ("postgres", "reserved by PostgreSQL")):
+        src.write_text(app_source("evil", deploy=f'  db {{ postgres {{ name: "{name}" }} }}\n'))
+        evil.commit(f"take {name}")
+        push = evil.push()
+        assert message in push.stderr, push.stderr
+        assert "Live at" not in push.stderr
+    # alpha still owns its database, and postgres still accepts connections.
+    owner = world.ok("runuser -u postgres -- psql -XAtc \"SELECT pg_get_userbyid(datdba) FROM pg_database "
+                     "WHERE datname = 'alpha_db'\"").strip()
+    assert owner == "tova_alpha"
+    assert world.ok("runuser -u postgres -- psql -XAtc \"SELECT has_database_privilege('public', 'postgres', "
+                    "'CONNECT')\"").strip() == "t"

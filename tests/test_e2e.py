@@ -83,7 +83,7 @@ def test_1_first_deploy_installs_everything_and_serves_https(world):
     # Real software, installed by provisioning, running.
     world.ok("command -v bun caddy ufw psql redis-server")
     assert world.ok("/usr/local/bin/bun --version").strip()
-    for service in ("caddy", "postgresql", "redis-server"):
+    for service in ("caddy", "postgresql", "redis-server@tova-shop"):
         assert world.ok(f"systemctl is-active {service}").strip() == "active"
     assert "Status: active" in world.ok("ufw status")
     status = world.release_json("status", "shop")
@@ -93,12 +93,11 @@ def test_1_first_deploy_installs_everything_and_serves_https(world):
     # The app reads DATABASE_URL and REDIS_URL and uses both.
     env = world.env_file("shop")
     assert env["DATABASE_URL"].startswith("postgresql://tova_shop:")
-    assert env["REDIS_URL"].startswith("redis://tova-shop:")
+    assert env["REDIS_URL"] == "redis+unix:///run/redis-tova-shop/redis.sock"  # its own Redis
     assert distinct_ok(web, SHOP, "/__db") == {"db ok 1"}
     assert distinct_ok(web, SHOP, "/__redis?value=first") == {"shop:key=first"}
-    assert world.ok("redis-cli --no-auth-warning --user tova-shop --pass "
-                    + shlex.quote(env["REDIS_URL"].split(":")[2].split("@")[0])
-                    + " GET shop:key").strip() == "first"
+    assert world.ok("runuser -u tova-shop -- redis-cli -s /run/redis-tova-shop/redis.sock GET shop:key"
+                    ).strip() == "first"
     # WebSocket upgrade and an SSE stream through Caddy.
     assert web.websocket_echo(SHOP, "ping") == ["hello", "echo: ping"]
     ctype, events = web.sse(SHOP, "/events")
@@ -140,7 +139,7 @@ def test_3_adding_redis_runs_only_the_database_layer(world):
     assert set(layers) <= {"databases", "secrets", "services"}, infra
     assert "[system]" not in out and "[proxy]" not in out
     assert "Redis ACL user tova-notes (keys notes:*): changed" in out
-    assert world.env_file("notes")["REDIS_URL"].startswith("redis://tova-notes:")
+    assert world.env_file("notes")["REDIS_URL"] == "redis+unix:///run/redis-tova-notes/redis.sock"
     web = world.web()
     assert distinct_ok(web, NOTES, "/", 2) == {"notes v2"}
     assert distinct_ok(web, NOTES, "/__redis?value=n1", 2) == {"notes:key=n1"}
@@ -218,11 +217,10 @@ def test_6_apps_and_environments_are_isolated(world):
     res = world.ssh(f"psql {shlex.quote(shop_url.rsplit('/', 1)[0] + '/notes_db')} -tAc 'SELECT 1'")
     assert res.returncode != 0 and "permission denied" in res.stderr.lower(), res.stderr
     # Redis: shop's user can read shop:* but not notes:* (notes wrote notes:key in §3).
-    shop_pass = shop_env["REDIS_URL"].split(":")[2].split("@")[0]
-    cli = f"redis-cli --no-auth-warning --user tova-shop --pass {shlex.quote(shop_pass)}"
-    assert world.ok(f"{cli} GET shop:key").strip()
-    denied = world.ok(f"{cli} GET notes:key")
-    assert "NOPERM" in denied, denied
+    cli = "runuser -u tova-shop -- redis-cli -s"
+    assert world.ok(f"{cli} /run/redis-tova-shop/redis.sock GET shop:key").strip()
+    denied = world.ssh(f"{cli} /run/redis-tova-notes/redis.sock GET notes:key")
+    assert "Permission denied" in denied.stdout + denied.stderr, denied
 
 
 def test_7_env_status_logs_list_and_remove(world):

@@ -76,16 +76,9 @@ def test_mariadb_commands_quote_names_for_sql():
 
 
 def test_redis_commands():
-    assert cmd.redis_scan("my-app:*") == ["redis-cli", "--scan", "--pattern", "my-app:*"]
-    assert cmd.redis_info_memory() == ["redis-cli", "INFO", "memory"]
-    assert cmd.redis_delete_user("tova-my-app") == ["redis-cli", "ACL", "DELUSER", "tova-my-app"]
-    assert cmd.redis_save_acl() == ["redis-cli", "ACL", "SAVE"]
-    keys = [f"a:k{i}" for i in range(1001)] + ["a:ünï code", "a:$(id)"]
-    batches = cmd.redis_delete_keys(keys)
-    assert [len(b) for b in batches] == [502, 502, 5]
-    assert all(b[:2] == ["redis-cli", "DEL"] for b in batches)
-    assert [k for b in batches for k in b[2:]] == keys
-    assert cmd.redis_delete_keys([]) == []
+    """Each app has its own instance: commands go to its socket, never to a shared server."""
+    assert cmd.redis_cli("my-app", "DBSIZE") == ["redis-cli", "-s", "/run/redis-tova-my-app/redis.sock", "DBSIZE"]
+    assert cmd.redis_stop("my-app") == ["systemctl", "disable", "--now", "redis-server@tova-my-app.service"]
 
 
 def test_certificate_end_date():
@@ -105,7 +98,7 @@ def test_sql_quoting_reads_back(value):
 def test_no_builder_returns_a_shell_string():
     """argv lists all the way down: a shell never sees these values."""
     samples = [cmd.journal("a", [1], "x", True), cmd.provision(Path("/p"), ["app"]), cmd.pg_dump("d", 1),
-               *cmd.restart_instance("a", 1), *cmd.redis_delete_keys(["a:1"])]
+               *cmd.restart_instance("a", 1), cmd.redis_cli("a", "DBSIZE")]
     for argv in samples:
         assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
         assert argv[0] != "sh" and argv[1:2] != ["-c"]

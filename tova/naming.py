@@ -67,8 +67,30 @@ def pg_role(app: str) -> str:
     return "tova_" + app.replace("-", "_")
 
 
-def redis_user(app: str) -> str:
-    return f"tova-{app}"
+# Each app has its own Redis (Debian's redis-server@ template), reachable only through a
+# unix socket of the app's group: no other app can connect, list or flush its keys.
+def redis_instance(app: str) -> str:
+    return app_user(app)
+
+
+def redis_unit(app: str) -> str:
+    return f"redis-server@{redis_instance(app)}.service"
+
+
+def redis_socket(app: str) -> str:
+    return f"/run/redis-{redis_instance(app)}/redis.sock"
+
+
+def redis_conf(app: str) -> str:
+    return f"/etc/redis/redis-{redis_instance(app)}.conf"
+
+
+def redis_dir(app: str) -> str:
+    return f"/var/lib/redis/{redis_instance(app)}"
+
+
+def redis_url(app: str) -> str:
+    return f"redis+unix://{redis_socket(app)}"
 
 
 def pg_database(app: str, name: str | None = None) -> str:

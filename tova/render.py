@@ -26,7 +26,11 @@ from tova.naming import (  # shared with the server side
     is_env_var,
     pg_database,
     pg_role,
-    redis_user,
+    redis_conf,
+    redis_dir,
+    redis_socket,
+    redis_unit,
+    redis_url,
     unit_template,
 )
 from tova.settings import ServerSettings, compiler_argv
@@ -131,7 +135,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
     if mysql:
         after.append("mariadb.service")
     if redis:
-        after.append("redis-server.service")
+        after.append(redis_unit(m.app))
     cors = list(m.proxy.cors_origins)
     sqlite_dirs = sorted(
         {os.path.normpath(f"{a.data}/{os.path.dirname(path)}") for path in sqlite.paths}
@@ -182,9 +186,11 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "my_user": pg_role(m.app),
         "my_db": mysql.name if mysql else "",
         "redis": bool(redis),
-        "redis_user": redis_user(m.app),
-        "redis_keys": f"{m.app}:*",
-        "redis_port": (redis.port or 6379) if redis else 6379,
+        "redis_unit": redis_unit(m.app),
+        "redis_socket": redis_socket(m.app),
+        "redis_conf": redis_conf(m.app),
+        "redis_dir": redis_dir(m.app),
+        "redis_url": redis_url(m.app),
         "redis_maxmemory": str(redis.maxmemory_bytes) if redis and redis.maxmemory_bytes else "",
         "sqlite": bool(sqlite),
         "sqlite_dirs": sqlite_dirs,

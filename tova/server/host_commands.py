@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tova.naming import unit
+from tova.naming import redis_socket, redis_unit, unit
 
 # What `instance_info` reads from systemd about one instance.
 INSTANCE_PROPERTIES = "ActiveState,MemoryCurrent,CPUUsageNSec,ActiveEnterTimestampMonotonic,MainPID"
-REDIS_DEL_BATCH = 500  # keys per DEL, well under any argv limit
 
 
 def sql_literal(text: str) -> str:
@@ -134,25 +133,13 @@ def mariadb_drop(db: str, user: str) -> list[str]:
 
 # --- Redis -----------------------------------------------------------------------------
 
-def redis_scan(pattern: str) -> list[str]:
-    return ["redis-cli", "--scan", "--pattern", pattern]
+def redis_cli(app: str, *args: str) -> list[str]:
+    """redis-cli on the app's own instance (root may use its socket)."""
+    return ["redis-cli", "-s", redis_socket(app), *args]
 
 
-def redis_info_memory() -> list[str]:
-    return ["redis-cli", "INFO", "memory"]
-
-
-def redis_delete_user(user: str) -> list[str]:
-    return ["redis-cli", "ACL", "DELUSER", user]
-
-
-def redis_save_acl() -> list[str]:
-    return ["redis-cli", "ACL", "SAVE"]
-
-
-def redis_delete_keys(keys: list[str]) -> list[list[str]]:
-    """DEL in batches of REDIS_DEL_BATCH keys."""
-    return [["redis-cli", "DEL", *keys[i:i + REDIS_DEL_BATCH]] for i in range(0, len(keys), REDIS_DEL_BATCH)]
+def redis_stop(app: str) -> list[str]:
+    return ["systemctl", "disable", "--now", redis_unit(app)]
 
 
 # --- certificates ----------------------------------------------------------------------

@@ -3,6 +3,7 @@ removal. Each returns data; release_cli prints it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -196,7 +197,10 @@ class ServerOps:
             manifest = releases.current_manifest(app)
             ports = self.ports(app)
             archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
-            archive.mkdir(parents=True)
+            # Database dumps and app data: root's alone.
+            self.layout.archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.layout.archive_dir, 0o700)
+            archive.mkdir(mode=0o700, parents=True)
             out.line(f"Removing {app.name}...")
             for done in self.system.remove_app(app, ports, manifest, archive):
                 out.sub(done, True)

@@ -4,6 +4,8 @@ their answers."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +16,17 @@ from typing import Any
 from tova.errors import EXIT_FAILED, TovaError
 from tova.layout import AppLayout
 from tova.manifest import Manifest
-from tova.naming import app_user, build_user, legacy_health_units, pg_database, pg_role, redis_user, unit_template
+from tova.naming import (
+    app_user,
+    build_user,
+    legacy_health_units,
+    pg_database,
+    pg_role,
+    redis_conf,
+    redis_dir,
+    redis_unit,
+    unit_template,
+)
 from tova.server import host_commands as cmd
 from tova.server.procstat import process_usage
 from tova.server.sandbox import ToolRun, systemd_run_argv
@@ -151,10 +163,10 @@ class SystemdSystem(System):
                 res = _run(cmd.pg_database_size(db.name or "", db.port or 5432))
                 entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
             elif db.engine == "redis":
-                entry["state"] = self.service_state("redis-server")
-                keys = _run(cmd.redis_scan(f"{app}:*"))
-                entry["keys"] = len(keys.stdout.split()) if keys.returncode == 0 else None
-                info = _run(cmd.redis_info_memory())
+                entry["state"] = self.service_state(redis_unit(app))
+                keys = _run(cmd.redis_cli(app, "DBSIZE"))  # the instance is the app's alone
+                entry["keys"] = _int(keys.stdout.strip()) if keys.returncode == 0 else None
+                info = _run(cmd.redis_cli(app, "INFO", "memory"))
                 used = next((line.split(":", 1)[1].strip() for line in info.stdout.splitlines()
                              if line.startswith("used_memory:")), None)
                 entry["memory_bytes"] = _int(used)
@@ -200,7 +212,7 @@ class SystemdSystem(System):
             # An inferred database has no name in the manifest: the renderer's default.
             db = pg_database(app.name, pg.name)
             dump = archive / f"{db}.sql"
-            with open(dump, "w") as f:
+            with open(_private_new(dump), "w") as f:
                 res = subprocess.run(cmd.pg_dump(db, pg.port or 5432), stdout=f, stderr=subprocess.PIPE, text=True)
             if res.returncode != 0:
                 # Never drop a database whose dump failed.
@@ -212,7 +224,7 @@ class SystemdSystem(System):
         my = manifest.database("mysql") if manifest else None
         if my and my.name:
             dump = archive / f"{my.name}.sql"
-            with open(dump, "w") as f:
+            with open(_private_new(dump), "w") as f:
                 res = subprocess.run(cmd.mariadb_dump(my.name), stdout=f, stderr=subprocess.PIPE, text=True)
             if res.returncode != 0:
                 raise TovaError(f"mariadb-dump {my.name} failed: {res.stderr.strip()}",
@@ -220,14 +232,20 @@ class SystemdSystem(System):
             _run(cmd.mariadb_drop(my.name, pg_role(app.name)))
             done.append(f"Drop MariaDB database {my.name} and user {pg_role(app.name)} (dump archived)")
         if manifest and manifest.database("redis"):
-            _run(cmd.redis_delete_user(redis_user(app.name)))
-            _run(cmd.redis_save_acl())
-            done.append(f"Remove Redis user {redis_user(app.name)}")
-            keys = _run(cmd.redis_scan(f"{app.name}:*")).stdout.split()
-            for argv in cmd.redis_delete_keys(keys):
-                _run(argv)
-            done.append(f"Delete {len(keys)} Redis keys {app.name}:*")
+            _run(cmd.redis_stop(app.name))
+            data = Path(redis_dir(app.name))
+            if data.is_dir():
+                shutil.move(str(data), str(archive / "redis"))
+            Path(redis_conf(app.name)).unlink(missing_ok=True)
+            shutil.rmtree(SYSTEMD_DIR / f"{redis_unit(app.name)}.d", ignore_errors=True)
+            _run(cmd.daemon_reload())
+            done.append(f"Stop {redis_unit(app.name)} (its data archived)")
         return done
+
+
+def _private_new(path: Path) -> int:
+    """A new file only root can read (database dumps)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
 def _int(text: str | None) -> int | None:
