@@ -62,9 +62,9 @@ def test_public_symlink_to_root_is_refused(site):
     os.symlink("/", site.work / "public")
     site.write_app("v2")
     site.commit("public -> /")
+    _without_precheck(site)  # the deploy itself refuses it (tova-release deploy has no pre-receive)
     out = site.push().stderr
-    # Refused before the deploy (pre-receive reads the commit) or by the checkout.
-    assert "public" in out and ("points outside the project" in out or "link to an absolute path" in out), out
+    assert "symlink public -> / points outside the project" in out, out
     assert site.current() == "v1"
 
 
@@ -74,9 +74,24 @@ def test_tova_symlink_outside_the_checkout_is_not_read(site, tmp_path):
     site.write_app("v1")
     os.symlink(secret, site.work / "src" / "evil.tova")
     site.commit()
+    _without_precheck(site)
     out = site.push().stderr
     assert "points outside the project" in out, out
     assert "TOP-SECRET" not in out
+    assert site.current() is None
+
+
+def _without_precheck(site) -> None:
+    """The pre-receive check refuses links out too; without it the deploy must still."""
+    (site.app.repo / "hooks" / "pre-receive").unlink()
+
+
+def test_the_pre_receive_check_refuses_a_link_out_too(site):
+    site.write_app("v1")
+    os.symlink("/", site.work / "public")
+    site.commit()
+    out = site.push().stderr
+    assert "'public' is a link to an absolute path" in out, out
     assert site.current() is None
 
 
@@ -172,3 +187,58 @@ def test_reserved_database_name_is_refused_before_the_deploy(site):
     out = site.push().stderr
     assert "reserved by PostgreSQL" in out, out
     assert site.current() is None
+
+
+def _tar(members: list[tuple[str, str, str]]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, arg in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(arg)
+                tar.addfile(info, io.BytesIO(arg.encode()))
+                continue
+            info.type = {"sym": tarfile.SYMTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            info.linkname = arg
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("members", [
+    [("public", "sym", "/")],
+    [("../evil", "file", "x")],
+    [("a", "sym", ".."), ("a/evil", "file", "x")],
+])
+def test_safetar_refuses_what_leaves_the_destination(tmp_path, members):
+    """Pushed commits and uploaded compilers are untarred as root."""
+    import io
+    import tarfile
+
+    from tova.server.safetar import extract_safely
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(tarfile.TarError), tarfile.open(fileobj=io.BytesIO(_tar(members)), mode="r|") as tar:
+        extract_safely(tar, dest)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_safetar_never_writes_through_a_link_it_kept(tmp_path):
+    """The pre-receive check keeps links out (for the reader to name them); a crafted tree
+    naming a path twice (a link, then a directory) must not write through that link."""
+    import io
+    import tarfile
+
+    from tova.server.safetar import extract_safely
+
+    outside = tmp_path / "cron.d"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    data = _tar([("evil", "sym", str(outside)), ("evil/job", "file", "* * * * * root sh")])
+    with pytest.raises(tarfile.TarError), tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+        extract_safely(tar, dest, links_out=True)
+    assert list(outside.iterdir()) == []
