@@ -137,7 +137,11 @@ def test_2_public_symlink_out_of_the_release_is_refused(world):
     evil = world.projects["evil"]
     evil.run(["ln", "-s", "/", "public"])
     evil.commit("public -> /")
+    # The pre-receive check refuses it too; the deploy itself must (tova-release deploy
+    # runs without that check).
+    world.ok("mv /opt/tova/apps/evil/repo.git/hooks/pre-receive /root/evil-pre-receive")
     push = evil.push()
+    world.ok("mv /root/evil-pre-receive /opt/tova/apps/evil/repo.git/hooks/pre-receive")
     out = push.stdout + push.stderr
     assert "symlink public -> / points outside the project" in out, out
     assert world.ok("readlink /opt/tova/apps/evil/current").strip() == "releases/v1"
