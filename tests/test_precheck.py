@@ -112,3 +112,15 @@ def test_compiler_problem_is_pure():
 def test_parse_updates():
     ups = parse_updates(["a b refs/heads/main\n", "junk\n", f"{'1' * 40} {'0' * 40} refs/tags/v1\n"])
     assert [(u.ref, u.branch) for u in ups] == [("refs/heads/main", "main"), ("refs/tags/v1", None)]
+
+
+def test_a_project_without_tova_toml_deploys_under_its_recorded_name(site):
+    """Issue 9 point 4: the pre-receive check reads the push in a folder called `src`; the
+    app is the one recorded with the repository, not that folder."""
+    (site.work / "tova.toml").unlink()
+    _write(site, GOOD % "")
+    site.commit("no tova.toml")
+    res = site.push()
+    assert res.returncode == 0, res.stderr
+    assert "'src'" not in res.stderr
+    assert site.current() == "v1"

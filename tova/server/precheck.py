@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
+from tova.errors import DeployError, MissingSecretsError, TovaError
 from tova.layout import AppLayout
 from tova.server import envfile
 from tova.server.safetar import extract_safely
@@ -104,18 +104,14 @@ def check_update(settings: ServerSettings, app: AppLayout, env: str, deploy_bran
         project = Path(tmp) / "src"
         extract_commit(git_dir, update.new, project)
         try:
-            manifest = load_manifest(project, env, project_relative=True)
+            # the app's name is the one recorded at --setup-git, never the checkout's folder
+            manifest = load_manifest(project, env, project_relative=True, recorded_app=app.name)
         except TovaError as err:
             # Which branch deploys is in the deploy block itself; when it cannot be read,
             # the branches known to deploy (deployed release, repository's HEAD) decide.
             return err if branch in deploy_branches else None
     if branch != manifest.branch:
         return None
-    if manifest.app != app.name:
-        return ConfigError(
-            f"this repository deploys app {app.name!r} but the pushed deploy block is for {manifest.app!r}",
-            hint=f"push to the repository of that app (tova deploy {env} --setup-git sets it up)",
-        )
     missing = envfile.missing(app.env_file, manifest.secrets.required)
     if missing:
         return MissingSecretsError(missing, env)
