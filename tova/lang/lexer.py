@@ -338,7 +338,8 @@ class _Pass:
                 pos = end
                 prev, prev_nl, gap = _VALUE, False, pos
             elif c == "{" or c == "}" or c == "(" or c == ")" or c == "[" or c == "]":
-                if (c == "{" or c == "(") and text[q - 1: q] in _STYLE_BEFORE:
+                if (c == "{" or c == "(") and text[q - 1: q] in _STYLE_BEFORE and \
+                        text.find("style", gap, q) != -1:  # (gaps are disjoint: linear)
                     style_end = self.style_block(q, gap)
                     if style_end:
                         pos = style_end
@@ -407,7 +408,12 @@ class _Pass:
             elif c == "/":
                 nxt = text[q + 1 : q + 2]
                 if nxt == "/":
-                    prev, prev_nl = self.fold(gap, q, prev, prev_nl)
+                    if gap < q:
+                        seg = text[gap:q]
+                        if seg.isspace():  # only layout since the last token (the usual case)
+                            prev_nl = prev_nl or "\n" in seg
+                        else:
+                            prev, prev_nl = self.fold(gap, q, prev, prev_nl)
                     end = text.find("\n", q)
                     end = n if end == -1 else end
                     self._span(q, end, "comment")
