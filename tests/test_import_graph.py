@@ -4,6 +4,7 @@ the server steps in docs/architecture.md) imports neither tova.server nor tova.c
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def _imports(path: Path, name: str) -> set[str]:
     return {m for m in found if m == "tova" or m.startswith("tova.")}
 
 
+@lru_cache(maxsize=1)
 def _graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     return {name: {m for m in _imports(path, name) if m in modules and m != name}
