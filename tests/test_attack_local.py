@@ -242,3 +242,84 @@ def test_safetar_never_writes_through_a_link_it_kept(tmp_path):
     with pytest.raises(tarfile.TarError), tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
         extract_safely(tar, dest, links_out=True)
     assert list(outside.iterdir()) == []
+
+
+def _history(site) -> list[dict]:
+    import json
+
+    try:
+        return [json.loads(line) for line in site.app.history.read_text().splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+def _push_and_hang_up(site, after: str) -> None:
+    """Push v2 and run its deploy (the post-receive hook) with its output going to a pipe
+    that is closed once `after` shows: git's receive-pack dies that way when the pusher's
+    ssh connection drops, and every later write of the deploy fails with EPIPE."""
+    import subprocess
+
+    hook = site.app.repo / "hooks" / "post-receive"
+    old = site.git("rev-parse", "HEAD~1").stdout.strip()
+    hook.rename(hook.with_suffix(".off"))
+    try:
+        assert site.push().returncode == 0
+    finally:
+        hook.with_suffix(".off").rename(hook)
+    new = site.git("rev-parse", "HEAD").stdout.strip()
+    proc = subprocess.Popen([str(hook)], cwd=site.app.repo, env={**site.env, "GIT_DIR": str(site.app.repo)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{old} {new} refs/heads/main\n")
+    proc.stdin.close()
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        if after in line:
+            break
+    assert after in seen, seen
+    proc.stdout.close()  # the pusher is gone
+    proc.wait(timeout=120)
+
+
+def _wait_for(cond, timeout: float = 90) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_a_pusher_hanging_up_does_not_abandon_a_failing_deploy(site):
+    site.write_app("good")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    site.write_app("broken", health="broken", marker="// fixture: slow-build 2\n")
+    site.commit("v2, unhealthy")
+    _push_and_hang_up(site, "Compiling")
+    # The deploy goes on without the pusher: v2 fails its check and is rolled back.
+    _wait_for(lambda: len(_history(site)) == 2)
+    assert _history(site)[-1]["outcome"] == "rolled_back", _history(site)
+    assert site.current() == "v1"
+    assert all(site.get(p) == (200, "good") for p in site.ports())
+    # What the pusher missed is in the journal.
+    journal = (site.layout.run_dir / "journal.log").read_text()
+    assert "Rolled back to v1" in journal, journal
+
+
+def test_a_pusher_hanging_up_does_not_abandon_a_good_deploy(site):
+    site.write_app("good")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    site.write_app("v2", marker="// fixture: slow-build 2\n")
+    site.commit("v2")
+    _push_and_hang_up(site, "Compiling")
+    _wait_for(lambda: len(_history(site)) == 2)
+    assert _history(site)[-1]["outcome"] == "ok", _history(site)
+    assert site.current() == "v2"
+    assert all(site.get(p) == (200, "v2") for p in site.ports())
+    assert "Live at https://myapp.example.com (v2)" in (site.layout.run_dir / "journal.log").read_text()

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,11 +169,20 @@ def cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _outlive_the_connection() -> None:
+    """A deploy or rollback finishes whatever happens to the caller's ssh connection: a
+    hang-up signal is ignored, a dead output pipe only silences the output (ui.Out), which
+    still reaches the journal."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def cmd_hook(args: argparse.Namespace, s: Session) -> int:
     from tova.hook import run_hook
 
     git_dir = Path(os.environ.get("GIT_DIR", "."))
-    return run_hook(sys.stdin, git_dir.resolve(), s.settings, s.ops.system, s.out)
+    _outlive_the_connection()
+    lines = sys.stdin.readlines()
+    return run_hook(lines, git_dir.resolve(), s.settings, s.ops.system, s.out)
 
 
 def cmd_pre_receive(args: argparse.Namespace, s: Session) -> int:
@@ -190,6 +200,7 @@ def cmd_pre_receive(args: argparse.Namespace, s: Session) -> int:
 def cmd_deploy(args: argparse.Namespace, s: Session) -> int:
     from tova.hook import repo_identity
 
+    _outlive_the_connection()
     app = s.ops.resolve_app(args.app)
     repo = Repo(str(app.repo))
     _, env = repo_identity(repo)
@@ -198,6 +209,7 @@ def cmd_deploy(args: argparse.Namespace, s: Session) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, s: Session) -> int:
+    _outlive_the_connection()
     version = s.ops.rollback(s.ops.resolve_app(args.app), args.to, s.out)
     if args.json:
         _emit({"version": version})

@@ -30,6 +30,23 @@ class Out:
         # Every finished line also goes here (the journal on a server), without colour.
         self.journal: Callable[[str], None] | None = None
         self._pending = ""
+        self.gone = False  # the reader (the pusher's connection) went away
+
+    def _hang_up(self) -> None:
+        """The pusher is gone (EPIPE): the deploy carries on, its lines still reach the
+        journal. When that reader was this process's stdout/stderr, those (and what child
+        processes inherit) point at /dev/null from now on."""
+        self.gone = True
+        if _fileno(self.stream) not in (1, 2):
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        for name in ("stdout", "stderr"):
+            if _fileno(getattr(sys, name)) in (1, 2):
+                setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (for the process's life)
+
 
     def _paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -43,8 +60,12 @@ class Out:
         return self._paint("✗", "31")
 
     def write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if not self.gone:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                self._hang_up()
         if self.journal is not None:
             self._pending += text
             *done, self._pending = self._pending.split("\n")
@@ -114,3 +135,10 @@ def elapsed(seconds: float) -> str:
         return f"{seconds:.0f}s"
     m, s = divmod(int(seconds), 60)
     return f"{m}m{s:02d}s"
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return stream.fileno()  # type: ignore[attr-defined, no-any-return]
+    except (AttributeError, OSError, ValueError):
+        return None
