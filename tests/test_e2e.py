@@ -138,7 +138,7 @@ def test_3_adding_redis_runs_only_the_database_layer(world):
     assert "databases" in layers and "system" not in layers, infra
     assert set(layers) <= {"databases", "secrets", "services"}, infra
     assert "[system]" not in out and "[proxy]" not in out
-    assert "Redis ACL user tova-notes (keys notes:*): changed" in out
+    assert "Redis redis-server@tova-notes.service (socket /run/redis-tova-notes/redis.sock, maxmemory none): changed" in out
     assert world.env_file("notes")["REDIS_URL"] == "redis+unix:///run/redis-tova-notes/redis.sock"
     web = world.web()
     assert distinct_ok(web, NOTES, "/", 2) == {"notes v2"}
@@ -216,7 +216,7 @@ def test_6_apps_and_environments_are_isolated(world):
     world.ok(f"psql {shlex.quote(shop_url)} -tAc 'SELECT 1'")
     res = world.ssh(f"psql {shlex.quote(shop_url.rsplit('/', 1)[0] + '/notes_db')} -tAc 'SELECT 1'")
     assert res.returncode != 0 and "permission denied" in res.stderr.lower(), res.stderr
-    # Redis: shop's user can read shop:* but not notes:* (notes wrote notes:key in §3).
+    # Redis: shop's user reaches its own instance, not notes' (notes wrote notes:key in §3).
     cli = "runuser -u tova-shop -- redis-cli -s"
     assert world.ok(f"{cli} /run/redis-tova-shop/redis.sock GET shop:key").strip()
     denied = world.ssh(f"{cli} /run/redis-tova-notes/redis.sock GET notes:key")
