@@ -138,7 +138,8 @@ def test_3_adding_redis_runs_only_the_database_layer(world):
     assert "databases" in layers and "system" not in layers, infra
     assert set(layers) <= {"databases", "secrets", "services"}, infra
     assert "[system]" not in out and "[proxy]" not in out
-    assert "Redis redis-server@tova-notes.service (socket /run/redis-tova-notes/redis.sock, maxmemory none): changed" in out
+    assert ("Redis redis-server@tova-notes.service (socket /run/redis-tova-notes/redis.sock, "
+            "maxmemory none): changed") in out
     assert world.env_file("notes")["REDIS_URL"] == "redis+unix:///run/redis-tova-notes/redis.sock"
     web = world.web()
     assert distinct_ok(web, NOTES, "/", 2) == {"notes v2"}
