@@ -14,6 +14,16 @@ HOSTILE_DB = 'we"ird\'; DROP DATABASE x; --'
 UNICODE_DB = "café_données"
 
 
+def test_rollout_commands():
+    assert cmd.start_instances("a", [3002, 3003]) == [
+        ["systemctl", "enable", "--quiet", "tova-a@3002.service", "tova-a@3003.service"],
+        ["systemctl", "restart", "tova-a@3002.service", "tova-a@3003.service"]]
+    assert cmd.stop_instances("a", [3000]) == ["systemctl", "disable", "--quiet", "--now", "tova-a@3000.service"]
+    assert cmd.instance_journal("a", 3002, 1700000000.25, 12) == [
+        "journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", "tova-a@3002.service",
+        "--since", "@1700000000.250", "-n", "12"]
+
+
 def test_systemd_instance_commands():
     assert cmd.restart_instance("my-app", 3001) == [
         ["systemctl", "enable", "--quiet", "tova-my-app@3001.service"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from tova.server import envfile
+from tova.server import envfile, upstreams
 from tova.server.local_system import LocalSystem
 
 
@@ -42,13 +42,17 @@ def test_first_push_deploys_then_app_only_change(site):
     assert "→ App: 1 file changed" in out
     assert "Live at https://myapp.example.com (v2)" in out
     assert len(_provision_runs(site)) == 1  # no layer ran
-    assert site.ports() == ports
-    assert all(site.get(p) == (200, "hello v2") for p in ports)
+    # The new instances started beside the old ones, on ports of their own; the old ones
+    # stopped once Caddy was pointed at the new ones (without a reload).
+    new = site.ports()
+    assert len(new) == 2 and not set(new) & set(ports)
+    assert all(site.get(p) == (200, "hello v2") for p in new)
+    assert all(site.get(p)[0] == 0 for p in ports)
+    assert upstreams.read(site.layout.upstreams_dir, "myapp") == new
+    assert not (site.layout.run_dir / "proxy-reloads").exists()
     history = [json.loads(line) for line in site.app.history.read_text().splitlines()]
     assert [h["outcome"] for h in history] == ["ok", "ok"]
     assert history[1]["infra_changed"] == []
-    # After each rolling restart Caddy is reloaded so its active checks start afresh.
-    assert len((site.layout.run_dir / "proxy-reloads").read_text().splitlines()) == 2
     # Every run also reaches the journal (LocalSystem's stand-in file), without colour.
     journal = (site.layout.run_dir / "journal.log").read_text()
     assert "tova-deploy: [tova] Received push to main" in journal
@@ -59,12 +63,19 @@ def test_failed_health_check_rolls_back(site):
     site.write_app("good")
     site.commit()
     assert "(v1)" in site.push().stderr
+    serving, pids = site.ports(), site.pids()
     site.write_app("broken", health="broken")
     site.commit()
     out = site.push().stderr
     assert "Health check /healthz..." in out and "FAILED" in out, out
+    # Decided by the answers, not by the start-up deadline.
+    assert "HTTP 500 3 times in a row" in out
     assert "⚠ Health check failed, rolling back..." in out
     assert "current → releases/v1 (was v2)" in out
+    # The old instances never stopped: rolling back restarts nothing.
+    assert "v1 kept serving throughout: nothing to restart" in out
+    assert site.ports() == serving and site.pids() == pids
+    assert upstreams.read(site.layout.upstreams_dir, "myapp") == serving
     assert "✗ Deploy failed. Rolled back to v1." in out
     assert "Run `tova deploy prod --logs` to investigate." in out
     assert site.current() == "v1"
@@ -79,6 +90,22 @@ def test_failed_health_check_rolls_back(site):
     assert all(site.get(p) == (200, "fixed") for p in site.ports())
 
 
+def test_release_crashing_at_start_says_why(site):
+    site.write_app("good")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    serving, pids = site.ports(), site.pids()
+    site.write_app("crashes", marker="// fixture: crash\n")
+    site.commit()
+    out = site.push().stderr
+    assert "process exited" in out, out
+    # The failing instance's last lines come before the rollback.
+    reason = out.index("fixture: crashing on purpose")
+    assert out.index("Last lines of tova-myapp@") < reason < out.index("rolling back")
+    assert site.current() == "v1" and site.ports() == serving and site.pids() == pids
+    assert all(site.get(p) == (200, "good") for p in serving)
+
+
 def test_first_deploy_failing_has_nothing_to_roll_back(site):
     site.write_app("broken", health="broken", instances=1)
     site.commit()
@@ -86,7 +113,7 @@ def test_first_deploy_failing_has_nothing_to_roll_back(site):
     assert "Nothing to roll back to" in out, out
     assert site.current() is None
     assert not site.app.current.exists()
-    assert all(site.get(p)[0] == 0 for p in site.ports())
+    assert site.ports() == [] and site.pids() == {}
 
 
 def test_build_failure_changes_nothing(site):
@@ -144,7 +171,7 @@ def test_missing_secret_stops_then_env_set_and_deploy(site):
     assert envfile.read(site.app.env_file) == {"JWT_SECRET": "second"}
 
 
-def test_instance_changes_keep_ports_stable(site):
+def test_instance_count_changes_start_new_beside_old(site):
     site.write_app("v1", instances=2)
     site.commit()
     site.push()
@@ -153,13 +180,15 @@ def test_instance_changes_keep_ports_stable(site):
     site.commit()
     out = site.push().stderr
     assert "Infrastructure: proxy, services" in out, out
-    assert site.ports()[:2] == first and len(site.ports()) == 3
+    second = site.ports()
+    assert len(second) == 3 and not set(second) & set(first)
+    assert all(site.get(p) == (200, "v1") for p in second)
     site.write_app("v1", instances=1)
     site.commit()
     site.push()
-    assert site.ports() == first[:1]
-    dropped = first[1]
-    assert site.get(dropped)[0] == 0  # the removed instance was stopped
+    assert len(site.ports()) == 1
+    assert all(site.get(p)[0] == 0 for p in first + second if p not in site.ports())  # the old ones stopped
+
 
 
 def test_repository_is_packed_once_pushes_gathered_loose_objects(site):

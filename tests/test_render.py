@@ -59,6 +59,9 @@ def keys_for(app: str) -> set[str]:
         f"systemd/tova-{app}@.service",
         "systemd/tova-health.service",
         ".tova-manifest.json",
+        "caddy/global.caddy",
+        "systemd/caddy.service.d/tova.conf",
+        "systemd/tova-upstreams.service",
     }
 
 
@@ -139,19 +142,26 @@ def test_caddy_site():
     files = render_all(full(), [3000, 3001, 3002], SETTINGS)
     site = files["caddy/apps/shop-2.caddy"]
     assert '"shop.example.com" {' in site
-    assert 'reverse_proxy "127.0.0.1:3000" "127.0.0.1:3001" "127.0.0.1:3002" {' in site
-    for line in ("lb_policy round_robin", "lb_try_duration 10s", "lb_try_interval 100ms",
-                 'health_uri "/health/ready"', "health_interval 15s", "health_timeout 3s",
-                 "flush_interval -1", 'header Origin "https://a.example.com"',
+    # No port in the site: Caddy asks tova-upstreams, so a deploy never reloads it.
+    assert "3000" not in site
+    for line in ("reverse_proxy {", 'dynamic srv "shop-2.tova.internal" {', "refresh 100ms",
+                 'resolvers "udp/127.0.0.1:54"', "lb_policy round_robin", "lb_try_duration 10s",
+                 "lb_try_interval 100ms", "flush_interval -1", 'header Origin "https://a.example.com"',
                  'root * "/opt/tova/apps/shop-2/current/static"',
                  'header @hashed Cache-Control "public, max-age=31536000, immutable"'):
         assert line in site
     assert files["caddy/Caddyfile"].rstrip().endswith('import "/opt/tova/caddy/apps/*.caddy"')
     bare = render_all(minimal(), [3000], SETTINGS)["caddy/apps/blog.caddy"]
     assert "cors" not in bare and "file_server" not in bare and "flush_interval" not in bare
-    # Active checks only: passive ones would hold requests for their whole fail_duration.
+    # No active checks (Caddy's first one after a boot kept every app out for an interval;
+    # the deploy checks instances before Caddy sees them), no passive ones (they would hold
+    # requests for their whole fail_duration).
     directives = "\n".join(line for line in site.splitlines() if not line.strip().startswith("#"))
-    assert "fail_duration" not in directives
+    assert "fail_duration" not in directives and "health_uri" not in directives
+    # The admin API: a unix socket only, in caddy.service's 0700 runtime directory.
+    assert 'admin "unix//run/caddy-admin/admin.sock"' in files["caddy/global.caddy"]
+    dropin = files["systemd/caddy.service.d/tova.conf"]
+    assert "RuntimeDirectory=caddy-admin" in dropin and "RuntimeDirectoryMode=0700" in dropin
 
 
 def test_root_setting_moves_every_path(tmp_path):

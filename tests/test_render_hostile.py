@@ -188,4 +188,4 @@ def test_caddy_adapts_hostile_sites_exactly(tmp_path_factory, manifest):
     blob = json.dumps(data)
     assert json.dumps(list(manifest.proxy.sse_paths)) in blob
     assert json.dumps(list(manifest.proxy.cors_origins)) in blob
-    assert json.dumps(manifest.health.path) in blob
+    assert json.dumps(f"{manifest.app}.tova.internal") in blob  # the health path no longer reaches Caddy

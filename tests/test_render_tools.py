@@ -140,14 +140,15 @@ def test_caddy_accepts_the_site(case, tmp_path):
     proxies = [n for n in nodes if n.get("handler") == "reverse_proxy"]
     assert proxies
     for p in proxies:
-        assert [u["dial"] for u in p["upstreams"]] == [f"127.0.0.1:{port}" for port in ports]
+        # The instances come from tova-upstreams (SRV on loopback), never from the file.
+        assert "upstreams" not in p and "health_checks" not in p
+        assert p["dynamic_upstreams"] == {"source": "srv", "name": f"{manifest.app}.tova.internal",
+                                          "refresh": 100_000_000,
+                                          "resolver": {"addresses": ["udp/127.0.0.1:54"]}}
+        assert p["transport"]["resolver"] == {"addresses": ["udp/127.0.0.1:54"]}
         assert p["load_balancing"]["selection_policy"]["policy"] == "round_robin"
         assert p["load_balancing"]["try_duration"] == 10_000_000_000
         assert p["load_balancing"]["try_interval"] == 100_000_000
-        active = p["health_checks"]["active"]
-        assert active["uri"] == manifest.health.path
-        assert active["interval"] == manifest.health.interval * 1_000_000_000
-        assert active["timeout"] == manifest.health.timeout * 1_000_000_000
     # Hostile values arrive byte-exact in the adapted JSON.
     if manifest.proxy.sse_paths:
         assert {"path": list(manifest.proxy.sse_paths)} in nodes

@@ -48,8 +48,16 @@ def test_health_checks_real_http():
         assert check_once(port, "/ok", 2).ok
         bad = wait_healthy(port, "/bad", 1, deadline=0.3)
         assert not bad.ok and bad.status == 500
+        # Answers decide, not the deadline: three 500s in a row fail at once.
+        answers = []
+        fast = wait_healthy(port, "/bad", 1, deadline=3600, interval=0.01,
+                            alive=lambda: answers.append(1) or True)
+        assert not fast.ok and fast.detail == "HTTP 500 3 times in a row" and len(answers) == 3
     finally:
         srv.shutdown()
         srv.server_close()
     gone = wait_healthy(port, "/ok", 0.2, deadline=0.3)
-    assert not gone.ok and gone.status is None
+    assert not gone.ok and gone.status is None and gone.detail.startswith("not listening after 0.3s")
+    exited = wait_healthy(port, "/ok", 0.2, deadline=3600, alive=lambda: False)
+    assert not exited.ok and exited.detail.startswith("process exited")
+

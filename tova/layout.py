@@ -57,6 +57,11 @@ class Layout:
         return self.caddy_apps_dir / f"{check_app_name(app)}.caddy"
 
     @property
+    def upstreams_dir(self) -> Path:
+        """One file per app: the ports Caddy sends its requests to (tova.server.upstreams)."""
+        return self.root / "upstreams"
+
+    @property
     def archive_dir(self) -> Path:
         return self.root / "archive"
 

@@ -16,6 +16,20 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_USER = 32  # useradd's limit
 
+# Which instances serve each app, as Caddy asks for them (tova.server.upstreams): the SRV
+# record <app>.UPSTREAMS_ZONE from a DNS responder on loopback, on a privileged port so no
+# app user can stand in for it, at most every UPSTREAMS_REFRESH_MS.
+UPSTREAMS_ZONE = "tova.internal"
+UPSTREAMS_HOST = "127.0.0.1"
+UPSTREAMS_PORT = 54
+UPSTREAMS_REFRESH_MS = 100
+# Caddy's admin API: a socket in caddy.service's RuntimeDirectory (caddy-dropin.conf.j2).
+CADDY_ADMIN_SOCKET = "/run/caddy-admin/admin.sock"
+
+
+def upstreams_srv(app: str) -> str:
+    return f"{app}.{UPSTREAMS_ZONE}"
+
 
 def is_app_name(name: str) -> bool:
     return APP_NAME_RE.match(name) is not None

@@ -12,7 +12,7 @@ from urllib.parse import quote as url_quote
 
 import jinja2
 
-from tova import quoting
+from tova import naming, quoting
 from tova.errors import ConfigError
 from tova.fingerprint import watcher_version
 from tova.layout import Layout
@@ -66,6 +66,9 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
             f"caddy/apps/{app}.caddy": _render("app.caddy.j2", ctx),
             f"systemd/{unit_template(app)}": _render("app.service.j2", ctx),
             "systemd/tova-health.service": _render("tova-health.service.j2", ctx),
+            "caddy/global.caddy": _render("caddy-global.caddy.j2", ctx),
+            "systemd/caddy.service.d/tova.conf": _render("caddy-dropin.conf.j2", ctx),
+            "systemd/tova-upstreams.service": _render("upstreams.service.j2", ctx),
         }
         # (template variable, delimiter variable, file) for each file provision.sh carries.
         embedded = [
@@ -73,6 +76,9 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
             ("caddy_app_text", "delim_caddy", f"caddy/apps/{app}.caddy"),
             ("app_unit_text", "delim_unit", f"systemd/{unit_template(app)}"),
             ("health_service_text", "delim_health_service", "systemd/tova-health.service"),
+            ("caddy_global_text", "delim_caddy_global", "caddy/global.caddy"),
+            ("caddy_dropin_text", "delim_caddy_dropin", "systemd/caddy.service.d/tova.conf"),
+            ("upstreams_unit_text", "delim_upstreams_unit", "systemd/tova-upstreams.service"),
         ]
         for text_var, delim_var, rel in embedded:
             # Quoted here-documents carry each file verbatim; the delimiter is not a line of it.
@@ -152,6 +158,16 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "infra_hash": m.infra_hash(),
         "ports": list(ports),
         "upstreams": [f"127.0.0.1:{port}" for port in ports],
+        "upstreams_srv": naming.upstreams_srv(m.app),
+        "upstreams_zone": naming.UPSTREAMS_ZONE,
+        "upstreams_refresh": f"{naming.UPSTREAMS_REFRESH_MS}ms",
+        "upstreams_listen": f"{naming.UPSTREAMS_HOST}:{naming.UPSTREAMS_PORT}",
+        "upstreams_resolver": f"udp/{naming.UPSTREAMS_HOST}:{naming.UPSTREAMS_PORT}",
+        "upstreams_dir": str(layout.upstreams_dir),
+        "caddy_admin": f"unix/{naming.CADDY_ADMIN_SOCKET}",
+        "caddy_admin_socket": naming.CADDY_ADMIN_SOCKET,
+        "caddy_admin_dirname": Path(naming.CADDY_ADMIN_SOCKET).parent.name,
+        "caddy_global": str(layout.caddy_dir / "global.caddy"),
         "root": str(layout.root),
         "app_dir": str(a.dir),
         "releases_dir": str(a.releases),

@@ -53,24 +53,39 @@ def check(port: int, health: HealthCheck) -> HealthResult:
     return check_once(port, probe_path(health), health.timeout, health.fallback)
 
 
+BAD_ANSWERS = 3  # answers in a row that fail the check: the release is bad, stop waiting
+
+
 def wait_healthy(
     port: int, path: str, timeout: float, deadline: float, interval: float = 0.1,
     alive: Callable[[], bool] | None = None, fallback: bool = False,
+    bad_answers: int = BAD_ANSWERS,
 ) -> HealthResult:
-    """Retry until healthy or `deadline` seconds have passed. `alive` lets the caller stop
-    early when the process it started has already exited."""
+    """Retry until healthy. Decides fast: BAD_ANSWERS failing answers in a row (an HTTP
+    status outside 2xx, or a request that connected but timed out) or a process that
+    exited fail at once; `deadline` seconds bound only the wait for an instance that is
+    still starting to listen. `alive` tells whether the process is still up."""
     end = time.monotonic() + deadline
     result = HealthResult(False, None, "not checked")
+    bad = 0
     while True:
         remaining = end - time.monotonic()
-        result = check_once(port, path, max(0.05, min(timeout, remaining)), fallback)
+        result = check_once(port, path, max(0.05, min(timeout, remaining)) if bad == 0 else timeout, fallback)
         if result.ok:
             return result
         if alive is not None and not alive():
             return HealthResult(False, result.status, f"process exited ({result.detail})")
-        if time.monotonic() + interval >= end:
-            return result
+        bad = bad + 1 if answered(result) else 0
+        if bad >= bad_answers:
+            return HealthResult(False, result.status, f"{result.detail} {bad} times in a row")
+        if bad == 0 and time.monotonic() + interval >= end:
+            return HealthResult(False, result.status, f"not listening after {deadline:g}s ({result.detail})")
         time.sleep(interval)
+
+
+def answered(result: HealthResult) -> bool:
+    """The instance is listening: it answered (any status) or accepted and then hung."""
+    return result.status is not None or "timed out" in result.detail
 
 
 # --- the periodic check (tova-health.service, tova.server.watchdog) -------------------

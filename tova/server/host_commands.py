@@ -38,6 +38,23 @@ def stop_instance(app: str, port: int) -> list[list[str]]:
             ["systemctl", "stop", unit(app, port)]]
 
 
+def start_instances(app: str, ports: list[int]) -> list[list[str]]:
+    """Enable, then (re)start the instances on `ports` together (one job each)."""
+    units = [unit(app, p) for p in ports]
+    return [["systemctl", "enable", "--quiet", *units], ["systemctl", "restart", *units]]
+
+
+def stop_instances(app: str, ports: list[int]) -> list[str]:
+    """Disable and stop the instances on `ports` together; systemctl waits for each to drain."""
+    return ["systemctl", "disable", "--quiet", "--now", *(unit(app, p) for p in ports)]
+
+
+def instance_journal(app: str, port: int, since: float, lines: int) -> list[str]:
+    """The last lines of one instance (and systemd's about it) since an epoch time."""
+    return ["journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", unit(app, port),
+            "--since", f"@{since:.3f}", "-n", str(lines)]
+
+
 def instance_active(app: str, port: int) -> list[str]:
     return ["systemctl", "is-active", "--quiet", unit(app, port)]
 

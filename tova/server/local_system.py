@@ -19,7 +19,7 @@ from typing import Any
 from tova.errors import EXIT_FAILED, TovaError
 from tova.layout import AppLayout, Layout
 from tova.manifest import Manifest
-from tova.server import envfile
+from tova.server import envfile, upstreams
 from tova.server.procstat import process_usage
 from tova.server.releases import current_manifest
 from tova.server.sandbox import ToolRun, tool_env
@@ -63,7 +63,7 @@ class LocalSystem(System):
         env["NODE_ENV"] = "production"  # as the unit sets it
         log = self._logfile(app, port)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as f:
+        with open(log, "wb") as f:  # this run's output only: ports are reused by later rollouts
             proc = subprocess.Popen(
                 [self.runtime, str(server)], cwd=str(app.data), env=env,  # the unit's WorkingDirectory
                 stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
@@ -78,6 +78,21 @@ class LocalSystem(System):
         if pid is not None:
             terminate(pid)
         self._pidfile(app, port).unlink(missing_ok=True)
+
+    def start_instances(self, app: AppLayout, ports: list[int]) -> None:
+        for port in ports:
+            self.restart_instance(app, port)
+
+    def stop_instances(self, app: AppLayout, ports: list[int]) -> None:
+        for port in ports:
+            self.stop_instance(app, port)
+
+    def journal_tail(self, app: AppLayout, port: int, since: float, lines: int = 12) -> list[str]:
+        try:
+            text = self._logfile(app, port).read_text(errors="replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
 
     def instance_running(self, app: AppLayout, port: int) -> bool:
         child = self._children.get((app.name, port))
@@ -163,6 +178,7 @@ class LocalSystem(System):
         for port in ports:
             self.stop_instance(app, port)
         self.layout.caddy_app(app.name).unlink(missing_ok=True)
+        upstreams.remove(self.layout.upstreams_dir, app.name)
         return [f"Stop {len(ports)} instance{'s' if len(ports) != 1 else ''}", "Remove Caddy config"]
 
     def stop_all(self) -> None:

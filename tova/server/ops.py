@@ -16,11 +16,11 @@ from dulwich.repo import Repo
 from tova.errors import EXIT_FAILED, EXIT_REMOTE, EXIT_USAGE, DeployError, TovaError
 from tova.layout import AppLayout, Layout
 from tova.manifest import MANIFEST_FILE
-from tova.naming import unit
 from tova.server import envfile, history, releases
+from tova.server.atomic import write_atomic
 from tova.server.locks import deploy_lock
 from tova.server.registry import Registry, free_app
-from tova.server.rollout import restart_all, switch_to
+from tova.server.rollout import report_failure, restart_all, switch_to
 from tova.server.system import System
 from tova.server.ui import Out
 from tova.server.usage import dir_bytes
@@ -85,10 +85,9 @@ class ServerOps:
             if manifest is None:
                 raise DeployError(f"release {target.version} has no readable {MANIFEST_FILE}",
                                   hint="choose another release with --to")
-            ports = self.ports(app)
             start = time.time()
             out.line(f"Rolling back {app.name}...")
-            failure = switch_to(target.version, current, self.system, app, ports, manifest, self.settings,
+            failure = switch_to(target.version, current, self.system, app, manifest, self.settings,
                                 self.registry, out)
             meta = target.meta()
             history.append(app.history, {
@@ -97,8 +96,9 @@ class ServerOps:
                 "outcome": "rollback" if failure is None else "rollback_unhealthy",
                 "step": None, "infra_changed": [], "rolled_back_from": current})
             if failure is not None:
-                port, result = failure
-                raise DeployError(f"{unit(app.name, port)} is not healthy after the rollback: {result.detail}",
+                report_failure(out, app.name, manifest, failure)
+                raise DeployError(f"{target.version} is not healthy ({failure.unit(app.name)}: "
+                                  f"{failure.result.detail}); {current or 'the current release'} keeps serving",
                                   hint=f"run `tova deploy {self.app_env(app)} --logs` to investigate")
             out.line()
             out.line(f"{out.ok_mark} Rolled back to {target.version}")
@@ -107,32 +107,38 @@ class ServerOps:
     # --- secrets -------------------------------------------------------------------
     def env_set(self, app: AppLayout, values: dict[str, str], out: Out) -> list[str]:
         with deploy_lock(app, self.settings.lock_wait, what="env set"):
+            before = _read_bytes(app.env_file)
             names = envfile.set_values(app.env_file, values)
             out.info("Set " + ", ".join(names))
-            self._restart_if_deployed(app, out)
+            self._restart_if_deployed(app, out, before)
             return names
 
     def env_unset(self, app: AppLayout, keys: list[str], out: Out) -> list[str]:
         for k in keys:
             envfile.check_key(k)
         with deploy_lock(app, self.settings.lock_wait, what="env unset"):
+            before = _read_bytes(app.env_file)
             removed = envfile.unset(app.env_file, keys)
             out.info("Removed " + (", ".join(removed) if removed else "nothing (not set)"))
             if removed:
-                self._restart_if_deployed(app, out)
+                self._restart_if_deployed(app, out, before)
             return removed
 
-    def _restart_if_deployed(self, app: AppLayout, out: Out) -> None:
+    def _restart_if_deployed(self, app: AppLayout, out: Out, before: bytes | None) -> None:
+        """New instances with the new values beside the old; if they fail, the old values
+        come back and the old instances, which never stopped, keep serving."""
         manifest = releases.current_manifest(app)
-        ports = self.ports(app)
-        if manifest is None or not ports:
+        if manifest is None or not self.ports(app):
             return
-        out.begin("Restarting services...")
-        failure = restart_all(self.system, app, ports, manifest, self.settings)
+        out.begin("Starting new instances with the new values...")
+        _, failure = restart_all(self.system, app, manifest, self.settings, self.registry)
         out.end(failure is None)
         if failure is not None:
-            port, result = failure
-            raise DeployError(f"{unit(app.name, port)} is not healthy with the new values: {result.detail}",
+            report_failure(out, app.name, manifest, failure)
+            if before is not None:
+                write_atomic(app.env_file, before, mode=0o600)
+            raise DeployError(f"{failure.unit(app.name)} is not healthy with the new values: "
+                              f"{failure.result.detail}; the previous values are back and still serving",
                               hint=f"run `tova deploy {manifest.env} --logs` to investigate")
 
     # --- inspection ----------------------------------------------------------------
@@ -217,6 +223,13 @@ class ServerOps:
             out.line()
             out.line(f"{out.ok_mark} Removed (data archived, not deleted)")
             return {"archive": str(archive), "ports_freed": freed}
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _memory() -> dict[str, Any]:

@@ -47,9 +47,8 @@ from tova.server.buildlog import BuildOutput
 from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import check
 from tova.server.locks import deploy_lock
-from tova.server.netstat import listening_ports
-from tova.server.registry import Registry, allocate, claim_database
-from tova.server.rollout import restart_all, switch_to
+from tova.server.registry import Registry, claim_database, fresh_ports
+from tova.server.rollout import Failure, ports_in_use, report_failure, restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
 from tova.server.ui import Out
@@ -116,8 +115,8 @@ class Plan:
     previous: str | None  # the release `current` pointed at before this deploy
     old_commit: str | None
     files_changed: int | None
-    old_ports: list[int] | None
-    ports: list[int]
+    old_ports: list[int] | None  # the instances serving now
+    ports: list[int]  # for rendering only: the rollout picks the new instances' ports
     layers: list[str]
 
 
@@ -137,7 +136,9 @@ class Outcome:
 
 
 class _HealthFailed(Exception):
-    pass
+    def __init__(self, failure: Failure | None = None) -> None:
+        super().__init__("health check failed")
+        self.failure = failure
 
 
 # --- running the steps -----------------------------------------------------------------
@@ -203,9 +204,9 @@ def _run(ctx: Context, trail: Trail, workdir: Path) -> Outcome:
         trail.enter("switch")
         step_switch(ctx, trail.version)
         trail.enter("restart")
-        step_restart(ctx, manifest, plan)
+        ports = step_restart(ctx, manifest)
         trail.enter("verify")
-        step_verify(ctx, manifest, plan, trail.version)
+        step_verify(ctx, manifest, ports, trail.version)
     except _HealthFailed:
         return _roll_back(ctx, trail, manifest, plan, trail.release_dir)
     trail.enter("prune")
@@ -354,7 +355,7 @@ def step_plan(ctx: Context, manifest: Manifest) -> Plan:
     old_commit = releases.read_meta(ctx.app.current).get("commit")
     files_changed = changed_files(ctx.repo, old_commit.encode() if old_commit else None, ctx.commit)
     old_ports, ports = _allocate_ports(ctx, manifest)
-    layers = changed_layers(old_manifest, manifest, old_ports if old_manifest is not None else None, ports)
+    layers = changed_layers(old_manifest, manifest)
     if old_manifest is not None:  # config.toml changes (tls, bun_version, ...) apply too
         extra = settings_layers(releases.read_meta(ctx.app.current).get("settings"), ctx.settings)
         layers = [name for name in LAYERS if name in extra or name in layers]
@@ -373,28 +374,24 @@ def step_plan(ctx: Context, manifest: Manifest) -> Plan:
 
 
 def _allocate_ports(ctx: Context, m: Manifest) -> tuple[list[int] | None, list[int]]:
-    """The app's ports before and after, recorded with its domain and env in the registry."""
+    """The ports serving now, and ports to render the files with, the app's domain and env
+    recorded in the registry. The rollout picks the new instances' ports; the generated
+    files name none that matter (Caddy asks tova-upstreams), so any valid list renders them."""
     with ctx.registry.transaction() as data:
         for name, entry in data["apps"].items():
             if name != m.app and entry.get("domain") == m.domain:
                 raise ConfigError(f"domain {m.domain} is already served by app {name!r} on this server",
                                   hint="use another domain, or remove that app first")
-        entry = data["apps"].get(m.app)
-        old_ports = list(entry["ports"]) if entry and entry.get("ports") else None
-        ports = allocate(data, m.app, m.instances, ctx.settings.first_port, avoid=_ports_in_use(m))
-        entry = data["apps"][m.app]
+        entry = data["apps"].setdefault(m.app, {})
+        old_ports = list(entry.get("ports", [])) or None
         entry.update({"domain": m.domain, "env": m.env})
         entry.setdefault("version", None)
         pg = m.database("postgres")
         claim_database(data, m.app, "postgres", pg_database(m.app, pg.name) if pg else None)
+        entry.setdefault("ports", [])
+        preview = old_ports if old_ports and len(old_ports) == m.instances else None
+        ports = preview or fresh_ports(data, m.instances, ctx.settings.first_port, ports_in_use(m))
     return old_ports, ports
-
-
-def _ports_in_use(m: Manifest) -> set[int]:
-    """Ports a new instance must not take: whatever listens now, and the ports of the
-    databases this app declares (their server may not be installed yet)."""
-    db_ports = {db.port for db in m.databases if db.port}
-    return listening_ports() | db_ports
 
 
 def _check_secrets(ctx: Context, m: Manifest) -> None:
@@ -489,21 +486,20 @@ def step_switch(ctx: Context, version: str) -> None:
     flip_symlink(ctx.app.current, ctx.app.current_target(version))
 
 
-def step_restart(ctx: Context, manifest: Manifest, plan: Plan) -> None:
-    for port in sorted(set(plan.old_ports or []) - set(plan.ports)):
-        ctx.system.stop_instance(ctx.app, port)  # the app shrank
-    ctx.out.begin("Restarting services...")
-    failure = restart_all(ctx.system, ctx.app, plan.ports, manifest, ctx.settings)
+def step_restart(ctx: Context, manifest: Manifest) -> list[int]:
+    """New instances beside the old ones (see rollout.py); the ports now serving."""
+    n = manifest.instances
+    ctx.out.begin(f"Starting {n} new instance{'s' if n != 1 else ''} beside the old...")
+    ports, failure = restart_all(ctx.system, ctx.app, manifest, ctx.settings, ctx.registry)
     ctx.out.end(failure is None)
     if failure is not None:
-        port, result = failure
-        ctx.out.step(f"Health check {probe_path(manifest.health)}...", False, "FAILED")
-        ctx.out.sub(f"{unit(ctx.app.name, port)}: {result.detail}")
-        raise _HealthFailed()
+        report_failure(ctx.out, ctx.app.name, manifest, failure)
+        raise _HealthFailed(failure)
+    return ports
 
 
-def step_verify(ctx: Context, manifest: Manifest, plan: Plan, version: str) -> None:
-    for port in plan.ports:
+def step_verify(ctx: Context, manifest: Manifest, ports: list[int], version: str) -> None:
+    for port in ports:
         result = check(port, manifest.health)
         if not result.ok:
             ctx.out.step(f"Health check {probe_path(manifest.health)}...", False, "FAILED")
@@ -527,14 +523,17 @@ def step_prune(ctx: Context, manifest: Manifest, version: str) -> None:
 # --- after a failed health check -------------------------------------------------------
 
 def _roll_back(ctx: Context, trail: Trail, manifest: Manifest, plan: Plan, release_dir: Path) -> Outcome:
+    """The new instances failed and are stopped; the old ones never stopped serving. Point
+    `current` back at their release (and start it only if nothing serves it any more)."""
     releases.mark_failed(release_dir, "health check failed")
     target = releases.get(ctx.app, plan.previous) if plan.previous else None
     out = ctx.out
     out.line()
+    serving = list((ctx.registry.app(ctx.app.name) or {}).get("ports", []))
+    live = [p for p in serving if ctx.system.instance_running(ctx.app, p)]
     if target is None or target.failed:
         out.line("⚠ Health check failed and there is no earlier release to roll back to.")
-        for port in plan.ports:
-            ctx.system.stop_instance(ctx.app, port)
+        ctx.system.stop_instances(ctx.app, serving)
         ctx.app.current.unlink(missing_ok=True)
         out.sub("Instances stopped", True)
         _record(ctx, trail, "failed", "verify", error="health check failed; nothing to roll back to")
@@ -543,9 +542,19 @@ def _roll_back(ctx: Context, trail: Trail, manifest: Manifest, plan: Plan, relea
         out.line(f"  Run `tova deploy {ctx.env} --logs` to investigate.")
         return Outcome("failed", trail.version, 1)
     out.line("⚠ Health check failed, rolling back...")
-    target_manifest = releases.read_manifest(target.path) or manifest
-    failure = switch_to(target.version, trail.version, ctx.system, ctx.app, plan.ports, target_manifest,
-                        ctx.settings, ctx.registry, out)
+    failure = None
+    if live and len(live) == len(serving):
+        flip_symlink(ctx.app.current, ctx.app.current_target(target.version))
+        out.sub(f"current → {ctx.app.current_target(target.version)} (was {trail.version})", True)
+        out.sub(f"{target.version} kept serving throughout: nothing to restart", True)
+    else:
+        target_manifest = releases.read_manifest(target.path) or manifest
+        failure = switch_to(target.version, trail.version, ctx.system, ctx.app, target_manifest,
+                            ctx.settings, ctx.registry, out)
+        if failure is not None:
+            # Never back onto the failed release: the earlier one is the better bet.
+            flip_symlink(ctx.app.current, ctx.app.current_target(target.version))
+            report_failure(out, ctx.app.name, target_manifest, failure)
     _record(ctx, trail, "rolled_back", "verify", error="health check failed", rolled_back_to=target.version)
     out.line()
     if failure is None:

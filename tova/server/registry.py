@@ -114,6 +114,24 @@ def claim_database(data: dict[str, Any], app: str, engine: str, name: str | None
     dbs[engine] = name
 
 
+def fresh_ports(data: dict[str, Any], count: int, first_port: int,
+                avoid: frozenset[int] | set[int] = frozenset()) -> list[int]:
+    """The lowest `count` ports no app serves or is starting on, never in `avoid` (in use
+    on the server) nor RESERVED_PORTS (pure): a rollout starts the new instances there,
+    beside the live ones."""
+    taken = (used_ports(data) | RESERVED_PORTS | set(avoid)
+             | {p for entry in data["apps"].values() for p in entry.get("starting", [])})
+    ports: list[int] = []
+    candidate = first_port
+    while len(ports) < count:
+        if candidate > MAX_PORT:
+            raise TovaError("no free ports left for the app", hint="remove unused apps")
+        if candidate not in taken:
+            ports.append(candidate)
+        candidate += 1
+    return ports
+
+
 def free_app(data: dict[str, Any], app: str, first_port: int) -> list[int]:
     """Remove `app` from `data` (mutated); return the ports it held."""
     entry = data["apps"].pop(app, None)

@@ -1,50 +1,117 @@
-"""Rolling an app onto a release: restart its instances one at a time, each healthy before
-the next, and switch `current` to an existing release. Used by the pipeline's restart step,
-by rollbacks (automatic and manual) and by `env set` / `env unset`."""
+"""Changing which instances serve an app, for a deploy, a rollback and an `env set`:
+start new instances of the release `current` points at on ports of their own, beside the
+live ones; check them directly; only then point Caddy at them (no reload: see
+tova.server.upstreams); then let the old ones drain and stop. A release that never
+becomes healthy never receives a user request, and the old one serves throughout."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from functools import partial
 
 from tova.layout import AppLayout
-from tova.manifest import Manifest
+from tova.manifest import Manifest, probe_path
+from tova.naming import unit
 from tova.server.atomic import flip_symlink
 from tova.server.health import HealthResult, wait_for
-from tova.server.registry import Registry
+from tova.server.netstat import listening_ports
+from tova.server.registry import Registry, fresh_ports
 from tova.server.system import System
 from tova.server.ui import Out
+from tova.server.upstreams import REFRESH_MS
 from tova.settings import ServerSettings
 
-Failure = tuple[int, HealthResult]  # the port that did not come up healthy, and why
+# After the switch: Caddy re-reads the upstreams within REFRESH_MS; requests it already
+# sent to the old instances finish while they drain.
+SWITCH_WAIT = REFRESH_MS / 1000 * 3
 
 
-def restart_all(system: System, app: AppLayout, ports: list[int], manifest: Manifest,
-                settings: ServerSettings) -> Failure | None:
-    """Restart one instance at a time, each healthy before the next. The first failure."""
-    for port in ports:
-        system.restart_instance(app, port)
+@dataclass(frozen=True)
+class Failure:
+    """The first new instance that failed its check, with what it last logged."""
+
+    port: int
+    result: HealthResult
+    journal: list[str] = field(default_factory=list)
+
+    def unit(self, app: str) -> str:
+        return unit(app, self.port)
+
+
+def restart_all(system: System, app: AppLayout, manifest: Manifest, settings: ServerSettings,
+                registry: Registry) -> tuple[list[int], Failure | None]:
+    """Roll the app onto the release `current` points at: the new ports, and the first
+    failure (then the live instances are untouched and keep serving)."""
+    started = time.time()
+    with registry.transaction() as data:
+        entry = data["apps"].setdefault(app.name, {})
+        stale = [p for p in entry.pop("starting", []) if p not in entry.get("ports", [])]
+        old = list(entry.get("ports", []))
+        new = fresh_ports(data, manifest.instances, settings.first_port, ports_in_use(manifest))
+        entry["starting"] = new  # so a rollout that dies here is cleaned up by the next one
+    system.stop_instances(app, stale)
+    failure = _start_checked(system, app, new, manifest, settings, started)
+    with registry.transaction() as data:
+        entry = data["apps"].setdefault(app.name, {})
+        entry.pop("starting", None)
+        if failure is None:
+            entry["ports"] = new
+            entry["instances"] = len(new)
+    if failure is not None:
+        return old, failure
+    system.set_upstreams(app, new)
+    if old:
+        time.sleep(SWITCH_WAIT)
+        system.stop_instances(app, [p for p in old if p not in new])
+    return new, None
+
+
+def ports_in_use(m: Manifest) -> set[int]:
+    """Ports a new instance must not take: whatever listens now, and the ports of the
+    databases this app declares (their server may not be installed yet)."""
+    db_ports = {db.port for db in m.databases if db.port}
+    return listening_ports() | db_ports
+
+
+def _start_checked(system: System, app: AppLayout, ports: list[int], manifest: Manifest,
+                   settings: ServerSettings, started: float) -> Failure | None:
+    system.start_instances(app, ports)
+    for port in ports:  # they start together; the later checks mostly pass at once
         result = wait_for(port, manifest.health, settings.startup_deadline,
                           alive=partial(system.instance_running, app, port))
         if not result.ok:
-            return port, result
-    # Caddy's active health checks may have seen an instance down while it restarted
-    # (or before a first start) and would keep it out for a whole health_interval:
-    # a reload starts its checks afresh, on instances now known to be healthy.
-    system.reload_proxy()
+            journal = system.journal_tail(app, port, started)
+            system.stop_instances(app, ports)
+            return Failure(port, result, journal)
     return None
 
 
-def switch_to(version: str, was: str | None, system: System, app: AppLayout, ports: list[int],
-              manifest: Manifest, settings: ServerSettings, registry: Registry,
-              out: Out) -> Failure | None:
-    """Point `current` at an existing release, restart onto it and record it as the app's
-    version: the shared part of an automatic and a manual rollback. The first failure."""
+def report_failure(out: Out, app: str, manifest: Manifest, failure: Failure) -> None:
+    """Say why: the check that failed, then the failing instance's last journal lines."""
+    out.step(f"Health check {probe_path(manifest.health)}...", False, "FAILED")
+    out.sub(f"{failure.unit(app)}: {failure.result.detail}")
+    if failure.journal:
+        out.sub(f"Last lines of {failure.unit(app)}:")
+        for line in failure.journal:
+            out.line(" " * 11 + "│ " + line)
+
+
+def switch_to(version: str, was: str | None, system: System, app: AppLayout, manifest: Manifest,
+              settings: ServerSettings, registry: Registry, out: Out) -> Failure | None:
+    """Point `current` at an existing release, roll onto it and record it as the app's
+    version: the shared part of an automatic and a manual rollback. On failure `current`
+    points back at `was`, whose instances kept serving."""
     flip_symlink(app.current, app.current_target(version))
     out.sub(f"current → {app.current_target(version)} (was {was or 'none'})", True)
-    failure = restart_all(system, app, ports, manifest, settings)
-    out.sub("Services restarted", True)
-    out.sub("Health check " + ("passed" if failure is None else "failed"), failure is None)
+    _, failure = restart_all(system, app, manifest, settings, registry)
+    out.sub("New instances started, checked and serving" if failure is None
+            else "New instances failed their health check", failure is None)
+    if failure is not None:
+        if was:
+            flip_symlink(app.current, app.current_target(was))
+        return failure
     with registry.transaction() as data:
         if app.name in data["apps"]:
             data["apps"][app.name]["version"] = version
-    return failure
+    return None

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from tova.layout import AppLayout, Layout
 from tova.manifest import Manifest
+from tova.server import upstreams
 from tova.server.sandbox import ToolRun
 
 
@@ -39,6 +40,25 @@ class System(ABC):
     @abstractmethod
     def restart_instance(self, app: AppLayout, port: int) -> None:
         """(Re)start the instance on `port`."""
+
+    @abstractmethod
+    def start_instances(self, app: AppLayout, ports: list[int]) -> None:
+        """Enable and (re)start the instances on `ports`, all at once, of the release
+        `current` points at."""
+
+    @abstractmethod
+    def stop_instances(self, app: AppLayout, ports: list[int]) -> None:
+        """Disable and stop the instances on `ports` (each drains: SIGTERM, then the app's
+        own drain time), all at once; stopping stopped ones is fine."""
+
+    @abstractmethod
+    def journal_tail(self, app: AppLayout, port: int, since: float, lines: int = 12) -> list[str]:
+        """The last `lines` lines the instance on `port` (and systemd about it) logged
+        since the epoch time `since`."""
+
+    def set_upstreams(self, app: AppLayout, ports: list[int]) -> None:
+        """Point the proxy at `ports` (Caddy asks tova-upstreams; no reload)."""
+        upstreams.write(self.layout.upstreams_dir, app.name, ports)
 
     @abstractmethod
     def stop_instance(self, app: AppLayout, port: int) -> None:

@@ -28,6 +28,7 @@ from tova.naming import (
     unit_template,
 )
 from tova.server import host_commands as cmd
+from tova.server import upstreams
 from tova.server.procstat import process_usage
 from tova.server.sandbox import ToolRun, systemd_run_argv
 from tova.server.system import System, TextSink
@@ -75,6 +76,20 @@ class SystemdSystem(System):
     def stop_instance(self, app: AppLayout, port: int) -> None:
         for argv in cmd.stop_instance(app.name, port):
             _run(argv)  # stopping something already stopped is fine
+
+    def start_instances(self, app: AppLayout, ports: list[int]) -> None:
+        if ports:
+            for argv in cmd.start_instances(app.name, ports):
+                self._check(argv)
+
+    def stop_instances(self, app: AppLayout, ports: list[int]) -> None:
+        if ports:
+            _run(cmd.stop_instances(app.name, ports))
+
+    def journal_tail(self, app: AppLayout, port: int, since: float, lines: int = 12) -> list[str]:
+        time.sleep(0.3)  # journald takes the instance's last writes from its stream a moment later
+        res = _run(cmd.instance_journal(app.name, port, since, lines))
+        return res.stdout.splitlines()[-lines:] if res.returncode == 0 else []
 
     def instance_running(self, app: AppLayout, port: int) -> bool:
         return _run(cmd.instance_active(app.name, port)).returncode == 0
@@ -205,7 +220,8 @@ class SystemdSystem(System):
         _run(cmd.daemon_reload())
         done.append("Remove systemd services")
         self.layout.caddy_app(app.name).unlink(missing_ok=True)
-        _run(cmd.reload_service("caddy"))
+        self.reload_proxy()
+        upstreams.remove(self.layout.upstreams_dir, app.name)
         done.append("Remove Caddy config")
         pg = manifest.database("postgres") if manifest else None
         if pg:
