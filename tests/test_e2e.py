@@ -115,8 +115,14 @@ def test_2_code_only_push_skips_provisioning(world):
     assert "Infrastructure: no changes" in out and "Provisioning" not in out
     assert "Live at https://shop.tova.test (v2)" in out
     status = world.release_json("status", "shop")
-    assert status["ports"] == ports and status["version"] == "v2"
+    # New instances on ports of their own; the old ones stopped after the switch.
+    assert not set(status["ports"]) & set(ports) and status["version"] == "v2"
+    assert [i["state"] for i in status["instances"]] == ["active", "active"]
     assert distinct_ok(world.web(), SHOP, "/") == {"shop v2"}
+    for port in ports:
+        assert world.ssh(f"systemctl is-active --quiet tova-shop@{port}.service").returncode != 0
+    # Caddy was pointed at them without a reload.
+    assert "Caddy reloaded" not in out
 
 
 def test_3_adding_redis_runs_only_the_database_layer(world):
