@@ -1,10 +1,17 @@
-"""Zero-downtime, measured (issue 6 §4): a bounded load of HTTPS requests through Caddy on
-the local test server while the app is redeployed (`git push`), rolled back (`tova deploy
-prod --rollback`) and restarted by `tova env prod set`, for `instances: 1` and `2`.
-Counts failed requests (an error or any status but 200) and the slowest answer. A request
-whose reused keep-alive connection was closed by the server before any answer is retried
-once on a fresh connection, as curl and browsers do, and counted in its own column.
-Goal: zero failed requests in every case. Plain figures, no assertions.
+"""Zero-downtime, measured (issues 6 §4 and 12): a bounded load of HTTPS requests through
+Caddy on the local test server while the app is redeployed (`git push`), rolled back
+(`tova deploy prod --rollback`) and restarted by `tova env prod set`, for `instances: 1`
+and `2`; then a bad release whose `/` works and whose health path answers 500.
+
+Per action: requests, failed (an error or any status but 200), retried (a reused
+keep-alive connection the server closed before any answer, retried once on a fresh one as
+curl and browsers do, counted apart), the slowest answer, and push-to-live: from the start
+of the command until the first answer through Caddy from the new instances (the new text,
+the earlier text after a rollback, the new value of BENCH after `env set`). Redeploys are
+repeated (BENCH_REPEAT, default 5) for a median. For the bad release: answers served by
+it (goal 0), failed (goal 0), and the time until the push printed the failure (goal < 5 s).
+Beside them, a reference from the same run: a `git push` of a branch that does not deploy
+(ssh, git and the hook's start, i.e. the floor of any push). Plain figures, no assertions.
 
 Needs root and the test server (vagrant/testserver; booted if needed, NOT reset: it may
 share the server with an e2e run's apps). BENCH_RATE (default 200 requests/s in total)
@@ -16,10 +23,13 @@ from __future__ import annotations
 
 import http.client
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,18 +37,20 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import testserver as ts  # noqa: E402
-from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import GIT_ID, SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
 RATE = float(os.environ.get("BENCH_RATE", "200"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "8"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 SETTLE = 1.0  # seconds of load before and after each action
 
 APP = """// zero-downtime benchmark app ({instances} instance(s))
 server {{
   fn home() {{ text("{text}") }}
   fn healthz() {{ text("ok") }}
+  fn broken() {{ respond(500, "unhealthy") }}
   route GET "/" => home
-  route GET "/healthz" => healthz
+  route GET "/healthz" => {health}
 }}
 
 deploy "prod" {{
@@ -52,14 +64,20 @@ deploy "prod" {{
 
 @dataclass
 class Load:
-    """WORKERS threads, each on its own keep-alive connection, RATE/WORKERS requests/s each."""
+    """WORKERS threads, each on its own keep-alive connection, RATE/WORKERS requests/s
+    each, GET /; plus one watcher that polls `watch` until it answers `expect`."""
 
     web: Https
     domain: str
+    watch: str = "/"
+    expect: str | None = None
+    bad_body: str | None = None  # answers with this body came from the bad release
     ok: int = 0
     failed: int = 0
-    retried: int = 0  # stale keep-alive connections retried once on a fresh one
+    retried: int = 0
+    bad_answers: int = 0
     slowest: float = 0.0
+    live_at: float | None = None  # monotonic time the watcher first saw `expect`
     errors: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -73,20 +91,19 @@ class Load:
             start = time.monotonic()
             error = None
             retried = False
+            body = b""
             for attempt in (1, 2):
                 try:
                     conn.request("GET", "/")
                     resp = conn.getresponse()
-                    resp.read()
+                    body = resp.read()
                     used = True
                     if resp.status != 200:
                         error = f"HTTP {resp.status}"
                     break
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                     # A server may close an idle keep-alive connection (Caddy does on a
-                    # reload) just as a request goes out on it. Like curl and browsers,
-                    # retry once on a fresh connection when the reused one died before
-                    # any answer; counted apart, never hidden.
+                    # reload) just as a request goes out on it: retried once, counted.
                     conn.close()
                     conn = self.web.connection(self.domain, timeout=30)
                     if used and attempt == 1:
@@ -104,6 +121,8 @@ class Load:
             with self._lock:
                 self.slowest = max(self.slowest, took)
                 self.retried += retried
+                if self.bad_body is not None and body.decode(errors="replace") == self.bad_body:
+                    self.bad_answers += 1
                 if error:
                     self.failed += 1
                     self.errors[error] = self.errors.get(error, 0) + 1
@@ -113,19 +132,56 @@ class Load:
             time.sleep(max(0.0, next_at - time.monotonic()))
         conn.close()
 
-    def run_during(self, action) -> float:
+    def _watcher(self) -> None:
+        conn = self.web.connection(self.domain, timeout=30)
+        while not self._stop.is_set() and self.live_at is None:
+            try:
+                conn.request("GET", self.watch)
+                resp = conn.getresponse()
+                body = resp.read().decode(errors="replace")
+                if resp.status == 200 and body == self.expect:
+                    self.live_at = time.monotonic()
+            except Exception:  # a failure here is counted by the workers, not by the watcher
+                conn.close()
+                conn = self.web.connection(self.domain, timeout=30)
+            time.sleep(0.01)
+        conn.close()
+
+    def run_during(self, action: Callable[[], object]) -> tuple[float, object]:
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(WORKERS)]
+        if self.expect is not None:
+            threads.append(threading.Thread(target=self._watcher, daemon=True))
         for t in threads:
             t.start()
         time.sleep(SETTLE)
         began = time.monotonic()
-        action()
-        took = time.monotonic() - began
+        result = action()
         time.sleep(SETTLE)
         self._stop.set()
         for t in threads:
             t.join(60)
-        return took
+        return began, result
+
+
+def timed_push(project: Project, *refspec: str) -> tuple[str, float | None, float]:
+    """`git push`, its output, when (seconds after the start) a line saying the health check
+    failed arrived, and how long the whole push took."""
+    began = time.monotonic()
+    proc = subprocess.Popen(["git", *GIT_ID, "push", "prod", *(refspec or ("main",))], cwd=project.dir,
+                            env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    out, failed_at = [], None
+    for line in proc.stdout:
+        out.append(line)
+        if failed_at is None and "FAILED" in line:
+            failed_at = time.monotonic() - began
+    proc.wait()
+    return "".join(out), failed_at, time.monotonic() - began
+
+
+def write_app(project: Project, domain: str, instances: int, text: str, health: str = "healthz") -> None:
+    (project.dir / "src" / "app.tova").write_text(APP.format(instances=instances, domain=domain, text=text,
+                                                            health=health))
 
 
 def deploy_app(tmp: Path, env: dict[str, str], instances: int) -> tuple[Project, str]:
@@ -134,8 +190,8 @@ def deploy_app(tmp: Path, env: dict[str, str], instances: int) -> tuple[Project,
     root = tmp / name
     (root / "src").mkdir(parents=True)
     (root / "tova.toml").write_text(f'[project]\nname = "{name}"\nentry = "src"\n')
-    (root / "src" / "app.tova").write_text(APP.format(instances=instances, domain=domain, text="v1"))
     p = Project(root, env)
+    write_app(p, domain, instances, "v1")
     p.git("init", "-q", "-b", "main")
     p.commit("v1")
     check(p.tova("deploy", "prod", *SETUP_GIT), "tova deploy prod --setup-git")
@@ -145,6 +201,80 @@ def deploy_app(tmp: Path, env: dict[str, str], instances: int) -> tuple[Project,
     return p, domain
 
 
+@dataclass
+class Row:
+    instances: int
+    action: str
+    requests: int = 0
+    failed: int = 0
+    retried: int = 0
+    slowest: float = 0.0
+    live: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, load: Load, began: float) -> None:
+        self.requests += load.ok + load.failed
+        self.failed += load.failed
+        self.retried += load.retried
+        self.slowest = max(self.slowest, load.slowest)
+        if load.live_at is not None:
+            self.live.append(load.live_at - began)
+        for k, v in load.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + v
+
+
+def measure(instances: int, project: Project, domain: str, web: Https) -> tuple[list[Row], dict]:
+    rows = []
+    version = [1]
+
+    redeploys = Row(instances, f"redeploy (git push) ×{REPEAT}")
+    for _ in range(REPEAT):
+        version[0] += 1
+        text = f"v{version[0]}"
+        write_app(project, domain, instances, text)
+        project.commit(text)
+        load = Load(web, domain, expect=text)
+        began, (out, _, _) = load.run_during(lambda: timed_push(project))
+        assert "Live at" in out, out
+        redeploys.add(load, began)
+    rows.append(redeploys)
+
+    rollback = Row(instances, "rollback")
+    load = Load(web, domain, expect=f"v{version[0] - 1}")
+    began, _ = load.run_during(lambda: check(project.tova("deploy", "prod", "--rollback"), "rollback"))
+    rollback.add(load, began)
+    rows.append(rollback)
+
+    restart = Row(instances, "restart (tova env set)")
+    value = f"{time.time():.6f}"
+    load = Load(web, domain, watch="/__env/BENCH", expect=value)
+    began, _ = load.run_during(lambda: check(project.tova("env", "prod", "set", f"BENCH={value}"), "env set"))
+    restart.add(load, began)
+    rows.append(restart)
+
+    # A bad release: `/` works, the health path answers 500.
+    bad_text = f"bad v{version[0] + 1}"
+    write_app(project, domain, instances, bad_text, health="broken")
+    project.commit("bad release")
+    load = Load(web, domain, bad_body=bad_text)
+    _, (out, failed_at, took) = load.run_during(lambda: timed_push(project))
+    bad = {"instances": instances, "requests": load.ok + load.failed, "bad_answers": load.bad_answers,
+           "failed": load.failed, "retried": load.retried, "failed_at": failed_at, "push_took": took,
+           "rolled_back": "Rolled back to" in out, "journal": "Last lines of" in out}
+    return rows, bad
+
+
+def reference_push(project: Project) -> float:
+    """A push of a branch that does not deploy: ssh, git and the hook's start."""
+    project.git("checkout", "-q", "-b", "bench-reference")
+    project.commit("reference")
+    began = time.monotonic()
+    check(project.run(["git", *GIT_ID, "push", "-q", "prod", "bench-reference"]), "reference push")
+    took = time.monotonic() - began
+    project.git("checkout", "-q", "main")
+    return took
+
+
 def main() -> int:
     if (reason := ts.unavailable_reason()) is not None:
         print(f"bench_zero_downtime: skipped: {reason}")
@@ -152,47 +282,41 @@ def main() -> int:
     config = ts.ensure_up()
     configure_server(config)
     env = {**ts.ssh_env(config), "NO_COLOR": "1"}
-    rows = []
+    rows: list[Row] = []
+    bads: list[dict] = []
+    reference = None
     with tempfile.TemporaryDirectory(prefix="bench-zdt-") as tmpdir:
         tmp = Path(tmpdir)
         for instances in (1, 2):
             project, domain = deploy_app(tmp, env, instances)
             web = Https(server_addr(config), fetch_ca(config, tmp / "ca.crt"))
-            counter = [1]
-
-            def redeploy(project: Project = project, domain: str = domain, instances: int = instances,
-                         counter: list[int] = counter) -> None:
-                counter[0] += 1
-                (project.dir / "src" / "app.tova").write_text(
-                    APP.format(instances=instances, domain=domain, text=f"v{counter[0]}"))
-                project.commit(f"v{counter[0]}")
-                res = project.push()
-                assert "Live at" in res.stdout + res.stderr, res.stderr
-
-            actions = [
-                ("redeploy (git push)", redeploy),
-                ("rollback", lambda p=project: check(p.tova("deploy", "prod", "--rollback"), "rollback")),
-                ("restart (tova env set)",
-                 lambda p=project: check(p.tova("env", "prod", "set", f"BENCH={time.time()}"), "env set")),
-            ]
-            for label, action in actions:
-                load = Load(web, domain)
-                took = load.run_during(action)
-                rows.append((instances, label, load.ok + load.failed, load.failed, load.retried, load.slowest, took,
-                             load.errors))
+            r, bad = measure(instances, project, domain, web)
+            rows += r
+            bads.append(bad)
+            if reference is None:
+                reference = reference_push(project)
             project.tova("deploy", "prod", "--remove", "--yes")
 
     print(f"\nZero-downtime under load ({RATE:.0f} HTTPS requests/s through Caddy, {WORKERS} keep-alive connections)")
-    print(
-        f"{'instances':>9}  {'action':<24}{'requests':>9}{'failed':>8}{'retried*':>9}{'slowest':>10}{'action took':>13}"
-    )
-    for instances, label, total, failed, retried, slowest, took, errors in rows:
-        extra = "  " + ", ".join(f"{k}: {v}" for k, v in errors.items()) if errors else ""
-        print(
-            f"{instances:>9}  {label:<24}{total:>9}{failed:>8}{retried:>9}{slowest * 1000:>8.0f}ms{took:>12.1f}s{extra}"
-        )
-    print("* idle keep-alive connections Caddy closed on its graceful reload, each request retried once")
-    print("  on a fresh connection, as curl and browsers do (a reload resets Caddy's active health checks)")
+    print(f"{'instances':>9}  {'action':<26}{'requests':>9}{'failed':>8}{'retried':>8}{'slowest':>10}"
+          f"{'push-to-live (median, max)':>28}")
+    for row in rows:
+        live = (f"{statistics.median(row.live):.2f} s, {max(row.live):.2f} s" if row.live else "never seen")
+        extra = "  " + ", ".join(f"{k}: {v}" for k, v in row.errors.items()) if row.errors else ""
+        print(f"{row.instances:>9}  {row.action:<26}{row.requests:>9}{row.failed:>8}{row.retried:>8}"
+              f"{row.slowest * 1000:>8.0f}ms{live:>28}{extra}")
+    print("push-to-live: from the command's start to the first answer through Caddy from the new instances")
+    print(f"reference (same run): a git push of a branch that does not deploy took {reference:.2f} s")
+    print("\nBad release (/ answers, the health path answers 500), under the same load")
+    print(f"{'instances':>9}{'requests':>10}{'answers from bad release':>26}{'failed':>8}{'retried':>8}"
+          f"{'failure reported after':>24}{'push took':>11}")
+    for b in bads:
+        at = f"{b['failed_at']:.2f} s" if b["failed_at"] is not None else "never"
+        print(f"{b['instances']:>9}{b['requests']:>10}{b['bad_answers']:>26}{b['failed']:>8}{b['retried']:>8}"
+              f"{at:>24}{b['push_took']:>10.2f}s"
+              + ("" if b["rolled_back"] and b["journal"] else "  (no rollback or no journal lines!)"))
+    print("goals: failed 0, retried 0, answers from a bad release 0, failure reported < 5 s,"
+          " code-only push-to-live median <= 0.6 s")
     return 0
 
 
