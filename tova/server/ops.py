@@ -201,7 +201,8 @@ class ServerOps:
     def remove(self, app: AppLayout, out: Out) -> dict[str, Any]:
         with deploy_lock(app, self.settings.lock_wait, what="remove"):
             manifest = releases.current_manifest(app)
-            ports = self.ports(app)
+            # With the instances a rollout killed half-way left starting, if any.
+            ports = self.ports(app) + list((self.registry.app(app.name) or {}).get("starting", []))
             archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
             # Database dumps and app data: root's alone.
             self.layout.archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
