@@ -160,6 +160,9 @@ def test_caddy_site():
     assert "fail_duration" not in directives and "health_uri" not in directives
     # The admin API: a unix socket only, in caddy.service's 0700 runtime directory.
     assert 'admin "unix//run/caddy-admin/admin.sock"' in files["caddy/global.caddy"]
+    assert "ocsp_stapling off" not in files["caddy/global.caddy"]
+    internal = render_all(full(), [3000], replace(SETTINGS, tls="internal"))["caddy/global.caddy"]
+    assert "ocsp_stapling off" in internal and "skip_install_trust" in internal  # a quiet journal
     dropin = files["systemd/caddy.service.d/tova.conf"]
     assert "RuntimeDirectory=caddy-admin" in dropin and "RuntimeDirectoryMode=0700" in dropin
 

@@ -214,3 +214,24 @@ def test_systemd_security_exposure_at_most_2(case, tmp_path):
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
     assert found, res.stdout + res.stderr
     assert float(found.group(1)) <= 2.0
+
+
+def test_caddy_accepts_the_global_options_imported_first(tmp_path):
+    """As provision.sh writes /etc/caddy/Caddyfile: our global options imported first, the
+    distribution's own site, our sites imported last."""
+    caddy = need("caddy")
+    manifest, ports, settings = CASES["tls-internal"]
+    files = render_all(manifest, ports, settings)
+    out = tmp_path / "rendered"
+    write_rendered(files, out)
+    master = (out / "caddy/Caddyfile").read_text()
+    (out / "caddy/Caddyfile").write_text(master.replace('"/opt/tova/caddy/apps/', f'"{out}/caddy/apps/'))
+    config = tmp_path / "Caddyfile"
+    config.write_text(f"import {out}/caddy/global.caddy\n\n:80 {{\n\trespond hi\n}}\n\nimport {out}/caddy/Caddyfile\n")
+    res = subprocess.run([caddy, "adapt", "--adapter", "caddyfile", "--config", str(config)],
+                         capture_output=True, text=True, env=caddy_env(tmp_path))
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["admin"] == {"listen": "unix//run/caddy-admin/admin.sock"}
+    assert data["apps"]["tls"]["disable_ocsp_stapling"] is True
+    assert data["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
