@@ -189,7 +189,8 @@ def test_caddy_admin_api_is_root_only(site):
     localhost:2019 from any user replaced every site)."""
     user = f"tova-{APP}"
     payload = "'{\"apps\":{}}'"
-    for target in ("--unix-socket /run/caddy-admin/admin.sock http://localhost/load",
+    # Caddy wants no Host header on its socket: the attack must fail on permissions alone.
+    for target in ("-H 'Host:' --unix-socket /run/caddy-admin/admin.sock http://localhost/load",
                    "http://127.0.0.1:2019/load", "http://localhost:2019/load"):
         attack = site.ssh(f"runuser -u {user} -- curl -sS -m 5 -X POST -H 'Content-Type: application/json' "
                           f"-d {payload} {target}")
@@ -198,7 +199,7 @@ def test_caddy_admin_api_is_root_only(site):
     assert ":2019" not in site.ssh("ss -Htln").stdout
     assert site.ssh("stat -c '%a %U' /run/caddy-admin").stdout.split() == ["700", "caddy"]
     # Root (the toolkit) still reaches it, and reloads keep working.
-    config = site.ssh("curl -sS -m 5 --unix-socket /run/caddy-admin/admin.sock http://localhost/config/")
+    config = site.ssh("curl -sS -m 5 -H 'Host:' --unix-socket /run/caddy-admin/admin.sock http://localhost/config/")
     assert config.returncode == 0 and DOMAIN in config.stdout
     check(site.ssh("systemctl reload caddy"), "systemctl reload caddy")
     assert site.web().get(DOMAIN, "/")[0] == 200
