@@ -16,8 +16,11 @@ UNICODE_DB = "café_données"
 
 def test_rollout_commands():
     assert cmd.start_instances("a", [3002, 3003]) == [
+        "systemctl", "restart", "tova-a@3002.service", "tova-a@3003.service"]
+    assert cmd.commit_instances("a", [3002, 3003], [3000]) == [
         ["systemctl", "enable", "--quiet", "tova-a@3002.service", "tova-a@3003.service"],
-        ["systemctl", "restart", "tova-a@3002.service", "tova-a@3003.service"]]
+        ["systemctl", "disable", "--quiet", "--now", "--no-block", "tova-a@3000.service"]]
+    assert cmd.commit_instances("a", [3002], []) == [["systemctl", "enable", "--quiet", "tova-a@3002.service"]]
     assert cmd.stop_instances("a", [3000]) == ["systemctl", "disable", "--quiet", "--now", "tova-a@3000.service"]
     assert cmd.instance_journal("a", 3002, 1700000000.25, 12) == [
         "journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", "tova-a@3002.service",

@@ -54,6 +54,7 @@ def check(port: int, health: HealthCheck) -> HealthResult:
 
 
 BAD_ANSWERS = 3  # answers in a row that fail the check: the release is bad, stop waiting
+BAD_ANSWER_PAUSE = 0.5  # seconds between checks after a bad answer
 
 
 def wait_healthy(
@@ -80,7 +81,9 @@ def wait_healthy(
             return HealthResult(False, result.status, f"{result.detail} {bad} times in a row")
         if bad == 0 and time.monotonic() + interval >= end:
             return HealthResult(False, result.status, f"not listening after {deadline:g}s ({result.detail})")
-        time.sleep(interval)
+        # A listening instance that answers badly gets a moment to settle (a 503 while it
+        # warms up): the bad answers in a row span about a second.
+        time.sleep(max(interval, BAD_ANSWER_PAUSE) if bad else interval)
 
 
 def answered(result: HealthResult) -> bool:
@@ -116,7 +119,7 @@ def restart_due(failures: int, uptime: float | None, startup_deadline: float, de
 
 
 def wait_for(port: int, health: HealthCheck, deadline: float,
-             alive: Callable[[], bool] | None = None) -> HealthResult:
+             alive: Callable[[], bool] | None = None, interval: float = 0.1) -> HealthResult:
     """wait_healthy for the deploy block's check."""
-    return wait_healthy(port, probe_path(health), health.timeout, deadline, alive=alive,
+    return wait_healthy(port, probe_path(health), health.timeout, deadline, interval=interval, alive=alive,
                         fallback=health.fallback)

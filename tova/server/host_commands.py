@@ -38,10 +38,20 @@ def stop_instance(app: str, port: int) -> list[list[str]]:
             ["systemctl", "stop", unit(app, port)]]
 
 
-def start_instances(app: str, ports: list[int]) -> list[list[str]]:
-    """Enable, then (re)start the instances on `ports` together (one job each)."""
-    units = [unit(app, p) for p in ports]
-    return [["systemctl", "enable", "--quiet", *units], ["systemctl", "restart", *units]]
+def start_instances(app: str, ports: list[int]) -> list[str]:
+    """(Re)start the instances on `ports` together (one job each)."""
+    return ["systemctl", "restart", *(unit(app, p) for p in ports)]
+
+
+def commit_instances(app: str, serving: list[int], retired: list[int]) -> list[list[str]]:
+    """Enable the serving instances; disable the retired ones and queue their stop
+    without waiting for their drain."""
+    argvs = []
+    if serving:
+        argvs.append(["systemctl", "enable", "--quiet", *(unit(app, p) for p in serving)])
+    if retired:
+        argvs.append(["systemctl", "disable", "--quiet", "--now", "--no-block", *(unit(app, p) for p in retired)])
+    return argvs
 
 
 def stop_instances(app: str, ports: list[int]) -> list[str]:

@@ -87,6 +87,9 @@ class LocalSystem(System):
         for port in ports:
             self.stop_instance(app, port)
 
+    def commit_instances(self, app: AppLayout, serving: list[int], retired: list[int]) -> None:
+        self.stop_instances(app, retired)  # no boot here to enable anything for
+
     def journal_tail(self, app: AppLayout, port: int, since: float, lines: int = 12) -> list[str]:
         try:
             text = self._logfile(app, port).read_text(errors="replace")

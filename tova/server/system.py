@@ -43,8 +43,14 @@ class System(ABC):
 
     @abstractmethod
     def start_instances(self, app: AppLayout, ports: list[int]) -> None:
-        """Enable and (re)start the instances on `ports`, all at once, of the release
-        `current` points at."""
+        """(Re)start the instances on `ports`, all at once, of the release `current` points
+        at; not enabled for boot yet (commit_instances does that once they serve)."""
+
+    @abstractmethod
+    def commit_instances(self, app: AppLayout, serving: list[int], retired: list[int]) -> None:
+        """After a switch: the `serving` instances come back after a reboot; the `retired`
+        ones no longer do, and are stopped (SIGTERM, the app's own drain time), their
+        drain left to run in the background."""
 
     @abstractmethod
     def stop_instances(self, app: AppLayout, ports: list[int]) -> None:

@@ -79,8 +79,11 @@ class SystemdSystem(System):
 
     def start_instances(self, app: AppLayout, ports: list[int]) -> None:
         if ports:
-            for argv in cmd.start_instances(app.name, ports):
-                self._check(argv)
+            self._check(cmd.start_instances(app.name, ports))
+
+    def commit_instances(self, app: AppLayout, serving: list[int], retired: list[int]) -> None:
+        for argv in cmd.commit_instances(app.name, serving, retired):
+            _run(argv)
 
     def stop_instances(self, app: AppLayout, ports: list[int]) -> None:
         if ports:
