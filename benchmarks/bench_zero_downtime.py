@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -163,9 +164,11 @@ class Load:
         return began, result
 
 
-def timed_push(project: Project, *refspec: str) -> tuple[str, float | None, float]:
+def timed_push(project: Project, *refspec: str, marks: dict[str, float] | None = None
+               ) -> tuple[str, float | None, float]:
     """`git push`, its output, when (seconds after the start) a line saying the health check
-    failed arrived, and how long the whole push took."""
+    failed arrived, and how long the whole push took. `marks` gets the monotonic time the
+    release was ready (the line before the rollout)."""
     began = time.monotonic()
     proc = subprocess.Popen(["git", *GIT_ID, "push", "prod", *(refspec or ("main",))], cwd=project.dir,
                             env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -175,6 +178,8 @@ def timed_push(project: Project, *refspec: str) -> tuple[str, float | None, floa
         out.append(line)
         if failed_at is None and "FAILED" in line:
             failed_at = time.monotonic() - began
+        if marks is not None and "Deploying app" in line and "✓" in line:
+            marks["released"] = time.monotonic()
     proc.wait()
     return "".join(out), failed_at, time.monotonic() - began
 
@@ -210,6 +215,7 @@ class Row:
     retried: int = 0
     slowest: float = 0.0
     live: list[float] = field(default_factory=list)
+    rollout: list[float] = field(default_factory=list)  # release ready -> new instances answering
     errors: dict[str, int] = field(default_factory=dict)
 
     def add(self, load: Load, began: float) -> None:
@@ -234,9 +240,12 @@ def measure(instances: int, project: Project, domain: str, web: Https) -> tuple[
         write_app(project, domain, instances, text)
         project.commit(text)
         load = Load(web, domain, expect=text)
-        began, (out, _, _) = load.run_during(lambda: timed_push(project))
+        marks: dict[str, float] = {}
+        began, (out, _, _) = load.run_during(partial(timed_push, project, marks=marks))
         assert "Live at" in out, out
         redeploys.add(load, began)
+        if load.live_at is not None and "released" in marks:
+            redeploys.rollout.append(load.live_at - marks["released"])
     rows.append(redeploys)
 
     rollback = Row(instances, "rollback")
@@ -306,6 +315,10 @@ def main() -> int:
         print(f"{row.instances:>9}  {row.action:<26}{row.requests:>9}{row.failed:>8}{row.retried:>8}"
               f"{row.slowest * 1000:>8.0f}ms{live:>28}{extra}")
     print("push-to-live: from the command's start to the first answer through Caddy from the new instances")
+    for row in rows:
+        if row.rollout:
+            print(f"  {row.instances} instance(s), redeploy: of which from the release being ready to the new"
+                  f" instances answering (start, check, switch): median {statistics.median(row.rollout):.2f} s")
     print(f"reference (same run): a git push of a branch that does not deploy took {reference:.2f} s")
     print("\nBad release (/ answers, the health path answers 500), under the same load")
     print(f"{'instances':>9}{'requests':>10}{'answers from bad release':>26}{'failed':>8}{'retried':>8}"

@@ -181,7 +181,7 @@ def test_instance_count_changes_start_new_beside_old(site):
     out = site.push().stderr
     assert "Infrastructure: proxy, services" in out, out
     second = site.ports()
-    assert len(second) == 3 and not set(second) & set(first)
+    assert len(second) == 3 and not set(second) & set(first), out
     assert all(site.get(p) == (200, "v1") for p in second)
     site.write_app("v1", instances=1)
     site.commit()
