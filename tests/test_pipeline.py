@@ -228,3 +228,19 @@ def test_a_changed_server_setting_reprovisions_its_layer(site):
     res = site.push(extra_env={"TOVA_TLS": "internal"})
     assert "→ Infrastructure: proxy" in res.stderr, res.stderr
     assert _provision_runs(site)[-1]["layers"] == ["proxy"]
+
+
+def test_a_site_from_before_tova_upstreams_is_provisioned_again(site):
+    """A server provisioned when Caddy's site listed the ports: the next push, even a
+    code-only one, runs the proxy layer, since the rollout moves the app to new ports."""
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    caddy_site = site.layout.caddy_app("myapp")
+    caddy_site.parent.mkdir(parents=True, exist_ok=True)
+    caddy_site.write_text('myapp.example.com {\n\treverse_proxy "127.0.0.1:3000" "127.0.0.1:3001"\n}\n')
+    site.write_app("v2")
+    site.commit()
+    out = site.push().stderr
+    assert "Infrastructure: proxy" in out, out
+    assert _provision_runs(site)[-1]["layers"] == ["proxy"]

@@ -39,7 +39,7 @@ from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
 from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
 from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
-from tova.naming import build_user, pg_database, unit
+from tova.naming import build_user, pg_database, unit, upstreams_srv
 from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
@@ -363,6 +363,10 @@ def step_plan(ctx: Context, manifest: Manifest) -> Plan:
         # Provisioned by a version with a health timer per app: the services layer
         # replaces it with the server-wide watcher.
         layers.append("services")
+    if old_manifest is not None and "proxy" not in layers and _static_upstreams(ctx.layout, ctx.app.name):
+        # Provisioned by a version whose Caddy site listed the ports: the rollout moves
+        # the app to new ones, which Caddy must learn from tova-upstreams.
+        layers = [name for name in LAYERS if name in layers or name == "proxy"]
     if layers:
         ctx.out.sub("Infrastructure: " + ", ".join(layers) + (" (first deploy)" if old_manifest is None else ""))
     else:
@@ -371,6 +375,15 @@ def step_plan(ctx: Context, manifest: Manifest) -> Plan:
         ctx.out.sub(f"App: {files_changed} file{'s' if files_changed != 1 else ''} changed")
     _check_secrets(ctx, manifest)
     return Plan(previous, old_commit, files_changed, old_ports, ports, layers)
+
+
+def _static_upstreams(layout: Layout, app: str) -> bool:
+    """The app's Caddy site names its instances itself instead of asking tova-upstreams."""
+    try:
+        site = layout.caddy_app(app).read_text()
+    except OSError:
+        return False
+    return upstreams_srv(app) not in site
 
 
 def _allocate_ports(ctx: Context, m: Manifest) -> tuple[list[int] | None, list[int]]:
