@@ -3,8 +3,8 @@ imply infrastructure. Pure data; built by tova.lang.reader, read by config and i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from tova.errors import Location
 
@@ -140,4 +140,3 @@ class Program:
     securities: tuple[SecurityBlock, ...] = ()
     datas: tuple[DataBlock, ...] = ()
     line_count: int = 0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
