@@ -54,16 +54,27 @@ _NONE, _VALUE, _OTHER, _ASSIGN, _FOR = 0, 1, 2, 3, 4
 # Characters that never need a decision in code: identifiers, numbers, whitespace and
 # operators other than `/` and `<` (and `>` inside a tag). Non-ASCII characters up to
 # U+FFFF pass here and are checked once at the end (letters are identifiers).
-_CODE_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]")
 _TAG_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
 _STYLE_BEFORE = frozenset("e \t\r\n")  # `style{`, `style (`: the only ways to open CSS
+_GAP_VALUE_END = frozenset("\"')]")
 
 _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
-# A bracket group holding only plain code (no brackets, strings, `/`, `<`): one step.
-_SIMPLE_PARENS = re.compile(r"\([A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]*\)")
-_SIMPLE_SQUARE = re.compile(r"\[[A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]*\]")
+# The C regex engine does the per-character work: one match jumps over ordinary code
+# together with the strings and bracket groups that need no decision. Such a string is
+# ASCII without escapes or `{` (and not r"/f"-prefixed, nor next to another quote); such
+# a group holds only plain code and such strings. They make no span: pass 2 reads them
+# with _GAP_TOKEN. A group right after `style` or whitespace stays a stop (`style (`).
+_PLAIN = r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff"
+_PLAIN_STR = r"""(?<![rf])"[^"\\{\x80-\U0010ffff]*+"(?!")|'[^'\\\x80-\U0010ffff]*+'"""
+_GROUP_INNER = rf"(?:[{_PLAIN}]++|{_PLAIN_STR})*+"
+_CODE_SKIP = re.compile(
+    rf"(?:[{_PLAIN}]++|{_PLAIN_STR}|(?<!style)(?<![ \t\r\n])\({_GROUP_INNER}\)|\[{_GROUP_INNER}\])*+"
+)
+# A bracket group holding only plain code and such strings: one step.
+_SIMPLE_PARENS = re.compile(rf"\({_GROUP_INNER}\)")
+_SIMPLE_SQUARE = re.compile(rf"\[{_GROUP_INNER}\]")
 _DQ_STOP = re.compile(r'["\\{]')
 _INTERP_STOP = re.compile(r"[\"'`{}]")
 _NESTED_STOP = {'"': re.compile(r'[\\"{}]'), "'": re.compile(r"[\\']"), "`": re.compile(r"[\\`$}]")}
@@ -88,6 +99,7 @@ _GAP_TOKEN = re.compile(
     (?P<name>[A-Za-z_$\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)
    |(?P<num>0[xX][0-9a-fA-F_]*|0[bB][01_]*|0[oO][0-7_]*
             |\d[\d_]*(?:\.(?=[\d_])[\d_]*)?(?:[eE][+-]?\d+)?)
+   |(?P<str>"[^"]*"|'[^']*')  # only the plain strings that pass 1 left without a span
    |(?P<punct>[{}()\[\],;])
    |(?P<op>"""
     + "|".join(re.escape(o) for o in _OPS)
@@ -223,7 +235,7 @@ class _Pass:
         prev = _NONE
         prev_nl = False
         gap = pos
-        code_search = _CODE_STOP.search
+        code_skip = _CODE_SKIP.match
         tag_search = _TAG_STOP.search
 
         while True:
@@ -308,10 +320,15 @@ class _Pass:
                 prev, prev_nl, gap = _OTHER, False, pos
                 continue
 
-            m = (tag_search if tag_mode else code_search)(text, pos)
-            if m is None:
-                break
-            q = m.start()
+            if tag_mode:
+                m = tag_search(text, pos)
+                if m is None:
+                    break
+                q = m.start()
+            else:
+                q = code_skip(text, pos).end()
+                if q >= n:
+                    break
             c = text[q]
             if c == '"':
                 if q > gap and text[q - 1] in "rf" and (q - 1 == 0 or text[q - 2] not in _IDENT_CHARS
@@ -552,6 +569,8 @@ class _Pass:
             return prev, prev_nl or "\n" in seg
         nl = "\n" in seg[len(s):]
         c = s[-1]
+        if c in _GAP_VALUE_END:  # a string or bracket group that _CODE_SKIP jumped over
+            return _VALUE, nl
         if c in _IDENT_CHARS or (c > "\x7f" and c.isalnum()):
             j = len(s) - 1
             while j >= 0 and (s[j] in _IDENT_CHARS or (s[j] > "\x7f" and s[j].isalnum())):

@@ -180,7 +180,9 @@ class _FileReader:
             kind, name, body = found
             loc = top.loc(i)
             blocks.append(TopBlock(kind, name, loc))
-            if kind in out:
+            if kind == "browser":  # nothing inside a browser block implies infrastructure
+                out[kind].append(BrowserBlock(name=name, loc=loc))
+            elif kind in out:
                 # a deploy body is small and read all the way down in one go
                 out[kind].append(self.read_block(kind, loc, name, top.inner(body, collapse=kind != "deploy")))
         return ParsedFile(
@@ -259,8 +261,6 @@ class _FileReader:
                                                               depth=0))
         if kind == "server":
             return _server(name, loc, body)
-        if kind == "browser":
-            return BrowserBlock(name=name, loc=loc)
         if kind == "security":
             return _security(loc, body)
         return _data(loc, body)
