@@ -115,7 +115,7 @@ _CLOSERS = {"{": "}", "(": ")", "[": "]"}
 class Scanned:
     """One file after pass 1: opaque spans (sorted, disjoint) and `{` → `}` positions."""
 
-    __slots__ = ("text", "path", "start", "starts", "ends", "kinds", "closes", "_nl")
+    __slots__ = ("text", "path", "start", "starts", "ends", "kinds", "closes", "_nl", "_at", "_line", "_bol")
 
     def __init__(self, text: str, path: str) -> None:
         self.text = text
@@ -126,9 +126,21 @@ class Scanned:
         self.kinds: list[str] = []
         self.closes: dict[int, int] = {}
         self._nl: list[int] | None = None
+        self._at, self._line, self._bol = 0, 1, 0  # the furthest place asked for so far
 
     # -- locations ----------------------------------------------------------------------
     def line_col(self, pos: int) -> tuple[int, int]:
+        at = self._at
+        if pos >= at:
+            # the reader asks in source order: count only the newlines since last time
+            # (each character is looked at once: linear however long the lines are)
+            text = self.text
+            k = text.count("\n", at, pos)
+            if k:
+                self._line += k
+                self._bol = text.rfind("\n", at, pos) + 1
+            self._at = pos
+            return self._line, pos - self._bol + 1
         if self._nl is None:
             self._nl = [m.start() for m in _NL.finditer(self.text)]
         idx = bisect_left(self._nl, pos)
@@ -326,7 +338,7 @@ class _Pass:
                     break
                 q = m.start()
             else:
-                q = code_skip(text, pos).end()
+                q = code_skip(text, pos).end()  # type: ignore[union-attr]  # (matches "")
                 if q >= n:
                     break
             c = text[q]

@@ -47,6 +47,9 @@ _BINARY_OPS = frozenset(
     "+ - * / % ** == != < > <= >= && || ?? |> .. ..= & | ^ =>".split()
 )
 _BINARY_WORDS = frozenset({"and", "or", "is", "in"})
+# After a literal, these make it part of a longer expression.
+_GOES_ON_OPS = _BINARY_OPS | {".", "?."}
+_LITERAL_WORDS = frozenset({"true", "false", "nil"})
 _PREFIX_OPS = frozenset({"-", "+", "!", "~", "..."})
 _PREFIX_WORDS = frozenset({"not", "await"})
 # Token kinds after which a new statement may begin (besides non-keyword names).
@@ -291,6 +294,12 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
         if kind in ("name", "str") and i + 1 < close:
             key = r.src(i) if kind == "name" else string_value(r.src(i))
             if key is not None and r.is_op(i + 1, close, ":"):
+                loc = r.loc(i)
+                value = _literal(r, i + 2, close)
+                if value is not None:  # the usual field, in one step
+                    fields.append(Field(key=key, value=value, loc=loc))
+                    i += 3
+                    continue
                 value, nxt = _value(r, i + 2, close, strict)
                 if strict and nxt < close and r.kind(nxt) == "name" \
                         and r.toks[nxt][1] == r.toks[nxt - 1][2]:
@@ -299,7 +308,7 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
                         f'sizes and other text are strings: {key}: "{r.src(nxt - 1)}{r.src(nxt)}"',
                     )
                 if value is not None:
-                    fields.append(Field(key=key, value=value, loc=r.loc(i)))
+                    fields.append(Field(key=key, value=value, loc=loc))
                     i = nxt
                     continue
             elif key is not None and kind == "name" and r.kind(i + 1) == "{":
@@ -326,6 +335,31 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
             )
         i = _skip_statement(r, i, close)
     return Body(fields=tuple(fields), blocks=tuple(blocks))
+
+
+def _literal(r: _Region, i: int, close: int) -> Value | None:
+    """The value at i when it is a lone string, number, boolean or nil that nothing
+    continues (what _value would find, without its steps); None otherwise."""
+    if i >= close:
+        return None
+    kind, s, e = r.toks[i]
+    if kind != "str" and kind != "num" and not (kind == "name" and r.text[s:e] in _LITERAL_WORDS):
+        return None
+    if i + 1 < close and _goes_on(r, e, r.toks[i + 1]):
+        return None
+    return _make_value(r, i, i + 1, 0)
+
+
+def _goes_on(r: _Region, end: int, tok: tuple[str, int, int]) -> bool:
+    """Does tok make the value ending at `end` part of a longer expression (or, right
+    after it, of `512mb`)?"""
+    kind, s, e = tok
+    if kind == "op":
+        return r.text[s:e] in _GOES_ON_OPS
+    if kind == "name":
+        return s == end or r.text[s:e] in _BINARY_WORDS
+    # a call or an index on the same line
+    return (kind == "(" or kind == "[") and r.text.find("\n", end, s) == -1
 
 
 def _skip_statement(r: _Region, i: int, close: int) -> int:
