@@ -42,12 +42,20 @@ def test_policy():
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    """GET answers the server's `status`; OPTIONS (the liveness check) always 204."""
+
     def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.server.requests.append("GET")  # type: ignore[attr-defined]
         status = self.server.status  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
+
+    def do_OPTIONS(self):  # noqa: N802
+        self.server.requests.append("OPTIONS")  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
 
     def log_message(self, *args):
         pass
@@ -56,6 +64,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _instance(status: int) -> http.server.HTTPServer:
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
     srv.status = status  # type: ignore[attr-defined]
+    srv.requests = []  # type: ignore[attr-defined]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -133,6 +142,30 @@ def test_all_well_means_no_restart_no_line_and_one_check_per_interval(world):
     _run_until(watcher, clock, 1000 + 10 * 30)
     assert system.restarts == [] and logged == []
     assert checks.count("good") in (10, 11) and checks.count("bad") in (10, 11)
+
+
+def test_between_hourly_full_checks_only_liveness_is_asked(world):
+    """The full check is a GET the app logs (a journal line each time): once an hour per
+    instance; every interval in between an OPTIONS, which compiled apps do not log."""
+    layout, watcher, system, logged, clock, good, bad = world
+    bad.status = 200  # type: ignore[attr-defined]
+    _run_until(watcher, clock, 1000 + 2 * 3600)
+    gets, options = good.requests.count("GET"), good.requests.count("OPTIONS")  # type: ignore[attr-defined]
+    # good's port serves one instance of each app: 2 apps x (2 or 3 full checks in 2 h).
+    assert 4 <= gets <= 6 and options >= 2 * (2 * 120 - 6)
+    assert system.restarts == [] and logged == []
+
+
+def test_an_instance_that_stops_answering_is_found_by_the_liveness_check(world):
+    layout, watcher, system, logged, clock, good, bad = world
+    bad.status = 200  # type: ignore[attr-defined]
+    _run_until(watcher, clock, 1000 + 300)  # past the first full checks
+    assert system.restarts == []
+    bad.shutdown()  # no answer at all from now on
+    bad.server_close()
+    stopped = clock.now
+    _run_until(watcher, clock, stopped + 2 * 30)
+    assert system.restarts == [("bad", bad.server_port)]
 
 
 def test_starting_or_deploying_instances_are_left_alone(world):

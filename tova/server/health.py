@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tova.manifest import HealthCheck, probe_path
+from tova.manifest import FALLBACK_PATH, HealthCheck, probe_path
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,10 @@ def is_healthy(status: int | None, fallback: bool) -> bool:
     return 100 <= status < 500 if fallback else 200 <= status < 300
 
 
-def check_once(port: int, path: str, timeout: float, fallback: bool = False) -> HealthResult:
+def check_once(port: int, path: str, timeout: float, fallback: bool = False, method: str = "GET") -> HealthResult:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"User-Agent": "tova-health"})
+        conn.request(method, path, headers={"User-Agent": "tova-health"})
         resp = conn.getresponse()
         resp.read(65536)
         return HealthResult(is_healthy(resp.status, fallback), resp.status, f"HTTP {resp.status}")
@@ -96,6 +96,25 @@ def answered(result: HealthResult) -> bool:
 # per app (each run cost CPU and journal lines) and no burst of all apps at once at boot.
 
 RETRY_DELAY = 2.0  # a failed instance is checked again this soon; restarted if it fails again
+# Between full checks (the deploy block's check, a GET the app logs like any request: one
+# journal line per check) the watcher only asks whether the instance answers at all.
+FULL_CHECK_EVERY = 3600.0
+
+
+LIVENESS_TIMEOUT = 2.0  # a live instance answers OPTIONS in milliseconds
+
+
+def answers(port: int, timeout: float) -> HealthResult:
+    """Liveness: the instance answers `OPTIONS /` with any status below 500. A compiled
+    Tova server answers OPTIONS (a CORS preflight) before it logs a request, so this
+    check leaves no line in the app's log; a hung or dead instance gives no answer."""
+    return check_once(port, FALLBACK_PATH, min(timeout, LIVENESS_TIMEOUT), fallback=True, method="OPTIONS")
+
+
+def full_check_due(last_full: float | None, now: float, failures: int) -> bool:
+    """The full check for an instance's first check, once every FULL_CHECK_EVERY, and to
+    confirm a failure before a restart."""
+    return failures > 0 or last_full is None or now - last_full >= FULL_CHECK_EVERY
 
 
 def phase(app: str, interval: float) -> float:
@@ -104,9 +123,11 @@ def phase(app: str, interval: float) -> float:
 
 
 def next_check(now: float, interval: float, failing: bool) -> float:
-    """When an app is checked next: after RETRY_DELAY while an instance is failing, else
-    one interval on. An instance that stops answering is thus restarted within
-    interval + RETRY_DELAY, under two intervals."""
+    """When an app is checked next (`now`: when this check began): RETRY_DELAY later while
+    an instance is failing, else one interval on. An instance that stops answering is
+    thus restarted within interval + max(RETRY_DELAY, LIVENESS_TIMEOUT) + health_timeout:
+    under two intervals whenever health_timeout + 2 s < health_interval (30 and 5 s by
+    default)."""
     return now + (min(RETRY_DELAY, interval) if failing else interval)
 
 

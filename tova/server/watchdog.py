@@ -2,8 +2,9 @@
 `python -m tova.server.watchdog` (TOVA_ROOT names the toolkit's root).
 
 One process for every app: it sleeps until the next app is due, asks each of that app's
-instances for its health path on loopback, and restarts an instance that fails two checks
-in a row (RETRY_DELAY apart). When all is well it runs no subprocess and writes nothing to
+instances on loopback whether it answers (hourly, and to confirm a failure: the deploy
+block's full check), and restarts an instance that fails two checks in a row
+(RETRY_DELAY apart). When all is well it runs no subprocess and writes nothing to
 the journal; each restart is one journal line. The policy is in tova.server.health."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tova.layout import AppLayout, Layout
 from tova.manifest import HealthCheck, probe_path
 from tova.naming import unit
 from tova.server.adapters import select_system
-from tova.server.health import check, next_check, phase, restart_due
+from tova.server.health import answers, check, full_check_due, next_check, phase, restart_due
 from tova.server.registry import Registry
 from tova.server.releases import current_manifest
 from tova.server.system import System
@@ -73,6 +74,7 @@ class Watcher:
     clock: Callable[[], float] = time.monotonic
     due: dict[str, float] = field(default_factory=dict)
     failures: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_full: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def registry(self) -> Registry:
@@ -85,14 +87,17 @@ class Watcher:
         for name in list(self.due):
             if name not in apps:
                 del self.due[name]
-        self.failures = {k: v for k, v in self.failures.items() if k[0] in apps and k[1] in apps[k[0]].ports}
+        current = {(name, port) for name, t in apps.items() for port in t.ports}
+        self.failures = {k: v for k, v in self.failures.items() if k in current}
+        self.last_full = {k: v for k, v in self.last_full.items() if k in current}
         for name, target in apps.items():
             interval = max(1, target.health.interval)
             if name not in self.due:
                 self.due[name] = now + phase(name, interval)
             if self.due[name] <= now:
+                began = self.clock()
                 failing = self.check(target)
-                self.due[name] = next_check(self.clock(), interval, failing)
+                self.due[name] = next_check(began, interval, failing)
         wake = min(self.due.values(), default=now + MAX_SLEEP)
         return max(0.0, min(MAX_SLEEP, wake - self.clock()))
 
@@ -102,7 +107,13 @@ class Watcher:
         failing = False
         for port in t.ports:
             key = (t.app, port)
-            if check(port, t.health).ok:  # strict or fallback, as the deploy checked
+            now = self.clock()
+            if full_check_due(self.last_full.get(key), now, self.failures.get(key, 0)):
+                self.last_full[key] = now
+                result = check(port, t.health)  # strict or fallback, as the deploy checked
+            else:
+                result = answers(port, t.health.timeout)
+            if result.ok:
                 self.failures.pop(key, None)
                 continue
             self.failures[key] = self.failures.get(key, 0) + 1
