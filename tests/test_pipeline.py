@@ -244,3 +244,22 @@ def test_a_site_from_before_tova_upstreams_is_provisioned_again(site):
     out = site.push().stderr
     assert "Infrastructure: proxy" in out, out
     assert _provision_runs(site)[-1]["layers"] == ["proxy"]
+
+
+def test_a_new_app_skips_the_system_layer_another_app_ran(site):
+    site.write_app("hello v1")
+    site.commit("one")
+    assert "Live at" in site.push().stderr
+    assert _provision_runs(site)[-1]["layers"][0] == "system"
+
+    def fresh_app(extra_env=None):
+        site.release("remove", "myapp", "--yes", check=True)
+        site.release("init", "myapp", "--env", "prod", check=True)
+        return site.push(extra_env=extra_env).stderr
+
+    out = fresh_app()  # a first deploy again, on a server whose system layer ran
+    assert "System: provisioned already" in out and "Live at" in out, out
+    assert _provision_runs(site)[-1]["layers"] == ["databases", "app", "secrets", "proxy", "services"]
+    out = fresh_app({"TOVA_BUN_ARCHIVE_URL": "https://example.invalid/bun.zip"})  # other settings: it runs
+    assert "System: provisioned already" not in out and "Live at" in out, out
+    assert _provision_runs(site)[-1]["layers"][0] == "system"

@@ -38,6 +38,11 @@ class Layout:
         return self.root / ".registry.lock"
 
     @property
+    def system_stamp(self) -> Path:
+        """The inputs the system layer last ran with (tova.server.system_layer)."""
+        return self.root / "system-layer.json"
+
+    @property
     def apps_dir(self) -> Path:
         return self.root / "apps"
 

@@ -40,7 +40,18 @@ from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
 from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
 from tova.naming import build_user, pg_database, unit, upstreams_srv
-from tova.server import deps, envfile, history, release_tree, releases, repack, safefs, sandbox, toolchain
+from tova.server import (
+    deps,
+    envfile,
+    history,
+    release_tree,
+    releases,
+    repack,
+    safefs,
+    sandbox,
+    system_layer,
+    toolchain,
+)
 from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.buildlog import BuildOutput
@@ -422,11 +433,18 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
 
     files = render_all(manifest, plan.ports, ctx.settings)
     write_atomic(ctx.app.provision_script, files["provision.sh"], mode=0o700)
-    if not plan.layers:
+    layers = list(plan.layers)
+    key = system_layer.system_key(manifest, ctx.settings)
+    if "system" in layers and plan.previous is None and system_layer.provisioned(ctx.layout, key):
+        layers.remove("system")  # a new app on a server another app provisioned
+        ctx.out.sub("System: provisioned already, with the same packages and settings")
+    if not layers:
         return
-    ctx.out.begin("Provisioning " + ", ".join(plan.layers) + "...")
-    rc = ctx.system.provision(ctx.app.provision_script, plan.layers, _Passthrough(ctx.out))
+    ctx.out.begin("Provisioning " + ", ".join(layers) + "...")
+    rc = ctx.system.provision(ctx.app.provision_script, layers, _Passthrough(ctx.out))
     ctx.out.end(rc == 0)
+    if rc == 0 and "system" in layers:
+        system_layer.record(ctx.layout, key)
     if rc == 3:
         missing = envfile.missing(ctx.app.env_file, manifest.secrets.required)
         raise MissingSecretsError(missing or ["(see above)"], ctx.env)
