@@ -156,6 +156,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def do_OPTIONS(self):  # noqa: N802 (a compiled app answers a preflight with 204)
+        self.send_response(204)
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
