@@ -236,6 +236,8 @@ def test_the_watcher_uses_the_same_check(app_server):
     loose = Target("a", (port,), HealthCheck("/healthz", fallback=True))
     strict = Target("a", (port,), HealthCheck("/healthz"))
     assert w.check(loose) is False and w.check(loose) is False and restarts == []
+    # An instance's first check is the full one, and a failure is confirmed by another.
+    w = Watcher(Layout.of("/nonexistent-root"), _System(), ServerSettings(), log=lambda line: None)
     w.check(strict)
     w.check(strict)
     assert restarts == [port]
