@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import testserver as ts  # noqa: E402
-from e2e_support import Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
 APP = """// many-apps benchmark app {name}
 server {{
@@ -146,7 +146,7 @@ class Bench:
         p = Project(root, self.env)
         p.git("init", "-q", "-b", "main")
         p.commit("v1")
-        check(p.tova("deploy", "prod", "--setup-git"), f"setup-git {name}")
+        check(p.tova("deploy", "prod", *SETUP_GIT), f"setup-git {name}")
         began = time.monotonic()
         out = p.push()
         took = time.monotonic() - began

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testserver as ts  # noqa: E402
-from e2e_support import Project, check, configure_server  # noqa: E402
+from e2e_support import SETUP_GIT, Project, check, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +70,7 @@ def test_watcher_restarts_an_instance_that_stops_answering_and_is_quiet_otherwis
         p.commit("v1")
         # A run that died half-way may have left the app behind: start from none.
         _ok(config, "if [ -d /opt/tova/apps/watched ]; then tova-release remove watched --yes; fi")
-        check(p.tova("deploy", "prod", "--setup-git"), "setup-git")
+        check(p.tova("deploy", "prod", *SETUP_GIT), "setup-git")
         try:
             out = p.push()
             assert "Live at https://watched.tova.test" in out.stderr, out.stderr
