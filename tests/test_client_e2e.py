@@ -217,6 +217,25 @@ def test_deploy_without_tty_lists_missing_secrets(set_up, monkeypatch):
     assert e.value.exit_code == 3 and "tova env prod set JWT_SECRET=..." in e.value.hint
 
 
+def test_without_tty_missing_secrets_come_from_tova_secret_variables(set_up, monkeypatch, capsys):
+    """CI: TOVA_SECRET_<NAME> in the environment sets a missing secret, never prompting."""
+    from dataclasses import replace as dc_replace
+
+    m = dc_replace(set_up["manifest"], secrets=Secrets(required=("CI_TOKEN",)))
+    monkeypatch.setattr(commands, "_is_tty", lambda: False)
+    monkeypatch.setattr(commands.getpass, "getpass", lambda prompt: pytest.fail("prompted"))
+    monkeypatch.setenv("CI_TOKEN", "not this one")
+    with commands._server(m) as server:
+        with pytest.raises(MissingSecretsError):
+            commands.ensure_secrets(server, m)  # a same-named variable is not taken
+        monkeypatch.setenv("TOVA_SECRET_CI_TOKEN", "from ci")
+        commands.ensure_secrets(server, m)
+    assert "from ci" not in capsys.readouterr().out
+    env_file = set_up["root"] / "apps" / m.app / ".env.production"
+    assert "CI_TOKEN=" in env_file.read_text() and "from ci" in env_file.read_text()
+    commands.cmd_env(set_up["project"], m, "unset", ["CI_TOKEN"])
+
+
 def test_remove_refuses_without_tty_or_yes(set_up, monkeypatch):
     monkeypatch.setattr(commands, "_is_tty", lambda: False)
     with pytest.raises(TovaError) as e:

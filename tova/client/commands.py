@@ -27,6 +27,7 @@ from tova.errors import (
 )
 from tova.manifest import LAYERS, Manifest, changed_layers
 
+SECRET_PREFIX = "TOVA_SECRET_"
 _SECRET_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -89,10 +90,14 @@ def ensure_secrets(server: Server, manifest: Manifest) -> None:
     missing = [n for n in required if n not in names]
     if not missing:
         return
-    if not _is_tty():
+    # Non-interactive (CI): TOVA_SECRET_<NAME> from the environment. The prefix keeps an
+    # unrelated variable of the same name from being uploaded by accident.
+    values: dict[str, str] = {n: os.environ[SECRET_PREFIX + n] for n in missing if os.environ.get(SECRET_PREFIX + n)}
+    missing = [n for n in missing if n not in values]
+    if missing and not _is_tty():
         raise MissingSecretsError(missing, manifest.env)
-    say(heading("Configuring secrets..."), note("Missing secrets:"))
-    values: dict[str, str] = {}
+    if missing:
+        say(heading("Configuring secrets..."), note("Missing secrets:"))
     for name in missing:
         value = getpass.getpass(f"      {name}: ")
         if not value:
@@ -334,8 +339,8 @@ def cmd_env(project_dir: Path, manifest: Manifest, action: str, args: list[str])
     if action == "set":
         values = parse_assignments(items, manifest.env)
         with _server(manifest) as server:
-            server.release_ok(["env", manifest.app, "set"], stdin=jsonlib.dumps(values).encode())
-        say(step(f"Set {', '.join(values)}"))
+            # The server says what it set and that it restarts the app (names only).
+            server.release_ok(["env", manifest.app, "set"], stdin=jsonlib.dumps(values).encode(), stream=True)
         return EXIT_OK
     if action == "unset":
         if not items:
@@ -343,8 +348,7 @@ def cmd_env(project_dir: Path, manifest: Manifest, action: str, args: list[str])
         for name in items:
             check_name(name, manifest.env)
         with _server(manifest) as server:
-            server.release_ok(["env", manifest.app, "unset", *items])
-        say(step(f"Unset {', '.join(items)}"))
+            server.release_ok(["env", manifest.app, "unset", *items], stream=True)
         return EXIT_OK
     raise TovaError(f"unknown env action {action!r}", hint="use list, set or unset", exit_code=EXIT_USAGE)
 

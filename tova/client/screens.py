@@ -108,23 +108,8 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
             state = "running" if db.get("state") in RUNNING else db.get("state", "?")
             lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
     lines += _dependencies_lines(s.get("dependencies") or {})
-    cert = s.get("certificate")
-    if cert:
-        lines += ["", "  SSL:"]
-        expires = (cert.get("expires") or DASH)[:10]  # the date is what matters
-        days = f" ({cert['days_left']} days)" if cert.get("days_left") is not None else ""
-        lines.append(
-            f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   "
-            f"expires: {expires}{days}"
-        )
-    last = s.get("last_deploy")
-    lines.append("")
-    if last:
-        outcome = last.get("outcome", "?")
-        suffix = "" if outcome == "ok" else f" — {outcome}"
-        lines.append(f"  Last deploy:  {_when(last.get('end') or last.get('start'), now)}{suffix}")
-    else:
-        lines.append("  Last deploy:  never")
+    lines += _ssl_lines(s.get("certificate"), domain, bool(s.get("version")), now)
+    lines += ["", _last_deploy_line(s.get("last_deploy"), now)]
     kept = s.get("releases_kept")
     keep = s.get("keep_releases")
     if kept is not None:
@@ -144,6 +129,45 @@ def _memory_of(app: dict[str, Any]) -> str:
     used = human_bytes(app.get("memory_bytes"))
     limit = app.get("memory_limit_bytes")
     return used if limit is None else f"{used} / {human_bytes(limit)}"
+
+
+def _ssl_lines(cert: dict[str, Any] | None, domain: str | None, deployed: bool, now: float) -> list[str]:
+    if not cert:
+        if not (domain and deployed):
+            return []
+        return ["", "  SSL:", f"    {domain}   ○ no certificate yet: Caddy gets one on the first HTTPS",
+                "    request once the domain's DNS points to this server (tls internal: from its local CA)"]
+    expires = (cert.get("expires") or DASH)[:10]  # the date is what matters
+    days = f" ({_time_left(cert, now)})" if cert.get("days_left") is not None else ""
+    return ["", "  SSL:", f"    {cert.get('domain', domain)}   {dot(cert.get('state'))} {cert.get('state', '?')}   "
+            f"expires: {expires}{days}"]
+
+
+def _last_deploy_line(last: dict[str, Any] | None, now: float) -> str:
+    """When, and for a deploy that did not go live, how far it got and why."""
+    if not last:
+        return "  Last deploy:  never"
+    outcome = last.get("outcome", "?")
+    suffix = "" if outcome == "ok" else f" — {outcome}"
+    if outcome != "ok" and last.get("step"):
+        suffix += f" at step {last['step']}"
+    if outcome != "ok" and last.get("error"):
+        suffix += f": {last['error']}"
+    return f"  Last deploy:  {_when(last.get('end') or last.get('start'), now)}{suffix}"
+
+
+def _time_left(cert: dict[str, Any], now: float) -> str:
+    """`89 days`, or hours for short-lived certificates (Caddy's local CA: 12 hours)."""
+    days = cert.get("days_left")
+    if isinstance(days, int) and days >= 1:
+        return f"{days} day{'s' if days != 1 else ''}"
+    try:
+        hours = (datetime.fromisoformat(str(cert.get("expires"))).timestamp() - now) / 3600
+    except ValueError:
+        return f"{days} days"
+    if hours <= 0:
+        return "expired"
+    return f"{hours:.0f} hour{'s' if round(hours) != 1 else ''}" if hours >= 1 else "under an hour"
 
 
 def overview_screen(host: str, d: dict[str, Any]) -> str:

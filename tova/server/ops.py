@@ -86,7 +86,8 @@ class ServerOps:
                 raise DeployError(f"release {target.version} has no readable {MANIFEST_FILE}",
                                   hint="choose another release with --to")
             start = time.time()
-            out.line(f"Rolling back {app.name}...")
+            out.line(f"Rolling back {app.name} to {target.version}: its build and its health, env and "
+                     "proxy settings; the instance count, data/, secrets and databases stay as they are")
             failure = switch_to(target.version, current, self.system, app, manifest, self.settings,
                                 self.registry, out)
             meta = target.meta()
@@ -129,6 +130,7 @@ class ServerOps:
         come back and the old instances, which never stopped, keep serving."""
         manifest = releases.current_manifest(app)
         if manifest is None or not self.ports(app):
+            out.info("Not deployed yet: the next deploy starts the app with these values")
             return
         out.begin("Starting new instances with the new values...")
         _, failure = restart_all(self.system, app, manifest, self.settings, self.registry)

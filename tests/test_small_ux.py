@@ -1,0 +1,64 @@
+"""Issue 14 point 7: the small things a new user met on the way."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from tova.client.failures import toolkit_missing
+from tova.client.screens import status_screen
+
+NOW = time.time()
+
+
+def _status(**extra):
+    base = {"app": "myapp", "domain": "myapp.tova.test", "version": "v1", "instances": [],
+            "releases_kept": 1, "keep_releases": 5}
+    return status_screen({**base, **extra}, now=NOW)
+
+
+def test_status_of_a_failed_first_deploy_says_the_step_and_the_reason():
+    text = _status(version=None, last_deploy={"outcome": "failed", "step": "build", "end": NOW,
+                                              "error": "the build failed (compiler exit status 1)"})
+    assert "failed at step build: the build failed (compiler exit status 1)" in text
+
+
+def test_a_short_lived_certificate_shows_hours_not_zero_days():
+    expires = datetime.fromtimestamp(NOW, UTC) + timedelta(hours=11, minutes=40)
+    text = _status(certificate={"domain": "myapp.tova.test", "state": "valid", "days_left": 0,
+                                "expires": expires.isoformat()})
+    assert "(12 hours)" in text and "0 days" not in text
+    long = _status(certificate={"domain": "myapp.tova.test", "state": "valid", "days_left": 89,
+                                "expires": (expires + timedelta(days=89)).isoformat()})
+    assert "(89 days)" in long
+
+
+def test_status_without_a_certificate_says_so_and_why():
+    text = _status(certificate=None)
+    assert "SSL:" in text and "no certificate yet" in text and "first HTTPS" in text
+    assert "SSL:" not in _status(certificate=None, version=None)  # nothing deployed: nothing to say
+
+
+def test_hints_never_print_a_literal_env_placeholder():
+    hint = toolkit_missing("h", "prod").hint or ""
+    assert "<env>" not in hint and "tova deploy prod --setup-git" in hint
+    assert "<env>" not in (toolkit_missing("h", None).hint or "")
+
+
+def test_env_set_says_it_restarts_and_rollback_says_what_it_restores(site):
+    site.write_app("v1")
+    site.commit()
+    site.push()
+    site.write_app("v2")
+    site.commit()
+    site.push()
+    res = site.release("env", "myapp", "set", "GREETING=hi", check=True)
+    assert "Set GREETING" in res.stdout and "Starting new instances with the new values" in res.stdout
+    res = site.release("rollback", "myapp", check=True)
+    assert "its build and its health, env and proxy settings" in res.stdout
+    assert "the instance count, data/, secrets and databases stay as they are" in res.stdout
+
+
+def test_env_set_before_any_deploy_says_nothing_restarted(site):
+    res = site.release("env", "myapp", "set", "GREETING=hi", check=True)
+    assert "Not deployed yet: the next deploy starts the app with these values" in res.stdout
