@@ -62,3 +62,36 @@ def test_env_set_says_it_restarts_and_rollback_says_what_it_restores(site):
 def test_env_set_before_any_deploy_says_nothing_restarted(site):
     res = site.release("env", "myapp", "set", "GREETING=hi", check=True)
     assert "Not deployed yet: the next deploy starts the app with these values" in res.stdout
+
+
+def _shell_function(script: str, name: str) -> str:
+    import re
+
+    m = re.search(rf"^{name}\(\) {{.*?^}}$", script, re.S | re.M)
+    assert m, name
+    return m.group(0)
+
+
+def test_package_installation_names_each_package_as_it_goes(tmp_path):
+    """Issue 14 point 8: a first provisioning shows apt's progress one package at a time."""
+    import subprocess
+
+    from tova.manifest import Manifest
+    from tova.render import render_all
+    from tova.settings import ServerSettings
+
+    script = render_all(Manifest(env="prod", app="a", project="a", server="root@h", domain="a.example.com"),
+                        [3000], ServerSettings())["provision.sh"]
+    funcs = _shell_function(script, "apt_quiet") + "\n" + _shell_function(script, "apt_install")
+    fake = tmp_path / "apt-get"
+    fake.write_text('#!/bin/sh\n[ "$1" = clean ] && exit 0\n'
+                    'echo "Reading package lists..."\necho "Unpacking caddy (2.6.2-5) ..."\n'
+                    'echo "Setting up caddy (2.6.2-5) ..."\necho "Setting up ufw (0.36.2-1) ..."\n'
+                    '[ "$FAIL" = 1 ] && { echo "E: broken"; exit 100; }\nexit 0\n')
+    fake.chmod(0o755)
+    run = ["bash", "-c", f"set -Eeuo pipefail\n{funcs}\napt_install caddy ufw"]
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    ok = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and ok.stdout == "    setting up caddy\n    setting up ufw\n", ok
+    bad = subprocess.run(run, capture_output=True, text=True, env={**env, "FAIL": "1"})
+    assert bad.returncode == 100 and "E: broken" in bad.stderr and "Reading package lists" in bad.stderr
