@@ -30,11 +30,8 @@ FIXTURE_COMPILER = REPO / "tests" / "fixtures" / "tova-fixture-compiler"
 # bin/tova or bin/tova.js, such as the compiler's source with its node_modules).
 E2E_COMPILER = Path(os.environ.get("TOVA_E2E_COMPILER") or FIXTURE_COMPILER)
 SETUP_GIT = ("--setup-git", "--compiler", str(E2E_COMPILER))
-SERVER_SETTINGS = """# Test server settings (written by the e2e tests / ./demo).
-# No public DNS for *.tova.test: certificates come from Caddy's local CA.
-tls = "internal"
-bun_source = "npm"
-"""
+# The test server's settings: one file, also installed by `testserver up` and used by ./demo.
+SERVER_SETTINGS = (REPO / "vagrant" / "tova-testserver.toml").read_text()
 CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
 GIT_ID = ["-c", "user.name=tova e2e", "-c", "user.email=e2e@tova.test"]
 

@@ -95,3 +95,35 @@ def test_package_installation_names_each_package_as_it_goes(tmp_path):
     assert ok.returncode == 0 and ok.stdout == "    setting up caddy\n    setting up ufw\n", ok
     bad = subprocess.run(run, capture_output=True, text=True, env={**env, "FAIL": "1"})
     assert bad.returncode == 100 and "E: broken" in bad.stderr and "Reading package lists" in bad.stderr
+
+
+def test_testserver_up_prints_the_readme_steps_with_its_own_paths(tmp_path):
+    """Issue 14 point 2: `testserver up` ends with the exact next commands for one's own
+    project, the same as the README's test-server steps; the settings are one file."""
+    import importlib.machinery
+    import importlib.util
+    import re
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    loader = importlib.machinery.SourceFileLoader("testserver_cli_ux", str(repo / "vagrant" / "testserver"))
+    spec = importlib.util.spec_from_loader("testserver_cli_ux", loader)
+    assert spec is not None
+    cli = importlib.util.module_from_spec(spec)
+    sys.modules["testserver_cli_ux"] = cli
+    loader.exec_module(cli)
+    paths = cli.Paths(tmp_path / "inst", tmp_path)
+    paths.cache.mkdir()
+    cli.save_state(paths, {"address": "10.213.9.2"})
+    text = cli.next_steps(paths)
+    assert f"export TOVA_SSH_CONFIG={paths.ssh_config}" in text
+    assert f"--compiler {repo / 'tests' / 'fixtures' / 'tova-fixture-compiler'}" in text
+    assert "--resolve myapp.tova.test:443:10.213.9.2 https://myapp.tova.test/" in text
+    readme = (repo / "README.md").read_text()
+    block = re.search(r"<!-- test-server-steps[^>]*-->\n```bash\n(.*?)```", readme, re.S)
+    assert block
+    for command in ("tova deploy prod --plan", "tova deploy prod --setup-git --compiler", "git push prod main",
+                    "testserver ssh cat /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"):
+        assert command in text and command in block.group(1), command
+    assert 'tls = "internal"' in (repo / "vagrant" / "tova-testserver.toml").read_text()
