@@ -275,3 +275,9 @@ def test_pipeline_deploys_an_app_without_health_route_then_rolls_back_a_strict_5
     assert "Health check /status..." in out and "FAILED" in out, out
     assert "Deploy failed. Rolled back to v1." in out
     assert site.current() == "v1"
+    # Caddy and the units were provisioned for v1 again (its fallback check, no /status)
+    assert "Provisioned proxy, services for that release" in out, out
+    assert "health_uri" not in site.app.provision_script.read_text()  # v1's fallback: no active check
+    from tova.server.local_system import LocalSystem
+
+    assert LocalSystem(site.layout).provision_runs()[-1]["layers"] == ["proxy", "services"]

@@ -88,8 +88,9 @@ class ServerOps:
             start = time.time()
             out.line(f"Rolling back {app.name} to {target.version}: its build and its health, env and "
                      "proxy settings; the instance count, data/, secrets and databases stay as they are")
+            live = releases.current_manifest(app)
             failure = switch_to(target.version, current, self.system, app, manifest, self.settings,
-                                self.registry, out)
+                                self.registry, out, live=live)
             meta = target.meta()
             history.append(app.history, {
                 "version": target.version, "commit": meta.get("commit"), "branch": meta.get("branch"),

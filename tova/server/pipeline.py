@@ -59,7 +59,7 @@ from tova.server.checkout import changed_files, checkout, commit_object
 from tova.server.health import check
 from tova.server.locks import deploy_lock
 from tova.server.registry import Registry, claim_database, fresh_ports
-from tova.server.rollout import Failure, ports_in_use, report_failure, restart_all, switch_to
+from tova.server.rollout import Failure, ports_in_use, report_failure, reprovision, restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
 from tova.server.ui import Out
@@ -578,10 +578,14 @@ def _roll_back(ctx: Context, trail: Trail, manifest: Manifest, plan: Plan, relea
         flip_symlink(ctx.app.current, ctx.app.current_target(target.version))
         out.sub(f"current → {ctx.app.current_target(target.version)} (was {trail.version})", True)
         out.sub(f"{target.version} kept serving throughout: nothing to restart", True)
+        # This deploy provisioned Caddy and the units for the failed release: back to the
+        # kept one's settings (no restart: its instances already run with them).
+        reprovision(ctx.system, ctx.app, releases.read_manifest(target.path) or manifest, ctx.settings,
+                    ctx.registry, out, live=manifest)
     else:
         target_manifest = releases.read_manifest(target.path) or manifest
         failure = switch_to(target.version, trail.version, ctx.system, ctx.app, target_manifest,
-                            ctx.settings, ctx.registry, out)
+                            ctx.settings, ctx.registry, out, live=manifest)
         if failure is not None:
             # Never back onto the failed release: the earlier one is the better bet.
             flip_symlink(ctx.app.current, ctx.app.current_target(target.version))

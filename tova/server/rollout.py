@@ -13,7 +13,7 @@ from functools import partial
 from tova.layout import AppLayout
 from tova.manifest import Manifest, probe_path
 from tova.naming import unit
-from tova.server.atomic import flip_symlink
+from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.health import HealthResult, wait_for
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, fresh_ports
@@ -99,12 +99,16 @@ def report_failure(out: Out, app: str, manifest: Manifest, failure: Failure) -> 
 
 
 def switch_to(version: str, was: str | None, system: System, app: AppLayout, manifest: Manifest,
-              settings: ServerSettings, registry: Registry, out: Out) -> Failure | None:
+              settings: ServerSettings, registry: Registry, out: Out,
+              live: Manifest | None = None) -> Failure | None:
     """Point `current` at an existing release, roll onto it and record it as the app's
     version: the shared part of an automatic and a manual rollback. On failure `current`
-    points back at `was`, whose instances kept serving."""
+    points back at `was`, whose instances kept serving. `live` is the manifest the server
+    is provisioned for now: where the release's proxy or services settings differ (its
+    env, memory, health check), those layers are provisioned for it first."""
     flip_symlink(app.current, app.current_target(version))
     out.sub(f"current → {app.current_target(version)} (was {was or 'none'})", True)
+    reprovision(system, app, manifest, settings, registry, out, live)
     _, failure = restart_all(system, app, manifest, settings, registry)
     out.sub("New instances started, checked and serving" if failure is None
             else "New instances failed their health check", failure is None)
@@ -116,3 +120,36 @@ def switch_to(version: str, was: str | None, system: System, app: AppLayout, man
         if app.name in data["apps"]:
             data["apps"][app.name]["version"] = version
     return None
+
+
+ROLLBACK_LAYERS = ("proxy", "services")  # what a release's own settings decide
+
+
+def reprovision(system: System, app: AppLayout, manifest: Manifest, settings: ServerSettings,
+                registry: Registry, out: Out, live: Manifest | None) -> None:
+    from tova.manifest import changed_layers
+    from tova.render import render_all
+
+    if live is None:
+        return
+    layers = [name for name in changed_layers(live, manifest) if name in ROLLBACK_LAYERS]
+    if not layers:
+        return
+    ports = list((registry.app(app.name) or {}).get("ports", []))
+    write_atomic(app.provision_script, render_all(manifest, ports, settings)["provision.sh"], mode=0o700)
+    rc = system.provision(app.provision_script, layers, _Lines(out))
+    out.sub("Provisioned " + ", ".join(layers) + " for that release", rc == 0)
+
+
+class _Lines:
+    """provision.sh's output into the progress lines."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.out.passthrough(line)
+
+    def flush(self) -> None:
+        pass
