@@ -74,7 +74,8 @@ def setup_and_push(p: Project) -> subprocess.CompletedProcess:
 
 
 # The victim keeps data in PostgreSQL and Redis.
-ALPHA_DBS = '  db {\n    postgres { }\n    redis { maxmemory: "32mb" }\n  }\n'
+ALPHA_DBS = ('  db {\n    postgres { }\n    redis { maxmemory: "32mb" }\n  }\n'
+             '  env {\n    API_TOKEN: "alpha-env-secret"\n  }\n')
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,29 @@ def test_4_database_names_cannot_collide_or_be_reserved(world):
     assert owner == "tova_alpha"
     assert world.ok("runuser -u postgres -- psql -XAtc \"SELECT has_database_privilege('public', 'postgres', "
                     "'CONNECT')\"").strip() == "t"
+
+
+def test_5_another_apps_files_are_out_of_reach(world):
+    """What evil's code (its user) can try against alpha's files and the server's state."""
+    tries = {
+        "alpha's repository": "ls /opt/tova/apps/alpha/repo.git",
+        "alpha's app directory": "ls /opt/tova/apps/alpha",
+        "alpha's code": "cat /opt/tova/apps/alpha/current/server.js",
+        "alpha's release record": "cat /opt/tova/apps/alpha/current/.tova-manifest.json",
+        "alpha's deploy env": "cat /opt/tova/apps/alpha/.env.deploy",
+        "alpha's secrets": "cat /opt/tova/apps/alpha/.env.production",
+        "alpha's history": "cat /opt/tova/apps/alpha/history.jsonl",
+        "the registry": "cat /opt/tova/registry.json",
+        "the settings": "cat /opt/tova/config.toml",
+        "the apps": "ls /opt/tova/apps",
+    }
+    for what, cmd in tries.items():
+        res = world.ssh(f"runuser -u tova-evil -- {cmd}")
+        assert res.returncode != 0 and "Permission denied" in res.stderr, (what, res.stdout, res.stderr)
+    # The env value is in no world-readable unit file; alpha itself still gets it.
+    res = world.ssh("runuser -u tova-evil -- grep -r alpha-env-secret /etc/systemd/system")
+    assert "alpha-env-secret" not in res.stdout, res.stdout
+    world.ok("runuser -u tova-alpha -- cat /opt/tova/apps/alpha/current/server.js >/dev/null")
+    port = world.release_json("status", "alpha")["ports"][0]
+    pid = world.ok(f"systemctl show -p MainPID --value tova-alpha@{port}.service").strip()
+    assert "API_TOKEN=alpha-env-secret" in world.ok(f"tr '\\0' '\\n' </proc/{pid}/environ")

@@ -323,3 +323,25 @@ def test_a_pusher_hanging_up_does_not_abandon_a_good_deploy(site):
     assert site.current() == "v2"
     assert all(site.get(p) == (200, "v2") for p in site.ports())
     assert "Live at https://myapp.example.com (v2)" in (site.layout.run_dir / "journal.log").read_text()
+
+
+def test_root_files_are_private_and_directories_only_pass_through(site):
+    """Another app's user (any local user) may pass through to a release's static/ but list
+    or read nothing of root's: repo, history, env files, registry, settings."""
+    import stat as st
+
+    site.write_app("v1")
+    (site.root / "config.toml").write_text("# settings\n")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    mode = lambda p: st.S_IMODE(p.lstat().st_mode)  # noqa: E731
+    for d in (site.root, site.layout.apps_dir, site.app.dir, site.app.releases):
+        assert mode(d) == 0o711, d
+    for p in (site.app.repo, site.app.build_dir):
+        assert mode(p) & 0o077 == 0, p
+    for p in (site.layout.registry, site.root / "config.toml", site.app.history, site.app.env_file,
+              site.app.provision_script):
+        assert mode(p) & 0o077 == 0, p
+    release = site.app.release("v1")
+    assert mode(release) == 0o751 and mode(release / "server.js") == 0o640
+    assert mode(release / ".tova-manifest.json") == 0o640

@@ -58,6 +58,7 @@ def keys_for(app: str) -> set[str]:
         f"caddy/apps/{app}.caddy",
         f"systemd/tova-{app}@.service",
         "systemd/tova-health.service",
+        "env/deploy.env",
         ".tova-manifest.json",
         "caddy/global.caddy",
         "systemd/caddy.service.d/tova.conf",
@@ -112,8 +113,12 @@ def test_unit_content():
     unit = render_all(m, [3000, 3001, 3002], SETTINGS)["systemd/tova-shop-2@.service"]
     lines = unit.splitlines()
     assert "Environment=PORT=%i" in lines
-    assert 'Environment="GREETING=say \\"hi\\" 100%% $(id)"' in lines
-    assert "EnvironmentFile=/opt/tova/apps/shop-2/.env.production" in lines
+    # The deploy block's values live in a root-only file, never in the world-readable unit.
+    assert "GREETING" not in unit
+    assert lines.index("EnvironmentFile=/opt/tova/apps/shop-2/.env.deploy") < \
+        lines.index("EnvironmentFile=/opt/tova/apps/shop-2/.env.production")
+    env = render_all(m, [3000, 3001, 3002], SETTINGS)["env/deploy.env"]
+    assert 'GREETING="say \\"hi\\" 100% \\$(id)"' in env.splitlines()
     assert "ExecStart=/usr/local/bin/bun run /opt/tova/apps/shop-2/current/server.js" in lines
     assert "WorkingDirectory=/opt/tova/apps/shop-2/data" in lines  # relative SQLite paths land in data/
     assert lines.index("Environment=NODE_ENV=production") > lines.index("Environment=PORT=%i")

@@ -13,11 +13,12 @@ import pytest
 from hypothesis import HealthCheck as HC
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_quoting import caddy_unquote, parse_systemd_env
+from test_quoting import caddy_unquote
 
 from tova.errors import ConfigError
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
 from tova.render import render_all, write_rendered
+from tova.server import envfile
 from tova.settings import ServerSettings
 
 ATTACKS = ["'", '"', "\\", "$(id)", "`id`", ";", "&&", "|", "\n", "\r", "{", "}", "{$HOME}", "%i", "%%",
@@ -90,10 +91,11 @@ def check_files(manifest: Manifest, files: dict[str, str], tmp: Path) -> None:
         res = subprocess.run(["bash", "-n", str(tmp / script)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
 
-    # Unit: each Environment= line reads back (systemd's rules) as the value given.
+    # The deploy env file reads back (systemd's EnvironmentFile= rules) as the values given;
+    # none of them is in the world-readable unit.
+    assert envfile.parse(files["env/deploy.env"]) == dict(manifest.env_vars)
     unit = files["systemd/tova-app-1@.service"].split("\n")
-    env_lines = [line for line in unit if line.startswith('Environment="')]
-    assert [parse_systemd_env(line) for line in env_lines] == list(manifest.env_vars)
+    assert not [line for line in unit if line.startswith('Environment="')]
 
     # Shell: bash itself reads the quoted words back; embedded files come out verbatim.
     prog = (

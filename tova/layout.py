@@ -140,6 +140,11 @@ class AppLayout:
         return self.dir / ".env.production"
 
     @property
+    def deploy_env_file(self) -> Path:
+        """The deploy block's env { } values: root-only, read by systemd (never in a unit)."""
+        return self.dir / ".env.deploy"
+
+    @property
     def provision_script(self) -> Path:
         return self.dir / "provision.sh"
 

@@ -47,6 +47,22 @@ def systemd_env(name: str, value: object) -> str:
     return '"' + name + "=" + "".join(out) + '"'
 
 
+def env_file_assignment(name: str, value: object) -> str:
+    """NAME="value" as systemd's EnvironmentFile= reads it back byte-exact: inside double
+    quotes \\ " $ and ` are backslash-escaped; no %-specifiers there. One line each (a
+    deploy block value with a newline is refused, as it was in the unit)."""
+    if not is_env_var(name):
+        raise ValueError(f"invalid environment variable name: {name!r}")
+    text = str(value)
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise ValueError(f"environment value of {name} contains a newline or NUL byte")
+    return name + "=" + env_file_quote(text)
+
+
+def env_file_quote(text: str) -> str:
+    return '"' + "".join("\\" + c if c in '\\"$`' else c for c in text) + '"'
+
+
 def systemd_path(value: object) -> str:
     """An absolute path in a unit file setting that takes a path (WorkingDirectory=,
     ReadWritePaths=, EnvironmentFile=, ExecStart= arguments). Spaces, quotes and
@@ -106,6 +122,7 @@ def heredoc_delimiter(content: str, base: str = "TOVA_EOF") -> str:
 FILTERS = {
     "sh": sh,
     "systemd_env": systemd_env,
+    "env_file": env_file_assignment,
     "systemd_path": systemd_path,
     "systemd_text": systemd_text,
     "caddy": caddy,

@@ -36,6 +36,7 @@ from tova.naming import (  # shared with the server side
 from tova.settings import ServerSettings, compiler_argv
 
 BUN_PATH = "/usr/local/bin/bun"
+DEPLOY_ENV = "env/deploy.env"  # the deploy block's env { }, installed root-only beside the app
 SERVER_ENTRY = "server.js"  # the pipeline guarantees this entry in every release
 
 
@@ -69,6 +70,7 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
             "caddy/global.caddy": _render("caddy-global.caddy.j2", ctx),
             "systemd/caddy.service.d/tova.conf": _render("caddy-dropin.conf.j2", ctx),
             "systemd/tova-upstreams.service": _render("upstreams.service.j2", ctx),
+            DEPLOY_ENV: _render("deploy.env.j2", ctx),
         }
         # (template variable, delimiter variable, file) for each file provision.sh carries.
         embedded = [
@@ -79,6 +81,7 @@ def render_all(manifest: Manifest, ports: list[int], settings: ServerSettings) -
             ("caddy_global_text", "delim_caddy_global", "caddy/global.caddy"),
             ("caddy_dropin_text", "delim_caddy_dropin", "systemd/caddy.service.d/tova.conf"),
             ("upstreams_unit_text", "delim_upstreams_unit", "systemd/tova-upstreams.service"),
+            ("deploy_env_text", "delim_deploy_env", DEPLOY_ENV),
         ]
         for text_var, delim_var, rel in embedded:
             # Quoted here-documents carry each file verbatim; the delimiter is not a line of it.
@@ -104,7 +107,7 @@ def write_rendered(files: dict[str, str], out_dir: Path) -> None:
         path = Path(out_dir) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        path.chmod(0o755 if rel.endswith(".sh") else 0o644)
+        path.chmod(0o755 if rel.endswith(".sh") else 0o600 if rel == DEPLOY_ENV else 0o644)
 
 
 def _render(name: str, ctx: dict[str, Any]) -> str:
@@ -174,6 +177,7 @@ def _context(m: Manifest, ports: list[int], s: ServerSettings) -> dict[str, Any]
         "data_dir": str(a.data),
         "current_dir": str(a.current),
         "env_file": str(a.env_file),
+        "deploy_env_file": str(a.deploy_env_file),
         "provision_path": str(a.provision_script),
         "health_script": str(a.health_script),
         "toolkit_python": str(layout.toolkit_python),

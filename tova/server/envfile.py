@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tova.errors import TovaError
 from tova.naming import is_env_var
+from tova.quoting import env_file_quote
 from tova.server.atomic import write_atomic
 
 _ESCAPED = '\\"$`'
@@ -32,8 +33,7 @@ def check_value(key: str, value: str) -> str:
     return value
 
 
-def quote(value: str) -> str:
-    return '"' + "".join("\\" + c if c in _ESCAPED else c for c in value) + '"'
+quote = env_file_quote  # one quoting rule for both env files
 
 
 def serialize(values: dict[str, str]) -> str:

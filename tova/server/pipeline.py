@@ -44,6 +44,7 @@ from tova.server import (
     deps,
     envfile,
     history,
+    perms,
     release_tree,
     releases,
     repack,
@@ -433,6 +434,7 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
 
     files = render_all(manifest, plan.ports, ctx.settings)
     write_atomic(ctx.app.provision_script, files["provision.sh"], mode=0o700)
+    perms.harden(ctx.layout, ctx.app)
     layers = list(plan.layers)
     key = system_layer.system_key(manifest, ctx.settings)
     if "system" in layers and plan.previous is None and system_layer.provisioned(ctx.layout, key):
