@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import testserver as ts  # noqa: E402
-from e2e_support import SERVER_SETTINGS, Project, World, configure_server  # noqa: E402
+from e2e_support import SERVER_SETTINGS, SETUP_GIT, Project, World, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ if (_reason := ts.unavailable_reason()) is not None:
 # A compiler started through Bun, as the real one is: Bun reads the checkout's bunfig.toml.
 BUN_COMPILER = "/opt/tova/fixture/bun-compiler.js"
 BUN_COMPILER_JS = """\
-const r = Bun.spawnSync(["/opt/tova/fixture/tova-fixture-compiler", ...process.argv.slice(2)],
+const r = Bun.spawnSync(["/opt/tova/compiler/tova", ...process.argv.slice(2)],
   { stdout: "inherit", stderr: "inherit" });
 process.exit(r.exitCode ?? 1);
 """
@@ -68,7 +68,7 @@ def new_project(world: World, name: str, files: dict[str, str], extra: str = "",
 
 
 def setup_and_push(p: Project) -> subprocess.CompletedProcess:
-    setup = p.tova("deploy", "prod", "--setup-git")
+    setup = p.tova("deploy", "prod", *SETUP_GIT)
     assert setup.returncode == 0, setup.stdout + setup.stderr
     return p.push()
 
@@ -92,9 +92,8 @@ def world(tmp_path_factory) -> World:
     push = setup_and_push(alpha)
     assert "Live at https://alpha.tova.test (v1)" in push.stderr, push.stdout + push.stderr
     # From now on the compiler starts through Bun (installed by alpha's provisioning).
-    w.ok(f"cat > {BUN_COMPILER} <<'EOF'\n{BUN_COMPILER_JS}EOF")
-    settings = SERVER_SETTINGS.replace('compiler = "/opt/tova/fixture/tova-fixture-compiler"',
-                                       f'compiler = "/usr/local/bin/bun {BUN_COMPILER}"')
+    w.ok(f"mkdir -p {BUN_COMPILER.rsplit('/', 1)[0]} && cat > {BUN_COMPILER} <<'EOF'\n{BUN_COMPILER_JS}EOF")
+    settings = SERVER_SETTINGS + f'compiler = "/usr/local/bin/bun {BUN_COMPILER}"\n'
     w.ok(f"cat > /opt/tova/config.toml <<'EOF'\n{settings}EOF")
     return w
 
