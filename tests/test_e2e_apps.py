@@ -140,7 +140,7 @@ def test_browser_block_public_and_npm_dependency(tmp_path):
     status, headers, page = web.request(app.domain, "GET", "/")
     assert status == 200 and '<script src="/.tova-out/client.' in page, (status, page)
     assert headers.get("cache-control") == "no-cache"
-    script = page.split('<script src="', 1)[1].split('"', 1)[0]
+    script = "/.tova-out/" + page.split('src="/.tova-out/', 1)[1].split('"', 1)[0]  # the app's own script
     status, headers, body = web.request(app.domain, "GET", script)
     assert status == 200 and "Gallery" in body, (status, body)
     assert "immutable" in headers.get("cache-control", "")
