@@ -67,14 +67,24 @@ _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
 # a group holds only plain code and such strings. They make no span: pass 2 reads them
 # with _GAP_TOKEN. A group right after `style` or whitespace stays a stop (`style (`).
 _PLAIN = r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff"
-_PLAIN_STR = r"""(?<![rf])"[^"\\{\x80-\U0010ffff]*+"(?!")|'[^'\\\x80-\U0010ffff]*+'"""
-_GROUP_INNER = rf"(?:[{_PLAIN}]++|{_PLAIN_STR})*+"
-_CODE_SKIP = re.compile(
-    rf"(?:[{_PLAIN}]++|{_PLAIN_STR}|(?<!style)(?<![ \t\r\n])\({_GROUP_INNER}\)|\[{_GROUP_INNER}\])*+"
-)
-# A bracket group holding only plain code and such strings: one step.
-_SIMPLE_PARENS = re.compile(rf"\({_GROUP_INNER}\)")
-_SIMPLE_SQUARE = re.compile(rf"\[{_GROUP_INNER}\]")
+
+
+def _skip_patterns(possessive: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE. Without possessive quantifiers a plain
+    run is taken one character per step (no nested quantifier to backtrack through)."""
+    many, run = ("*+", "++") if possessive else ("*", "")
+    plain_str = rf"""(?<![rf])"[^"\\{{\x80-\U0010ffff]{many}"(?!")|'[^'\\\x80-\U0010ffff]{many}'"""
+    inner = rf"(?:[{_PLAIN}]{run}|{plain_str}){many}"
+    skip = rf"(?:[{_PLAIN}]{run}|{plain_str}|(?<!style)(?<![ \t\r\n])\({inner}\)|\[{inner}\]){many}"
+    return re.compile(skip), re.compile(rf"\({inner}\)"), re.compile(rf"\[{inner}\]")
+
+
+# A bracket group holding only plain code and such strings: one step (_SIMPLE_PARENS).
+_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE = _skip_patterns(possessive=True)
+if _SIMPLE_PARENS.match('("a")') is None:
+    # CPython before 3.11.4 (Debian 12 ships 3.11.2) mismatches a possessive quantifier
+    # inside a repeated group: every string in a call failed the reader there.
+    _CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE = _skip_patterns(possessive=False)
 _DQ_STOP = re.compile(r'["\\{]')
 _INTERP_STOP = re.compile(r"[\"'`{}]")
 _NESTED_STOP = {'"': re.compile(r'[\\"{}]'), "'": re.compile(r"[\\']"), "`": re.compile(r"[\\`$}]")}
