@@ -314,8 +314,9 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
             elif key is not None and kind == "name" and r.kind(i + 1) == "{":
                 if depth >= _MAX_DEPTH:
                     raise r.error("blocks nested too deeply", i + 1, "flatten the configuration")
+                loc = r.loc(i)  # (before the body's: locations are asked for in source order)
                 sub = _body(r, i + 2, r.closes[i + 1], strict, True, depth + 1)
-                blocks.append(SubBlock(name=key, loc=r.loc(i), body=sub))
+                blocks.append(SubBlock(name=key, loc=loc, body=sub))
                 i = r.closes[i + 1] + 1
                 continue
             elif strict and kind == "name":
@@ -481,34 +482,40 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
     sses: list[tuple[int, SseDecl]] = []
     routes: list[tuple[int, RouteDecl]] = []
     # Route groups nest to any depth: no recursion. Each entry carries the group's path
-    # prefix (None once a prefix is not a plain string) for SSE paths.
-    work: list[tuple[_Region, str | None]] = [(body, "")]
+    # prefix (None once a prefix is not a plain string) for SSE paths; a group is read
+    # where it appears, so that everything is met in source order.
+    work: list[tuple[_Region, str | None, Iterator[int]]] = [(body, "", body.starts(_SERVER_WORDS))]
     while work:
-        r, prefix = work.pop()
+        r, prefix, found = work[-1]
+        i = next(found, -1)
+        if i < 0:
+            work.pop()
+            continue
         stop = len(r.toks)
-        for i in r.starts(_SERVER_WORDS):
-            word = r.src(i)
-            nxt = i + 1
-            pos = r.toks[i][1]
-            if word == "db" and nxt < stop and r.kind(nxt) == "{":
-                db_body = r.inner(nxt, collapse=False)
-                fields = _body(db_body, 0, len(db_body.toks), strict=False, commas=True, depth=0)
-                dbs.append((pos, DbDecl(fields=fields.fields, loc=r.loc(i))))
-            elif word == "ws" and nxt < stop and r.kind(nxt) == "{":
-                wss.append((pos, r.loc(i)))
-            elif word == "sse" and nxt < stop and r.kind(nxt) == "str":
-                path = string_value(r.src(nxt))
-                full = prefix + path if prefix is not None and path is not None else None
-                sses.append((pos, SseDecl(path=full, loc=r.loc(i))))
-            elif word == "route" and nxt + 1 < stop and r.kind(nxt) == "name" and r.kind(nxt + 1) == "str":
-                full = _join_route(prefix, string_value(r.src(nxt + 1)))
-                routes.append((pos, RouteDecl(method=r.src(nxt).upper(), path=full, loc=r.loc(i))))
-            elif word == "routes" and nxt < stop and r.kind(nxt) == "str":
-                group = _route_group_body(r, nxt + 1, stop)
-                if group is not None:
-                    part = string_value(r.src(nxt))
-                    inner = prefix + part.rstrip("/") if prefix is not None and part is not None else None
-                    work.append((r.inner(group), inner))
+        word = r.src(i)
+        nxt = i + 1
+        pos = r.toks[i][1]
+        if word == "db" and nxt < stop and r.kind(nxt) == "{":
+            db_loc = r.loc(i)
+            db_body = r.inner(nxt, collapse=False)
+            fields = _body(db_body, 0, len(db_body.toks), strict=False, commas=True, depth=0)
+            dbs.append((pos, DbDecl(fields=fields.fields, loc=db_loc)))
+        elif word == "ws" and nxt < stop and r.kind(nxt) == "{":
+            wss.append((pos, r.loc(i)))
+        elif word == "sse" and nxt < stop and r.kind(nxt) == "str":
+            path = string_value(r.src(nxt))
+            full = prefix + path if prefix is not None and path is not None else None
+            sses.append((pos, SseDecl(path=full, loc=r.loc(i))))
+        elif word == "route" and nxt + 1 < stop and r.kind(nxt) == "name" and r.kind(nxt + 1) == "str":
+            full = _join_route(prefix, string_value(r.src(nxt + 1)))
+            routes.append((pos, RouteDecl(method=r.src(nxt).upper(), path=full, loc=r.loc(i))))
+        elif word == "routes" and nxt < stop and r.kind(nxt) == "str":
+            group = _route_group_body(r, nxt + 1, stop)
+            if group is not None:
+                part = string_value(r.src(nxt))
+                inner = prefix + part.rstrip("/") if prefix is not None and part is not None else None
+                region = r.inner(group)
+                work.append((region, inner, region.starts(_SERVER_WORDS)))
     return ServerBlock(
         name=name,
         loc=loc,
