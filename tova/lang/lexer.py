@@ -10,7 +10,9 @@ in two passes:
    non-value token; a `<` starts markup after a non-value token *or a newline*; markup is
    a flat state machine (tags, `{expr}`, `if`/`for`/`match` bodies) like the compiler's,
    so nesting depth costs nothing and nothing recurses. Ordinary code between the spans is
-   skipped by one regex search per interesting character, which keeps it fast.
+   jumped over by one regex match (the C engine does the per-character work), together
+   with the plain strings and bracket groups in it that need no decision (_CODE_SKIP):
+   those make no span, and pass 2 reads them as ordinary tokens.
 2. `tokens()` tokenizes one region (the top level, or the inside of one `{ }` group)
    into `(kind, start, end)` tuples, with nested `{ }` groups collapsed to their two
    braces. The reader only ever tokenizes the few regions it looks into.
