@@ -345,3 +345,47 @@ def test_root_files_are_private_and_directories_only_pass_through(site):
     release = site.app.release("v1")
     assert mode(release) == 0o751 and mode(release / "server.js") == 0o640
     assert mode(release / ".tova-manifest.json") == 0o640
+
+
+class _Tty:
+    def __init__(self, text: str = "", tty: bool = True) -> None:
+        self.text, self.tty = text, tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def read(self) -> str:
+        return self.text
+
+
+def test_env_set_asks_for_a_value_without_putting_it_on_the_command_line():
+    from tova.client.commands import read_values
+
+    asked = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return "s3cret value"
+
+    assert read_values(["JWT_SECRET", "DEBUG=1"], "prod", _Tty(), prompt) == {"JWT_SECRET": "s3cret value",
+                                                                             "DEBUG": "1"}
+    assert asked == ["JWT_SECRET (input hidden): "]
+
+
+def test_env_set_reads_a_value_from_stdin():
+    from tova.client.commands import read_values
+
+    assert read_values(["KEY", "-"], "prod", _Tty("line one\nline two\n", tty=False)) == {"KEY": "line one\nline two"}
+    assert read_values(["KEY", "-"], "prod", _Tty("no newline", tty=False)) == {"KEY": "no newline"}
+
+
+def test_env_set_without_a_terminal_says_how_and_never_echoes_a_typed_secret():
+    from tova.client.commands import read_values
+    from tova.errors import TovaError
+
+    with pytest.raises(TovaError) as info:
+        read_values(["KEY"], "prod", _Tty(tty=False))
+    assert "no terminal" in info.value.message and "set KEY -" in (info.value.hint or "")
+    with pytest.raises(TovaError) as info:
+        read_values(["hunter2!secret"], "prod", _Tty())
+    assert "hunter2" not in info.value.message + (info.value.hint or "")

@@ -34,7 +34,9 @@ DEPLOY_EPILOG = """examples:
 
 ENV_EPILOG = """examples:
   tova env prod list                   secret names (never values)
-  tova env prod set JWT_SECRET=s3cret 'GREETING=hello world'
+  tova env prod set JWT_SECRET          asks for the value (hidden): not in shell history or ps
+  tova env prod set JWT_SECRET - < f    the value from stdin (one trailing newline dropped)
+  tova env prod set 'GREETING=hello world' DEBUG=1
   tova env prod unset OLD_KEY
 """
 

@@ -337,7 +337,7 @@ def cmd_env(project_dir: Path, manifest: Manifest, action: str, args: list[str])
             say(f"  No secrets set for {manifest.app} ({manifest.env}).")
         return EXIT_OK
     if action == "set":
-        values = parse_assignments(items, manifest.env)
+        values = read_values(items, manifest.env)
         with _server(manifest) as server:
             # The server says what it set and that it restarts the app (names only).
             server.release_ok(["env", manifest.app, "set"], stdin=jsonlib.dumps(values).encode(), stream=True)
@@ -351,6 +351,39 @@ def cmd_env(project_dir: Path, manifest: Manifest, action: str, args: list[str])
             server.release_ok(["env", manifest.app, "unset", *items], stream=True)
         return EXIT_OK
     raise TovaError(f"unknown env action {action!r}", hint="use list, set or unset", exit_code=EXIT_USAGE)
+
+
+def read_values(items: list[str], env: str, stdin: Any = None,
+                prompt: Any = getpass.getpass) -> dict[str, str]:
+    """`set`'s arguments: KEY=value, KEY (the value asked for at a hidden prompt) or a single
+    KEY - (the value read from stdin): a secret need not be in shell history or `ps`."""
+    stdin = stdin if stdin is not None else sys.stdin
+    usage = f"tova env {env} set NAME (asks), NAME - (stdin) or NAME=value"
+    if len(items) == 2 and items[1] == "-" and "=" not in items[0]:
+        name = _plain_name(items[0], env, usage)
+        value = stdin.read()
+        return {name: value[:-1] if value.endswith("\n") else value}
+    if not items:
+        raise TovaError("set needs at least one name", hint=usage)
+    values: dict[str, str] = {}
+    for item in items:
+        if "=" in item:
+            values.update(parse_assignments([item], env))
+            continue
+        name = _plain_name(item, env, usage)
+        if not (hasattr(stdin, "isatty") and stdin.isatty()):
+            raise TovaError(f"no value for {name} and no terminal to ask for it",
+                            hint=f"pipe it in: ... | tova env {env} set {name} -")
+        values[name] = prompt(f"{name} (input hidden): ")
+    return values
+
+
+def _plain_name(item: str, env: str, usage: str) -> str:
+    """A bare argument must be a variable name; never echo it otherwise (it may be a secret
+    typed without its name)."""
+    if not item or item[0].isdigit() or not set(item) <= _SECRET_NAME_CHARS:
+        raise TovaError("each argument to set must be a NAME, NAME=value or NAME -", hint=usage)
+    return item
 
 
 def parse_assignments(items: list[str], env: str) -> dict[str, str]:
