@@ -389,3 +389,35 @@ def test_env_set_without_a_terminal_says_how_and_never_echoes_a_typed_secret():
     with pytest.raises(TovaError) as info:
         read_values(["hunter2!secret"], "prod", _Tty())
     assert "hunter2" not in info.value.message + (info.value.hint or "")
+
+
+def test_a_push_that_waited_deploys_the_branch_head_not_its_older_commit(site):
+    """Concurrent pushes queue on the deploy lock in any order: the deploy of an older
+    commit that runs last must leave the branch head live."""
+    import subprocess
+
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    old = site.git("rev-parse", "HEAD").stdout.strip()
+    hook = site.app.repo / "hooks" / "post-receive"
+    hook.rename(hook.with_suffix(".off"))
+    try:
+        site.write_app("older")
+        older = site.commit("older")
+        assert site.push().returncode == 0
+        site.write_app("newest")
+        site.commit("newest")
+        assert site.push().returncode == 0
+    finally:
+        hook.with_suffix(".off").rename(hook)
+    # The hook of the older push runs last.
+    res = subprocess.run([str(hook)], cwd=site.app.repo, env={**site.env, "GIT_DIR": str(site.app.repo)},
+                         input=f"{old} {older} refs/heads/main\n", text=True, capture_output=True)
+    assert "main moved on to" in res.stdout, res.stdout + res.stderr
+    assert all(site.get(p) == (200, "newest") for p in site.ports())
+    # Its own hook then finds the head live already.
+    newest = site.git("rev-parse", "HEAD").stdout.strip()
+    res = subprocess.run([str(hook)], cwd=site.app.repo, env={**site.env, "GIT_DIR": str(site.app.repo)},
+                         input=f"{older} {newest} refs/heads/main\n", text=True, capture_output=True)
+    assert "is live already" in res.stdout, res.stdout + res.stderr

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dulwich.errors import ChecksumMismatch, NotGitRepository, ObjectMissing
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
@@ -160,6 +161,11 @@ def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, r
     """Run the whole pipeline for one commit under the app's deploy lock."""
     with deploy_lock(app, settings.lock_wait, what=f"deploy of {commit.decode()[:12]}", notify=out.info):
         releases.clean_leftovers(app)  # half-made work of a deploy that died
+        commit = _branch_head(repo, branch, commit, out)
+        if branch is not None and releases.read_meta(app.current).get("commit") == commit.decode() \
+                and releases.read_meta(app.current).get("branch") == branch:
+            out.info(f"{commit.decode()[:12]}, the head of {branch}, is live already: nothing to deploy")
+            return Outcome("skipped")
         ctx = Context(settings, layout, app, env, repo, system, out, commit)
         trail = Trail(branch)
         app.build_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +181,21 @@ def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, r
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             _pack_repo(app, out)
+
+
+def _branch_head(repo: Repo, branch: str | None, commit: bytes, out: Out) -> bytes:
+    """Pushes queue on the deploy lock in no particular order: a push that waited deploys
+    what its branch points at now, so once concurrent pushes settle the live release is
+    the branch head (never an older commit that got the lock last)."""
+    if branch is None:
+        return commit
+    try:
+        head = repo.refs[Ref(b"refs/heads/" + branch.encode())]
+    except KeyError:
+        return commit
+    if head != commit:
+        out.info(f"{branch} moved on to {head.decode()[:12]} while this push waited: deploying that")
+    return head
 
 
 def _pack_repo(app: AppLayout, out: Out) -> None:
