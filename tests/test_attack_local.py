@@ -421,3 +421,42 @@ def test_a_push_that_waited_deploys_the_branch_head_not_its_older_commit(site):
     res = subprocess.run([str(hook)], cwd=site.app.repo, env={**site.env, "GIT_DIR": str(site.app.repo)},
                          input=f"{older} {newest} refs/heads/main\n", text=True, capture_output=True)
     assert "is live already" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"apps": [], "next_port": 3000}', '"apps" is not an object'),
+    ('{"apps": {"a": {"ports": "3000"}}, "next_port": 3000}', "ports of app 'a'"),
+    ('{"apps": {"a": 5}, "next_port": 3000}', "entry of app 'a'"),
+])
+def test_a_structurally_wrong_registry_is_a_clear_error_with_a_real_backup(site, text, problem):
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    backup = site.layout.registry.with_name("registry.json.bak")
+    good = site.layout.registry.read_text()
+    site.write_app("v2")
+    site.commit()
+    assert "(v2)" in site.push().stderr
+    assert backup.exists()  # kept before each change
+    site.layout.registry.write_text(text)
+    res = site.release("status", "myapp")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and problem in out and "internal error" not in out, out
+    assert f"cp {backup} {site.layout.registry}" in out, out
+    assert good  # the hint's copy is a registry that parses
+    from tova.server.registry import parse
+
+    parse(backup.read_text(), str(backup), 3000)
+
+
+def test_current_replaced_by_a_directory_is_a_clear_error(site):
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    site.app.current.unlink()
+    site.app.current.mkdir()
+    site.write_app("v2")
+    site.commit()
+    out = site.push().stderr
+    assert "is a directory, not the link to a release" in out and "internal error" not in out, out
+    assert site.app.current.is_dir() and not site.app.current.is_symlink()

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tova.errors import TovaError
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -41,6 +43,10 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
 def flip_symlink(link: Path, target: str | Path) -> None:
     """Point `link` at `target` (stored as given, usually relative) in one rename."""
     link = Path(link)
+    if link.is_dir() and not link.is_symlink():
+        # rename() cannot put a link over a directory: say what is wrong, change nothing.
+        raise TovaError(f"{link} is a directory, not the link to a release",
+                        hint=f"move it away (mv {link} {link}.moved), then deploy or roll back again")
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
     try:
         tmp.unlink()

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
@@ -140,19 +141,50 @@ def free_app(data: dict[str, Any], app: str, first_port: int) -> list[int]:
 
 
 def parse(text: str, source: str, first_port: int) -> dict[str, Any]:
-    """registry.json's text as a dict with both top-level keys present."""
+    """registry.json's text as a dict with both top-level keys present; a file that is not
+    a registry (bad JSON, or the wrong shape) is a TovaError saying how to restore it."""
+    hint = restore_hint(source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TovaError(
-            f"{source} is not valid JSON: {exc}",
-            hint="restore it from a backup; it is only ever replaced atomically",
-        ) from exc
+        raise TovaError(f"{source} is not valid JSON: {exc}", hint=hint) from exc
     if not isinstance(data, dict):
-        raise TovaError(f"{source} is not a registry (a JSON object)", hint="restore it from a backup")
+        raise TovaError(f"{source} is not a registry (a JSON object)", hint=hint)
     data.setdefault("apps", {})
     data.setdefault("next_port", first_port)
+    problem = _shape_problem(data)
+    if problem:
+        raise TovaError(f"{source} is not a registry: {problem}", hint=hint)
     return data
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    if not isinstance(data["apps"], dict):
+        return '"apps" is not an object'
+    if not isinstance(data["next_port"], int) or isinstance(data["next_port"], bool):
+        return '"next_port" is not a number'
+    for name, entry in data["apps"].items():
+        if not isinstance(entry, dict):
+            return f"the entry of app {name!r} is not an object"
+        ports = entry.get("ports", [])
+        if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
+            return f"the ports of app {name!r} are not a list of numbers"
+        if not isinstance(entry.get("databases", {}), dict):
+            return f"the databases of app {name!r} are not an object"
+    return None
+
+
+def backup_path(source: str | Path) -> Path:
+    return Path(f"{source}.bak")
+
+
+def restore_hint(source: str | Path) -> str:
+    """How to get a good registry back: the copy kept before the last change, if any."""
+    bak = backup_path(source)
+    if bak.exists():
+        return f"restore the copy kept before the last change: cp {bak} {source}"
+    return ("fix it by hand ({\"apps\": {...}, \"next_port\": N}), or move it away and deploy "
+            "each app again to rebuild it")
 
 
 @dataclass
@@ -188,6 +220,9 @@ class Registry:
         try:
             data = self.read()
             yield data
+            if self.layout.registry.exists():
+                # The last good registry (it parsed just now): what restore_hint points at.
+                write_atomic(backup_path(self.layout.registry), self.layout.registry.read_bytes(), mode=0o600)
             write_atomic(self.layout.registry, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
         finally:
             lock.release()
