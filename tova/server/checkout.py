@@ -15,6 +15,7 @@ import hashlib
 import mmap
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -33,6 +34,8 @@ from tova.errors import DeployError
 from tova.server.release_tree import check_link
 
 _TREE, _BLOB = 2, 3
+STREAM_BYTES = 8 << 20  # blobs from this size on are inflated in chunks (flat memory)
+_CHUNK = 1 << 20
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 _BAD_NAMES = {b"", b".", b".."}
 _MAX_DEPTH = 256  # one open directory fd per level; git trees deeper than this are hostile
@@ -66,6 +69,7 @@ class _PackFile:
 
     def __init__(self, pack: Pack) -> None:
         self.index = pack.index
+        self.path = pack.data.path
         with open(pack.data.path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.view = memoryview(self.map)
@@ -135,6 +139,79 @@ class ObjectReader:
         except (ObjectFormatException, zlib.error, ValueError) as exc:
             raise DeployError(f"object {hexsha.decode()} is malformed: {exc}",
                               hint="the repository is corrupt; run `git fsck` in it and push again") from exc
+
+    def write_blob(self, hexsha: bytes, fd: int) -> None:
+        """Write a blob's bytes to fd. A big one stored whole (a loose object, or a packed
+        one that is not a delta) is inflated in chunks straight into fd, so memory stays
+        flat whatever the file's size; anything else goes through get()."""
+        raw_sha = bytes.fromhex(hexsha.decode("ascii"))
+        for pack in self.packs:
+            off = pack.offset(raw_sha)
+            if off is not None:
+                if self._stream_packed(pack, off, raw_sha, hexsha, fd):
+                    return
+                break
+        else:
+            root = getattr(self.store, "path", None)
+            loose = Path(root or "/nonexistent") / hexsha[:2].decode() / hexsha[2:].decode()
+            if root and loose.is_file() and loose.stat().st_size > STREAM_BYTES // 4:
+                with open(loose, "rb") as f:
+                    self._inflate_to(lambda: f.read(_CHUNK), None, raw_sha, hexsha, fd)
+                return
+        _write_all(fd, self.get(hexsha, _BLOB))
+
+    def _stream_packed(self, pack: _PackFile, offset: int, raw_sha: bytes, hexsha: bytes, fd: int) -> bool:
+        m = pack.map
+        c = m[offset]
+        pos = offset + 1
+        type_num, size, shift = (c >> 4) & 7, c & 15, 4
+        while c & 0x80:
+            c = m[pos]
+            pos += 1
+            size |= (c & 0x7F) << shift
+            shift += 7
+        if type_num != _BLOB or size < STREAM_BYTES:
+            return False
+        # pread, not the mmap: mapped pages would count as this process's memory.
+        src = os.open(pack.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            pieces = (os.pread(src, min(_CHUNK, pack.end - at), at) for at in range(pos, pack.end, _CHUNK))
+            self._inflate_to(lambda: next(pieces, b""), size, raw_sha, hexsha, fd)
+        finally:
+            os.close(src)
+        return True
+
+    @staticmethod
+    def _inflate_to(read: Callable[[], bytes], size: int | None, raw_sha: bytes, hexsha: bytes, fd: int) -> None:
+        """Inflate zlib data from read() into fd in bounded pieces; a loose object's
+        "blob N\\0" header (size None) is checked and hashed; the SHA-1 is always verified."""
+        inflater = zlib.decompressobj()
+        h = hashlib.sha1(b"blob %d\x00" % size) if size is not None else hashlib.sha1()
+        header = size is None
+        written = 0
+        pending = b""
+        while not inflater.eof:
+            data = inflater.unconsumed_tail or read()
+            if not data:
+                break
+            out = inflater.decompress(data, _CHUNK)
+            if header:
+                pending += out
+                if b"\x00" not in pending:
+                    continue
+                head, out = pending.split(b"\x00", 1)
+                kind, _, n = head.partition(b" ")
+                if kind != b"blob" or not n.isdigit():
+                    raise DeployError(f"object {hexsha.decode()} is not a blob",
+                                      hint="the repository is corrupt; run `git fsck` in it and push again")
+                size, header = int(n), False
+                h.update(head + b"\x00")
+            h.update(out)
+            _write_all(fd, out)
+            written += len(out)
+        if header or not inflater.eof or written != size or h.digest() != raw_sha:
+            raise DeployError(f"object {hexsha.decode()} does not match its SHA-1",
+                              hint="the repository is corrupt; run `git fsck` in it and push again")
 
     def tree(self, hexsha: bytes) -> list[tuple[bytes, int, bytes]]:
         """A tree's entries (name, mode, hex sha)."""
@@ -275,7 +352,7 @@ def checkout(repo: Repo, commit: Commit, dest: Path, owner: tuple[int, int] | No
                 kind = mode >> 12
                 try:
                     if kind == 0o10:  # regular file
-                        _write_file(dfd, name, reader.get(sha, _BLOB), mode, fix_modes, owner)
+                        _write_file(dfd, name, reader, sha, mode, fix_modes, owner)
                         count += 1
                     elif kind == 0o12:  # symlink: the blob is the target
                         _write_link(dfd, name, reader.get(sha, _BLOB), where, owner)
@@ -325,20 +402,24 @@ def _level(fd: int, reader: ObjectReader, sha: bytes, where: bytes,
     return fd, reader.tree(sha), where
 
 
-def _write_file(dfd: int, name: bytes, data: bytes, mode: int, fix_modes: bool,
+def _write_file(dfd: int, name: bytes, reader: ObjectReader, sha: bytes, mode: int, fix_modes: bool,
                 owner: tuple[int, int] | None) -> None:
     perm = 0o755 if mode & 0o100 else 0o644
     fd = os.open(name, _O_FILE, perm, dir_fd=dfd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        reader.write_blob(sha, fd)
         if fix_modes:
             os.fchmod(fd, perm)
         if owner is not None:
             os.fchown(fd, *owner)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _write_link(dfd: int, name: bytes, target: bytes, where: bytes, owner: tuple[int, int] | None) -> None:
