@@ -460,3 +460,17 @@ def test_current_replaced_by_a_directory_is_a_clear_error(site):
     out = site.push().stderr
     assert "is a directory, not the link to a release" in out and "internal error" not in out, out
     assert site.app.current.is_dir() and not site.app.current.is_symlink()
+
+
+def test_status_says_when_the_live_release_is_gone(site):
+    import json
+    import shutil as sh
+
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    assert json.loads(site.release("status", "myapp", "--json", check=True).stdout)["problems"] == []
+    sh.rmtree(site.app.release("v1"))
+    st = json.loads(site.release("status", "myapp", "--json", check=True).stdout)
+    assert st["problems"] == ["current points at releases/v1, which does not exist"], st["problems"]
+    assert "! current points at releases/v1" in site.release("status", "myapp", check=True).stdout

@@ -234,6 +234,8 @@ def cmd_status(args: argparse.Namespace, s: Session) -> int:
     print(f"{st['app']} ({st['env']}) {st['domain'] or ''}  {st['version'] or 'not deployed'}")
     for i in st["instances"]:
         print(f"  @{i['port']}  {i['state']}")
+    for problem in st["problems"]:
+        print(f"  ! {problem}")
     return EXIT_OK
 
 

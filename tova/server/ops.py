@@ -155,12 +155,29 @@ class ServerOps:
                         "time": meta.get("time")})
         return out
 
+    @staticmethod
+    def problems(app: AppLayout, entry: dict[str, Any]) -> list[str]:
+        """What does not add up on the server (a release deleted by hand, a deploy killed
+        between switching and recording): each one line, for status to say."""
+        found = []
+        current = app.current_version()
+        if app.current.is_dir() and not app.current.is_symlink():
+            found.append(f"{app.current} is a directory, not the link to a release")
+        elif current is not None and not app.release(current).is_dir():
+            found.append(f"current points at releases/{current}, which does not exist")
+        recorded = entry.get("version")
+        if current is not None and recorded is not None and recorded != current:
+            found.append(f"the registry records {recorded} but current is {current} "
+                         "(a deploy or rollback was interrupted; deploy or roll back again)")
+        return found
+
     def status(self, app: AppLayout) -> dict[str, Any]:
         manifest = releases.current_manifest(app)
         entry = self.registry.app(app.name) or {}
         ports = list(entry.get("ports", []))
         meta = releases.read_meta(app.current) if app.current_version() else {}
         return {
+            "problems": self.problems(app, entry),
             "app": app.name,
             "env": entry.get("env") or (manifest.env if manifest else self.app_env(app)),
             "domain": entry.get("domain"),
