@@ -178,6 +178,29 @@ def test_reserved_database_names_are_refused(name):
         claim_database(empty(3000), "evil", "postgres", name)
 
 
+def test_a_second_app_cannot_claim_another_apps_mariadb_database():
+    from tova.errors import ConfigError
+    from tova.server.registry import claim_database, empty
+
+    data = empty(3000)
+    claim_database(data, "shop", "mysql", "shop_db")
+    claim_database(data, "evil", "postgres", "shop_db")  # another engine's namespace: fine
+    with pytest.raises(ConfigError, match="the mysql database 'shop_db' already belongs to app 'shop'"):
+        claim_database(data, "evil", "mysql", "shop_db")
+    claim_database(data, "shop", "mysql", None)
+    claim_database(data, "evil", "mysql", "shop_db")
+
+
+@pytest.mark.parametrize("name", ["mysql", "information_schema", "performance_schema", "sys", "SYS"])
+def test_mariadb_reserved_database_names_are_refused(name):
+    from tova.errors import ConfigError
+    from tova.server.registry import claim_database, empty
+
+    with pytest.raises(ConfigError, match="reserved by MariaDB"):
+        claim_database(empty(3000), "evil", "mysql", name)
+    claim_database(empty(3000), "evil", "postgres", name.lower())  # PostgreSQL has no such schema
+
+
 def test_reserved_database_name_is_refused_before_the_deploy(site):
     site.write_app("v1")
     text = (site.work / "src" / "app.tova").read_text()

@@ -57,6 +57,12 @@ def test_the_design_status_screen():
     assert "Releases:     4 (keeping last 5)" in text
 
 
+def test_status_screen_shows_mariadb_like_postgresql():
+    dbs = [{"engine": "mysql", "name": "tally_db", "state": "active", "size_bytes": 48 * 1024}]
+    text = status_screen(status(databases=dbs), now=NOW)
+    assert "MariaDB     ● running   tally_db   size: 48 KB" in text, text
+
+
 def test_degraded_and_not_deployed():
     one_down = status()
     one_down["instances"][1] = {"port": 3001, "state": "failed", "memory_bytes": None, "cpu_percent": None,

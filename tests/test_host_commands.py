@@ -79,6 +79,14 @@ def test_postgres_commands_quote_names_for_sql_and_pass_them_whole():
     assert cmd.pg_database_size(UNICODE_DB, 5432)[-1] == "SELECT pg_database_size('café_données')"
 
 
+def test_mariadb_database_size_reads_the_schemas_tables():
+    assert cmd.mariadb_database_size("my_app") == [
+        "mariadb", "--batch", "--skip-column-names", "-e",
+        "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+        "WHERE table_schema = 'my_app'"]
+    assert cmd.mariadb_database_size("a'b\\")[-1].endswith("table_schema = 'a''b\\\\'")
+
+
 def test_mariadb_commands_quote_names_for_sql():
     assert cmd.mariadb_dump("my_app") == ["mariadb-dump", "--single-transaction", "--databases", "my_app"]
     assert cmd.mariadb_drop("my_app", "tova_my_app") == [

@@ -197,6 +197,10 @@ def test_root_setting_moves_every_path(tmp_path):
         (lambda m: replace(m, health=HealthCheck(interval=0)), [3000]),
         (lambda m: replace(m, databases=(Database("sqlite", paths=("../x.db",)),)), [3000]),
         (lambda m: replace(m, databases=(Database("postgres", name="x" * 64),)), [3000]),
+        (lambda m: replace(m, databases=(Database("mysql", name="x" * 65),)), [3000]),
+        (lambda m: replace(m, databases=(Database("mysql", name="a'; DROP USER root; --"),)), [3000]),
+        (lambda m: replace(m, databases=(Database("mysql", name="mysql"),)), [3000]),
+        (lambda m: replace(m, databases=(Database("mysql", name="performance_schema"),)), [3000]),
     ],
 )
 def test_bad_input_is_a_config_error(change, ports):

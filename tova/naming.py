@@ -114,3 +114,5 @@ def pg_database(app: str, name: str | None = None) -> str:
 
 # PostgreSQL's own databases: an app owning one would break the cluster for every app.
 RESERVED_PG_DATABASES = frozenset({"postgres", "template0", "template1"})
+# MariaDB's own schemas: its grant tables and the server's views of itself.
+RESERVED_MYSQL_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})

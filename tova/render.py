@@ -19,6 +19,7 @@ from tova.layout import Layout
 from tova.manifest import MANIFEST_FILE, Manifest, canonical_json, probe_path
 from tova.naming import (  # shared with the server side
     APP_NAME_RULE,
+    RESERVED_MYSQL_DATABASES,
     RESERVED_PG_DATABASES,
     app_user,
     is_app_name,
@@ -321,6 +322,18 @@ def _validate_paths(m: Manifest) -> None:
             _fail(f"CORS origin {origin!r} is not an exact origin", "list origins like https://app.example.com")
 
 
+def _validate_mysql(m: Manifest) -> None:
+    my = m.database("mysql")
+    if not my:
+        return
+    # provision.sh puts the name into SQL text and DATABASE_URL unquoted.
+    if not re.fullmatch(r"[a-z0-9_]{1,64}", my.name or ""):
+        _fail(f"MariaDB database name {my.name!r} is not 1-64 of a-z, 0-9 and _",
+              "use lower-case letters, digits and _ only")
+    if my.name in RESERVED_MYSQL_DATABASES:
+        _fail(f"the database name {my.name!r} is reserved by MariaDB", "name the app's database something else")
+
+
 def _validate_databases(m: Manifest) -> None:
     pg = m.database("postgres")
     if pg:
@@ -333,6 +346,7 @@ def _validate_databases(m: Manifest) -> None:
                   "name the app's database something else in its deploy block's db { name: ... }")
         if pg.port is not None and not _is_port(pg.port):
             _fail(f"bad PostgreSQL port {pg.port!r}", "ports are 1-65535")
+    _validate_mysql(m)
     redis = m.database("redis")
     if redis and redis.port is not None and not _is_port(redis.port):
         _fail(f"bad Redis port {redis.port!r}", "ports are 1-65535")

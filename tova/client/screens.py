@@ -58,7 +58,7 @@ RUNNING = ("running", "active")
 def _db_details(db: dict[str, Any]) -> str:
     """The design's `myapp_db   size: 24 MB` / `keys: 1,204   mem: 18 MB` / SQLite files."""
     parts = []
-    if db.get("engine") == "postgres" and db.get("name"):
+    if db.get("engine") in ("postgres", "mysql") and db.get("name"):
         parts.append(str(db["name"]))
     if db.get("size_bytes") is not None:
         parts.append(f"size: {human_bytes(db['size_bytes'])}")

@@ -148,6 +148,13 @@ def mysql_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def mariadb_database_size(db: str) -> list[str]:
+    """Bytes of the database's tables and indexes (what PostgreSQL's pg_database_size counts)."""
+    return ["mariadb", "--batch", "--skip-column-names", "-e",
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            f"WHERE table_schema = {mysql_literal(db)}"]
+
+
 def mariadb_dump(db: str) -> list[str]:
     return ["mariadb-dump", "--single-transaction", "--databases", db]
 

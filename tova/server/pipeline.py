@@ -434,6 +434,8 @@ def _allocate_ports(ctx: Context, m: Manifest) -> tuple[list[int] | None, list[i
         entry.setdefault("version", None)
         pg = m.database("postgres")
         claim_database(data, m.app, "postgres", pg_database(m.app, pg.name) if pg else None)
+        my = m.database("mysql")
+        claim_database(data, m.app, "mysql", my.name if my else None)
         entry.setdefault("ports", [])
         preview = old_ports if old_ports and len(old_ports) == m.instances else None
         ports = preview or fresh_ports(data, m.instances, ctx.settings.first_port, ports_in_use(m))

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from tova.errors import ConfigError, LockedError, TovaError
 from tova.layout import Layout
-from tova.naming import RESERVED_PG_DATABASES
+from tova.naming import RESERVED_MYSQL_DATABASES, RESERVED_PG_DATABASES
 from tova.server.atomic import write_atomic
 
 MAX_PORT = 65535
@@ -105,8 +105,10 @@ def claim_database(data: dict[str, Any], app: str, engine: str, name: str | None
     if name is None:
         dbs.pop(engine, None)
         return
-    if engine == "postgres" and name.lower() in RESERVED_PG_DATABASES:
-        raise ConfigError(f"the database name {name!r} is reserved by PostgreSQL",
+    reserved = {"postgres": ("PostgreSQL", RESERVED_PG_DATABASES),
+                "mysql": ("MariaDB", RESERVED_MYSQL_DATABASES)}.get(engine)
+    if reserved and name.lower() in reserved[1]:
+        raise ConfigError(f"the database name {name!r} is reserved by {reserved[0]}",
                         hint="name the app's database something else in its deploy block's db { name: ... }")
     for other, e in data["apps"].items():
         if other != app and (e.get("databases") or {}).get(engine) == name:

@@ -180,6 +180,10 @@ class SystemdSystem(System):
                 entry["state"] = self.service_state("postgresql")
                 res = _run(cmd.pg_database_size(db.name or "", db.port or 5432))
                 entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
+            elif db.engine == "mysql":
+                entry["state"] = self.service_state("mariadb")
+                res = _run(cmd.mariadb_database_size(db.name or ""))
+                entry["size_bytes"] = _int(res.stdout.strip()) if res.returncode == 0 else None
             elif db.engine == "redis":
                 entry["state"] = self.service_state(redis_unit(app))
                 keys = _run(cmd.redis_cli(app, "DBSIZE"))  # the instance is the app's alone
