@@ -111,7 +111,6 @@ def test_3_status_shows_the_database_and_its_size(world):
 def test_4_remove_archives_a_dump_then_drops_database_and_user(world):
     removed = world.projects["tally"].tova("deploy", "prod", "--remove", "--yes")
     assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert "Drop MariaDB database tally_db and user tova_tally (dump archived)" in removed.stdout, removed.stdout
     archive = re.search(r"(/opt/tova/archive/tally/\d{8}-\d{6})", removed.stdout)
     assert archive, removed.stdout
     dump = world.ok(f"cat {archive.group(1)}/tally_db.sql")
