@@ -330,7 +330,7 @@ _LOGS_DRIVER = """
 import resource, sys
 from tova.client import commands
 from tova.manifest import Manifest
-m = Manifest(env="prod", app="myapp", project="myapp", server=sys.argv[1], domain="myapp.test")
+m = Manifest(env="prod", app=sys.argv[2], project=sys.argv[2], server=sys.argv[1], domain="myapp.test")
 code = commands.cmd_logs(None, m, since=None, instance=None, follow="--follow" in sys.argv)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 sys.exit(code)
@@ -346,18 +346,22 @@ def test_logs_stream_without_keeping_output_and_end_when_the_reader_does(set_up,
 
     w = set_up
     port = 45999
+    # An app of its own: the deploys of earlier tests may still be retiring myapp's old
+    # instances in the background, and they rewrite myapp's registry entry.
+    app = "logs-app"
+    (w["root"] / "apps" / app).mkdir(parents=True, exist_ok=True)
     reg = w["root"] / "registry.json"
     data = json.loads(reg.read_text()) if reg.exists() else {"apps": {}, "next_port": 3000}
-    data["apps"].setdefault("myapp", {}).update({"ports": [port]})
+    data["apps"].setdefault(app, {}).update({"ports": [port]})
     reg.write_text(json.dumps(data))
-    log = w["root"] / "run" / "myapp" / f"{port}.log"
+    log = w["root"] / "run" / app / f"{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     line = b"x" * 1023 + b"\n"
     with open(log, "wb") as fh:
         for _ in range(64 * 1024):  # 64 MB
             fh.write(line)
     env = dict(os.environ, PYTHONPATH=str(Path(tova.__file__).parent.parent))
-    driver = [sys.executable, "-c", _LOGS_DRIVER, w["manifest"].server]
+    driver = [sys.executable, "-c", _LOGS_DRIVER, w["manifest"].server, app]
     try:
         start = time.monotonic()
         head = subprocess.run(f"{subprocess.list2cmdline(driver)} | head -1", shell=True, env=env,
@@ -369,5 +373,7 @@ def test_logs_stream_without_keeping_output_and_end_when_the_reader_does(set_up,
         assert max_rss_kb < 48 * 1024, f"the client held {max_rss_kb} kB for a 64 MB log"
     finally:
         log.unlink()
-        data["apps"].pop("myapp", None)
+        (w["root"] / "apps" / app).rmdir()
+        data = json.loads(reg.read_text())
+        data["apps"].pop(app, None)
         reg.write_text(json.dumps(data))
