@@ -64,7 +64,7 @@ from tova.server.registry import Registry, claim_database, fresh_ports
 from tova.server.rollout import Failure, ports_in_use, report_failure, reprovision, restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
-from tova.server.ui import Out
+from tova.server.ui import Out, OutputLines
 from tova.settings import ServerSettings, compiler_argv, provisioned, settings_layers
 
 STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",
@@ -466,7 +466,7 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
     if not layers:
         return
     ctx.out.begin("Provisioning " + ", ".join(layers) + "...")
-    rc = ctx.system.provision(ctx.app.provision_script, layers, _Passthrough(ctx.out))
+    rc = ctx.system.provision(ctx.app.provision_script, layers, OutputLines(ctx.out))
     ctx.out.end(rc == 0)
     if rc == 0 and "system" in layers:
         system_layer.record(ctx.layout, key)
@@ -476,20 +476,6 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
     if rc != 0:
         raise DeployError(f"provisioning failed (exit status {rc}); nothing was switched",
                           hint=f"read {ctx.app.provision_script} and the output above")
-
-
-class _Passthrough:
-    """A file-like that feeds provision.sh output into the progress lines."""
-
-    def __init__(self, out: Out) -> None:
-        self.out = out
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            self.out.passthrough(line)
-
-    def flush(self) -> None:
-        pass
 
 
 def step_release(ctx: Context, manifest: Manifest, ws: Workspace, output: Path,

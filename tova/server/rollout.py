@@ -18,7 +18,7 @@ from tova.server.health import HealthResult, wait_for
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, fresh_ports
 from tova.server.system import System
-from tova.server.ui import Out
+from tova.server.ui import Out, OutputLines
 from tova.server.upstreams import REFRESH_MS
 from tova.settings import ServerSettings
 
@@ -137,19 +137,7 @@ def reprovision(system: System, app: AppLayout, manifest: Manifest, settings: Se
         return
     ports = list((registry.app(app.name) or {}).get("ports", []))
     write_atomic(app.provision_script, render_all(manifest, ports, settings)["provision.sh"], mode=0o700)
-    rc = system.provision(app.provision_script, layers, _Lines(out))
+    rc = system.provision(app.provision_script, layers, OutputLines(out))
     out.sub("Provisioned " + ", ".join(layers) + " for that release", rc == 0)
 
 
-class _Lines:
-    """provision.sh's output into the progress lines."""
-
-    def __init__(self, out: Out) -> None:
-        self.out = out
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            self.out.passthrough(line)
-
-    def flush(self) -> None:
-        pass

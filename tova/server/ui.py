@@ -137,6 +137,20 @@ def elapsed(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
+class OutputLines:
+    """A file-like that feeds a command's output (provision.sh) into the progress lines."""
+
+    def __init__(self, out: Out) -> None:
+        self.out = out
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            self.out.passthrough(line)
+
+    def flush(self) -> None:
+        pass
+
+
 def _fileno(stream: object) -> int | None:
     try:
         return stream.fileno()  # type: ignore[attr-defined, no-any-return]
