@@ -61,7 +61,7 @@ class Site:
         bindir = self.root / "toolkit" / "bin"
         bindir.mkdir(parents=True)
         wrapper = bindir / "tova-release"
-        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m tova.release_cli "$@"\n')
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m tova.server.cli "$@"\n')
         wrapper.chmod(0o755)
         self.env = {
             "PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONPATH": str(ROOT),

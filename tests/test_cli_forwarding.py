@@ -13,7 +13,7 @@ import pytest
 
 from tova import cli
 from tova.client import commands
-from tova.release_cli import build_parser as release_parser
+from tova.server.cli import build_parser as release_parser
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "examples" / "minimal"

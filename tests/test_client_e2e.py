@@ -270,7 +270,7 @@ def test_deploy_push_then_redeploy_status_and_list(set_up, capsys):
     import shutil
 
     w = set_up
-    if not (Path(tova.__file__).parent / "release_cli.py").exists():
+    if not (Path(tova.__file__).parent / "server" / "cli.py").exists():
         pytest.skip("server side not available")
     (w["root"] / "config.toml").write_text(f'compiler = "{FIXTURE_COMPILER}"\n')
     project = w["project"]

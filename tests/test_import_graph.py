@@ -11,8 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tova"
 # Modules that run no subprocess and touch no server: reading, checking, inferring,
-# rendering, naming, paths. `tova.cli`, `tova.hook`, `tova.release_cli` and the two
-# subpackages are the edges.
+# rendering, naming, paths. `tova.cli`, `tova.hook` and the two subpackages are the edges.
 PURE_CORE = (
     "tova.lang", "tova.config", "tova.infer", "tova.manifest", "tova.render", "tova.quoting",
     "tova.naming", "tova.layout", "tova.errors", "tova.settings", "tova.plan", "tova.loader",

@@ -1,5 +1,5 @@
 """The other server operations behind `tova-release`: rollback, secrets, status, listing,
-removal. Each returns data; release_cli prints it."""
+removal. Each returns data; tova.server.cli prints it."""
 
 from __future__ import annotations
 

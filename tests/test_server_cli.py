@@ -112,7 +112,7 @@ def test_env_set_rejects_bad_input_without_echoing(site):
 
 
 def test_one_handler_per_subcommand():
-    from tova import release_cli
+    from tova.server import cli as release_cli
 
     parser = release_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "cmd")
