@@ -26,9 +26,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from dulwich.repo import Repo  # noqa: E402
 from release_harness import Site  # noqa: E402
 
+from tova.progress import Out  # noqa: E402
 from tova.server import pipeline  # noqa: E402
 from tova.server.local_system import LocalSystem  # noqa: E402
-from tova.server.ui import Out  # noqa: E402
 from tova.settings import load_settings  # noqa: E402
 
 FILES = int(os.environ.get("BENCH_FILES", "1000"))

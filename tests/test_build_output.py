@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 
+from tova.progress import Out, elapsed
 from tova.server.buildlog import BuildOutput, relativize
-from tova.server.ui import Out, elapsed
 
 ROOT = "/opt/tova/apps/x/build/deploy-q09ntazq/src"
 

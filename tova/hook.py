@@ -10,9 +10,9 @@ from dulwich.repo import Repo
 
 from tova.errors import EXIT_REMOTE, TovaError
 from tova.layout import Layout
+from tova.progress import Out
 from tova.server.pipeline import ZERO, deploy
 from tova.server.system import System
-from tova.server.ui import Out
 from tova.settings import ServerSettings
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import tova
 from tova.client import failures, localgit, wheels
-from tova.client.out import WARN, heading, note, say, step
 from tova.client.remote import Probe, Server
 from tova.client.scripts import server_script
 from tova.errors import TovaError
 from tova.fingerprint import package_fingerprint
 from tova.manifest import Manifest
+from tova.progress import WARN, heading, note, say, step
 
 
 @dataclass

@@ -13,7 +13,6 @@ from typing import Any
 
 from tova.capacity import first_provisioning, memory_commit
 from tova.client import bootstrap, localgit, screens
-from tova.client.out import FAIL, heading, note, say, step
 from tova.client.remote import Probe, Server
 from tova.client.ssh import Target
 from tova.errors import (
@@ -26,6 +25,7 @@ from tova.errors import (
     TovaError,
 )
 from tova.manifest import LAYERS, Manifest, changed_layers
+from tova.progress import FAIL, heading, note, say, step
 
 SECRET_PREFIX = "TOVA_SECRET_"
 _SECRET_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")

@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 import tova
 from tova.errors import EXIT_OK, EXIT_USAGE, TovaError, run_at_edge
 from tova.layout import AppLayout, Layout, check_app_name
+from tova.progress import Out
 from tova.server.adapters import select_system
 from tova.server.atomic import write_atomic
 from tova.server.checkout import resolve_commit
 from tova.server.ops import ServerOps
 from tova.server.pipeline import deploy
-from tova.server.ui import Out
 from tova.settings import ServerSettings, compiler_argv, load_settings
 
 

@@ -16,13 +16,13 @@ from dulwich.repo import Repo
 from tova.errors import EXIT_FAILED, EXIT_REMOTE, EXIT_USAGE, DeployError, TovaError
 from tova.layout import AppLayout, Layout
 from tova.manifest import MANIFEST_FILE
+from tova.progress import Out
 from tova.server import envfile, history, releases
 from tova.server.atomic import write_atomic
 from tova.server.locks import deploy_lock
 from tova.server.registry import Registry, free_app
 from tova.server.rollout import report_failure, restart_all, switch_to
 from tova.server.system import System
-from tova.server.ui import Out
 from tova.server.usage import dir_bytes
 from tova.settings import ServerSettings
 

@@ -41,6 +41,7 @@ from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
 from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
 from tova.naming import build_user, pg_database, unit, upstreams_srv
+from tova.progress import Out, OutputLines
 from tova.server import (
     deps,
     envfile,
@@ -64,7 +65,6 @@ from tova.server.registry import Registry, claim_database, fresh_ports
 from tova.server.rollout import Failure, ports_in_use, report_failure, reprovision, restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
-from tova.server.ui import Out, OutputLines
 from tova.settings import ServerSettings, compiler_argv, provisioned, settings_layers
 
 STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",

@@ -13,12 +13,12 @@ from functools import partial
 from tova.layout import AppLayout
 from tova.manifest import Manifest, probe_path
 from tova.naming import unit
+from tova.progress import Out, OutputLines
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.health import HealthResult, wait_for
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, fresh_ports
 from tova.server.system import System
-from tova.server.ui import Out, OutputLines
 from tova.server.upstreams import REFRESH_MS
 from tova.settings import ServerSettings
 

@@ -1,5 +1,7 @@
-"""Progress lines for the pusher, in the design's "Push Flow" style: `[tova]` prefix,
-✓/✗ aligned in one column, colour only on a terminal and never with NO_COLOR."""
+"""Progress lines, the one printer of both sides. On the server (hook, `tova-release`),
+`Out` streams the design's "Push Flow" lines: `[tova]` prefix, ✓/✗ aligned in one column,
+colour only on a terminal and never with NO_COLOR. On the client, `heading`/`step`/`note`
+build the screens' plain lines and `say` prints them through the same `Out`."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from typing import IO
 
 _ANSI = re.compile(r"\033\[[0-9;]*m")
 
-WIDTH = 52  # column where ✓/✗ go, as in the design's examples
+OK, FAIL, WARN = "✓", "✗", "!"
+WIDTH = 52  # column where the server's ✓/✗ go, as in the design's examples
 PREFIX = "[tova] "
 SUB = " " * 9 + "→ "
+CLIENT_STEP = " " * 4 + "→ "
+CLIENT_WIDTH = len(CLIENT_STEP) + 56  # the client's marks sit further right
+
+
+def marked(text: str, mark: str, width: int = WIDTH) -> str:
+    """`text` padded to `width`, then its mark: how both sides line up ✓/✗."""
+    return f"{text.ljust(width)} {mark}"
 
 
 class Out:
@@ -53,11 +63,11 @@ class Out:
 
     @property
     def ok_mark(self) -> str:
-        return self._paint("✓", "32")
+        return self._paint(OK, "32")
 
     @property
     def fail_mark(self) -> str:
-        return self._paint("✗", "31")
+        return self._paint(FAIL, "31")
 
     def write(self, text: str) -> None:
         if not self.gone:
@@ -124,7 +134,7 @@ class Out:
         if ok is None:
             return text
         mark = self.ok_mark if ok else self.fail_mark
-        return text.ljust(WIDTH) + " " + mark + (f" {extra}" if extra else "")
+        return marked(text, mark) + (f" {extra}" if extra else "")
 
 
 def elapsed(seconds: float) -> str:
@@ -149,6 +159,27 @@ class OutputLines:
 
     def flush(self) -> None:
         pass
+
+
+def heading(text: str) -> str:
+    """A client screen's heading line."""
+    return f"  {text}"
+
+
+def step(label: str, mark: str = OK) -> str:
+    """A client screen's `→ label ... ✓` line (plain text: it reads the same in a log)."""
+    return marked(CLIENT_STEP + label, mark, CLIENT_WIDTH).rstrip()
+
+
+def note(label: str) -> str:
+    return CLIENT_STEP + label
+
+
+def say(*lines: str) -> None:
+    """Print finished client lines on stdout, through the server's printer."""
+    out = Out(sys.stdout, color=False)
+    for text in lines:
+        out.line(text)
 
 
 def _fileno(stream: object) -> int | None:
