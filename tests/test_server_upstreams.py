@@ -6,6 +6,8 @@ import socket
 import struct
 import threading
 
+import pytest
+
 from tova.server import upstreams
 
 
@@ -86,3 +88,25 @@ def test_served_over_udp(tmp_path):
         client.sendto(query("shop.tova.internal"), ("127.0.0.1", port))
         ports = [struct.unpack("!HHH", r[:6])[2] for _t, _ttl, r in decode(client.recv(512))[2]]
         assert ports == [3008, 3009]
+
+
+def test_tells_systemd_it_is_ready_once_bound(tmp_path, monkeypatch):
+    """Type=notify: Caddy (ordered after it) must never ask before the socket is bound; at
+    boot it did, and every app stayed out until the responder came up seconds later."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+        threading.Thread(target=upstreams.serve, args=(tmp_path, "127.0.0.1", port), daemon=True).start()
+        assert notify.recv(64) == b"READY=1"
+    # Bound by then: the port is taken, and a query is answered.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        with pytest.raises(OSError):  # EADDRINUSE
+            other.bind(("127.0.0.1", port))
+        other.settimeout(2)
+        other.sendto(query("shop.tova.internal"), ("127.0.0.1", port))
+        assert decode(other.recv(512))[1] == upstreams.RCODE_NXDOMAIN  # no such app here
+

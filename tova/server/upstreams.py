@@ -11,6 +11,7 @@ The responder listens on a privileged port so no app user can stand in for it.""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -148,10 +149,25 @@ def answer(data: bytes, upstreams_dir: Path) -> bytes | None:
     return response(query, read(upstreams_dir, app))
 
 
+def notify_ready() -> None:
+    """Tell systemd the socket is bound (Type=notify): Caddy, ordered after this service,
+    then never asks before anyone answers (at boot its failed lookups had kept every app
+    out for seconds, and logged a line per retried request)."""
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return  # not started by systemd
+    if path.startswith("@"):
+        path = "\0" + path[1:]  # an abstract socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(path)
+        s.sendall(b"READY=1")
+
+
 def serve(upstreams_dir: Path, host: str = DNS_HOST, port: int = DNS_PORT) -> None:
     """Answer queries forever (tova-upstreams.service)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((host, port))
+    notify_ready()
     while True:
         data, peer = sock.recvfrom(512)
         reply = answer(data, upstreams_dir)
