@@ -9,13 +9,17 @@ there are N of them, for each N given, and prints per N:
   idle CPU       CPU time over an idle window: the toolkit's health watcher (goal <= 0.0005
                  cores per app), beside the apps' own instances, Caddy, journald and
                  systemd (whose figure includes every service that ran and ended)
-  journal        lines per hour in the whole journal while idle (without our own ssh
-                 logins), and the health watcher's lines per app per day (goal <= 100)
+  journal        lines per hour in the whole journal in steady state (idle, without our own
+                 ssh logins), per server and per app; and the health checking's lines per app
+                 per day (goal <= 100): the watcher's own, and the checks' requests the apps
+                 log (nobody else asks them anything while idle)
   memory         PSS of the app instances per app (smaps_rollup: the shared Bun binary
                  counted once), and of the watcher
   boot           the server powered off and booted again: seconds from boot (the nspawn
-                 start) to every app answering https://<domain>/healthz through Caddy, and
-                 from the last instance becoming active to every app answering
+                 start) to every app answering through Caddy; and per app, from the first of
+                 its instances listening to Caddy answering for it (goal <= 2 s; the worst
+                 app and the median), measured on the server by tests/answer_probe.py
+  Caddy restart  the same per app, from `systemctl restart caddy` (instances listening)
 
 With --reset the server starts fresh and the first app's push also measures the first
 provisioning (time, disk, and what it leaves behind).
@@ -28,12 +32,11 @@ Needs root and the test server (TOVA_TESTSERVER_NAME for a server of your own).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
+import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +44,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import answer_timing  # noqa: E402
 import testserver as ts  # noqa: E402
-from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
+from e2e_support import SETUP_GIT, Project, check, configure_server  # noqa: E402
 
 APP = """// many-apps benchmark app {name}
 server {{
@@ -102,6 +106,8 @@ print(json.dumps({"cpu": cpu, "pss": pss, "rss": rss}))
 GOAL_DEPLOY = 2.0
 GOAL_CORES_PER_APP = 0.0005
 GOAL_LINES_PER_APP_DAY = 100
+SETTLE = 40  # s: longer than the apps' health_interval (30 s on the test server)
+APP_LINE = re.compile(r" tova-b\d{3}\[\d+\]: ")
 
 
 @dataclass
@@ -114,11 +120,13 @@ class Row:
     cpu: dict[str, float] = field(default_factory=dict)
     journal_lines: int = 0
     watcher_lines: int = 0
+    app_lines: int = 0
     pss_per_app: float = 0.0
     rss_per_app: float = 0.0
     watcher_pss: float = 0.0
     boot_to_all: float | None = None
-    active_to_all: float | None = None
+    boot_answers: answer_timing.Answers | None = None
+    restart_answers: answer_timing.Answers | None = None
 
 
 class Bench:
@@ -128,7 +136,6 @@ class Bench:
         self.instances = instances
         self.env = {**ts.ssh_env(config), "NO_COLOR": "1"}
         self.projects: list[Project] = []
-        self.web: Https | None = None
 
     def ssh(self, cmd: str, input: str | None = None) -> str:
         return check(ts.ssh(cmd, config=self.config, input=input), cmd[:60]).stdout
@@ -172,7 +179,8 @@ class Bench:
         return json.loads(self.ssh("python3 -", input=SNAPSHOT))
 
     def idle(self, row: Row, seconds: float) -> None:
-        time.sleep(10)  # let the last deploy's work settle
+        # Steady state: past the last deploy's work and its app's first (full) health check.
+        time.sleep(SETTLE)
         t0 = float(self.ssh("date +%s.%N"))
         a = self.snapshot()
         time.sleep(seconds)
@@ -184,55 +192,24 @@ class Bench:
         ours = ("sshd[", "systemd-logind[", "session-", "Session ")  # our own logins for the snapshots
         row.journal_lines = sum(1 for line in journal.splitlines() if not any(m in line for m in ours))
         row.watcher_lines = sum(1 for line in journal.splitlines() if " tova-health[" in line)
+        row.app_lines = sum(1 for line in journal.splitlines() if APP_LINE.search(line))
         n = len(self.projects)
         row.pss_per_app = b["pss"].get("apps", 0) / n
         row.rss_per_app = b["rss"].get("apps", 0) / n
         row.watcher_pss = b["pss"].get("watcher", 0)
 
-    def https(self) -> Https:
-        if self.web is None:
-            self.web = Https(server_addr(self.config), fetch_ca(self.config, self.tmp / "caddy-root.crt"))
-        return self.web
-
     def reboot(self, row: Row) -> None:
-        """Power off, boot, and time every app answering through Caddy."""
-        web = self.https()
-        domains = [f"{self.name(i + 1)}.tova.test" for i in range(len(self.projects))]
-        answered: dict[str, float] = {}
-        stop = threading.Event()
-
-        def poll(domain: str) -> None:
-            while not stop.is_set():
-                try:
-                    conn = web.connection(domain, timeout=1)
-                    conn.request("GET", "/healthz")
-                    if conn.getresponse().status == 200:
-                        answered[domain] = time.clock_gettime(time.CLOCK_BOOTTIME)
-                        return
-                except (OSError, http.client.HTTPException):
-                    pass
-                time.sleep(0.05)
-
-        ts.down()
-        threads = [threading.Thread(target=poll, args=(d,), daemon=True) for d in domains]
-        for t in threads:
-            t.start()
-        self.config = ts.ensure_up()
+        """A Caddy restart, then a power-off and boot: when every app answers through Caddy."""
+        row.restart_answers = answer_timing.after_caddy_restart(self.config)
+        answers, self.config = answer_timing.after_reboot(self.config)
+        row.boot_answers = answers
         status = json.loads(ts.run_script("status", "--json").stdout)
         boot = _process_start_boottime(int(status["pid"]))
-        for t in threads:
-            t.join(120)
-        stop.set()
-        if len(answered) < len(domains):
-            print(f"  after the reboot {len(domains) - len(answered)} app(s) did not answer within 120 s")
+        epoch_offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        if answers.last_answer is None:
+            print(f"  after the reboot {len(answers.unanswered())} app(s) did not answer within 120 s")
             return
-        row.boot_to_all = max(answered.values()) - boot
-        # When did the last instance become active (CLOCK_MONOTONIC, shared with the host)?
-        stamps = self.ssh("systemctl list-units --plain --no-legend 'tova-b*@*.service' | awk '{ print $1 }' | "
-                          "xargs systemctl show -p ActiveEnterTimestampMonotonic --value")
-        last_active = max(int(s) for s in stamps.split() if s.isdigit()) / 1e6
-        offset = time.clock_gettime(time.CLOCK_BOOTTIME) - time.clock_gettime(time.CLOCK_MONOTONIC)
-        row.active_to_all = max(answered.values()) - (last_active + offset)
+        row.boot_to_all = answers.last_answer - (boot + epoch_offset)
 
 
 def _process_start_boottime(pid: int) -> float:
@@ -286,28 +263,65 @@ def run(args: argparse.Namespace) -> list[Row]:
             if not args.no_reboot:
                 bench.reboot(row)
             rows.append(row)
-            print_row(row, header=len(rows) == 1)
+            print_row(row)
     return rows
 
 
-def print_row(r: Row, header: bool) -> None:
-    if header:
-        print(f"\n{'N':>3} {'1st deploy':>10} {'(median)':>9} {'redeploy':>9} "
-              f"{'watcher CPU':>12} {'/app':>10} {'apps':>7} {'caddy':>7} {'journald':>8} {'systemd':>8} "
-              f"{'journal/h':>9} {'watcher/app/day':>15} {'PSS/app':>8} {'RSS/app':>8} {'watcher':>8} "
-              f"{'boot->all':>9} {'active->all':>11}")
-        print(f"{'':>3} {'(<=2 s)':>10} {'':>9} {'':>9} {'(cores)':>12} {'(<=5e-4)':>10} "
-              f"{'(cores)':>7} {'':>7} {'':>8} {'':>8} {'':>9} {'(<=100)':>15}")
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}s"
+
+
+def figures(r: Row) -> dict[str, str]:
+    """One row of the summary table: the column's heading, the figure."""
+    w = r.idle_seconds or 1
+    boot, restart = r.boot_answers, r.restart_answers
+    return {
+        "N": str(r.n),
+        "1st deploy (median)": f"{r.first_deploy:.2f}s ({r.first_deploy_median:.2f}s)",
+        "redeploy": f"{r.redeploy:.2f}s",
+        "watcher cores/app": f"{r.cpu.get('watcher', 0) / w / r.n:.6f}",
+        "journal/h": f"{r.journal_lines * 3600 / w:.0f}",
+        "journal/h/app": f"{r.journal_lines * 3600 / w / r.n:.1f}",
+        "health lines/app/day": f"{(r.watcher_lines + r.app_lines) * 86400 / w / r.n:.0f}",
+        "PSS/app": f"{r.pss_per_app / 2**20:.1f}MB",
+        "boot->all": _s(r.boot_to_all),
+        "listen->answer boot max (median)": f"{_s(boot.worst if boot else None)} "
+                                            f"({_s(boot.median if boot else None)})",
+        "after Caddy restart max": _s(restart.worst if restart else None),
+    }
+
+
+def print_row(r: Row) -> None:
     w = r.idle_seconds or 1
     cores = {k: v / w for k, v in r.cpu.items()}
-    boot = f"{r.boot_to_all:.1f}s" if r.boot_to_all is not None else "—"
-    active = f"{r.active_to_all:.1f}s" if r.active_to_all is not None else "—"
-    print(f"{r.n:>3} {r.first_deploy:>9.2f}s {r.first_deploy_median:>8.2f}s {r.redeploy:>8.2f}s "
-          f"{cores.get('watcher', 0):>12.6f} {cores.get('watcher', 0) / r.n:>10.7f} {cores.get('apps', 0):>7.4f} "
-          f"{cores.get('caddy', 0):>7.4f} {cores.get('journald', 0):>8.4f} {cores.get('systemd', 0):>8.4f} "
-          f"{r.journal_lines * 3600 / w:>9.0f} {r.watcher_lines * 86400 / w / r.n:>15.1f} "
-          f"{r.pss_per_app / 2**20:>6.1f}MB {r.rss_per_app / 2**20:>6.1f}MB {r.watcher_pss / 2**20:>6.1f}MB "
-          f"{boot:>9} {active:>11}", flush=True)
+    f = figures(r)
+    print(f"\nN = {r.n}  (host load average now: {Path('/proc/loadavg').read_text().strip()})")
+    print(f"  deploy    first {f['1st deploy (median)']} (goal <= {GOAL_DEPLOY:.0f} s), redeploy {f['redeploy']}")
+    print(f"  idle CPU  watcher {cores.get('watcher', 0):.6f} cores = {f['watcher cores/app']} per app "
+          f"(goal <= {GOAL_CORES_PER_APP}); apps {cores.get('apps', 0):.4f}, caddy {cores.get('caddy', 0):.4f}, "
+          f"journald {cores.get('journald', 0):.4f}, systemd {cores.get('systemd', 0):.4f} "
+          f"(over {w:.0f} s)")
+    print(f"  journal   {f['journal/h']} lines/h on the server, {f['journal/h/app']} per app; health checking "
+          f"{f['health lines/app/day']} lines per app per day (goal <= {GOAL_LINES_PER_APP_DAY}; watcher's own "
+          f"{r.watcher_lines}, apps' {r.app_lines} in {w:.0f} s)")
+    print(f"  memory    PSS {f['PSS/app']} per app (RSS {r.rss_per_app / 2**20:.1f} MB), watcher "
+          f"{r.watcher_pss / 2**20:.1f} MB")
+    for what, answers in (("reboot", r.boot_answers), ("Caddy restart", r.restart_answers)):
+        if answers is None:
+            continue
+        since = "its first instance listening" if what == "reboot" else "the restart"
+        extra = f"; boot -> every app answering {_s(r.boot_to_all)}" if what == "reboot" else ""
+        print(f"  {what}: from {since} to answering through Caddy (goal <= 2 s): {answers.summary()}{extra}")
+    sys.stdout.flush()
+
+
+def print_table(rows: list[Row]) -> None:
+    table = [figures(r) for r in rows]
+    widths = {k: max(len(k), *(len(t[k]) for t in table)) for k in table[0]}
+    print()
+    print("  ".join(k.rjust(widths[k]) for k in widths))
+    for t in table:
+        print("  ".join(t[k].rjust(widths[k]) for k in widths))
 
 
 def main() -> int:
@@ -322,10 +336,12 @@ def main() -> int:
     if (reason := ts.unavailable_reason()) is not None:
         print(f"bench_many_apps: skipped: {reason}")
         return 0
-    run(args)
+    rows = run(args)
+    if rows:
+        print_table(rows)
     print(f"\nGoals: first deploy of a new app <= {GOAL_DEPLOY:.0f} s; watcher <= {GOAL_CORES_PER_APP} cores per app;"
           f" <= {GOAL_LINES_PER_APP_DAY} health lines per app per day; every app answering within 2 s of its"
-          " instances after a boot (active->all).")
+          " instances listening, after a reboot and after a Caddy restart.")
     print("CPU columns are cores averaged over the idle window; 'systemd' includes every service that ran and"
           " ended in it (per-app timers would show there).")
     return 0

@@ -8,7 +8,6 @@ Uses the test server as it is (booted if needed, not reset) with an app of its o
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import answer_timing  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
@@ -209,74 +209,19 @@ def test_caddy_admin_api_is_root_only(site):
     assert bind.returncode != 0 and "Permission denied" in bind.stderr
 
 
-PROBE = r"""#!/bin/bash
-# Test probe: when an instance of the app first answers directly, and when Caddy first
-# answers for its domain (seconds since the epoch), polling every 50 ms for 60 s.
-out=$1
-inst=""
-caddy=""
-for _ in $(seq 1200); do
-	if [[ -z $inst ]]; then
-		for port in $(cat /opt/tova/upstreams/cut 2>/dev/null); do
-			if curl -sf -o /dev/null -m 1 "http://127.0.0.1:$port/healthz"; then inst=$(date +%s.%N); break; fi
-		done
-	fi
-	if [[ -z $caddy ]] && curl -sfk -o /dev/null -m 1 --resolve cut.tova.test:443:127.0.0.1 https://cut.tova.test/; then
-		caddy=$(date +%s.%N)
-	fi
-	[[ -n $inst && -n $caddy ]] && break
-	sleep 0.05
-done
-echo "instance=$inst caddy=$caddy" >"$out"
-"""
-
-PROBE_UNIT = """[Unit]
-Description=cutover e2e boot probe
-DefaultDependencies=no
-After=local-fs.target
-
-[Service]
-Type=oneshot
-ExecStart=/bin/bash /usr/local/sbin/cut-probe /var/tmp/cut-probe.boot
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def _probe_result(site: Site, path: str) -> tuple[float, float]:
-    text = site.ssh(f"cat {path}").stdout
-    m = re.search(r"instance=([\d.]+) caddy=([\d.]+)", text)
-    assert m, f"no answer within 60 s: {text!r}"
-    return float(m.group(1)), float(m.group(2))
-
-
 def test_every_app_answers_soon_after_a_caddy_restart_and_a_reboot(site):
-    check(ts.ssh("cat > /usr/local/sbin/cut-probe && chmod 0755 /usr/local/sbin/cut-probe",
-                 input=PROBE, config=site.config), "installing the probe")
-    # A Caddy restart: the instances keep listening; Caddy answers within 2 s of starting.
-    restart = site.ssh("systemctl restart caddy && date +%s.%N && "
-                       "/usr/local/sbin/cut-probe /var/tmp/cut-probe.restart")
-    restarted = float(restart.stdout.split()[0])
-    _, caddy = _probe_result(site, "/var/tmp/cut-probe.restart")
-    print(f"after a Caddy restart: answered through Caddy {caddy - restarted:.3f} s after the restart")
-    assert caddy - restarted < 2, caddy - restarted
-    # A reboot: Caddy and the instances start together; the app answers through Caddy
-    # within 2 s of an instance listening (before: ~30 s, Caddy's first active check).
-    check(ts.ssh("cat > /etc/systemd/system/cut-probe.service && systemctl enable --quiet cut-probe.service "
-                 "&& rm -f /var/tmp/cut-probe.boot", input=PROBE_UNIT, config=site.config), "probe unit")
-    ts.down()
-    config = ts.ensure_up()
+    """Issue 16: every app on the server answers through Caddy within 2 s of its instances
+    listening, after a Caddy restart and after a reboot (before: ~30 s, Caddy's first
+    active check; then seconds, Caddy asking tova-upstreams before it had bound)."""
+    # A Caddy restart: the instances keep listening; every app answers within 2 s of it.
+    restart = answer_timing.after_caddy_restart(site.config)
+    print(f"after a Caddy restart, from the restart to answering through Caddy: {restart.summary()}")
+    assert restart.worst is not None and restart.worst < 2, (restart.unanswered(), restart.gaps)
+    # A reboot: Caddy and the instances start together; each app answers within 2 s of the
+    # first of its instances listening.
+    boot, config = answer_timing.after_reboot(site.config)
     assert config == site.config
-    for _ in range(120):
-        if site.ssh("test -s /var/tmp/cut-probe.boot").returncode == 0:
-            break
-        time.sleep(1)
-    try:
-        instance, caddy = _probe_result(site, "/var/tmp/cut-probe.boot")
-        print(f"after a reboot: answered through Caddy {caddy - instance:.3f} s after an instance answered")
-        assert caddy - instance < 2, caddy - instance
-    finally:
-        site.ssh("systemctl disable --quiet cut-probe.service; rm -f /etc/systemd/system/cut-probe.service")
+    print(f"after a reboot, from an app's instances listening to answering through Caddy: {boot.summary()}")
+    assert boot.worst is not None and boot.worst < 2, (boot.unanswered(), boot.gaps)
     status, body = site.web().get(DOMAIN, "/")
     assert status == 200 and body.startswith("cut v"), (status, body)
