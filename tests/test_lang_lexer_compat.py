@@ -3,6 +3,7 @@ mismatches them: before 3.11.4, as on Debian 12) match exactly what the original
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,29 @@ def test_fallback_patterns_match_like_the_possessive_ones():
                 assert (ma and ma.end()) == (mb and mb.end()), (text[pos:pos + 40], pos)
                 checked += 1
     assert checked > 1000
+
+
+# Every code point (surrogates included: a str may hold them), to compare classes on.
+EVERY_CHAR = "".join(map(chr, range(0x110000)))
+SPELLED = {  # the classes as first written, with BMP-wide ranges that compile slowly
+    "tag stop": (r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]", lexer._TAG_STOP.pattern),
+    "plain": (r"[A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]", f"[{lexer._PLAIN}]"),
+    "name start": (r"[A-Za-z_$\u0080-\uffff]", "[^" + lexer._outside_bmp("A-Za-z_$") + "]"),
+    "name rest": (r"[A-Za-z0-9_$\u0080-\uffff]", "[^" + lexer._outside_bmp("A-Za-z0-9_$") + "]"),
+    "in a plain string": (r'[^"\\{\x80-\U0010ffff]', r"[\x00-!#-\[\]-z|-\x7f]"),
+    "in a plain 'string'": (r"[^'\\\x80-\U0010ffff]", r"[\x00-&(-\[\]-\x7f]"),
+}
+
+
+@pytest.mark.parametrize("name", SPELLED)
+def test_the_quickly_compiled_classes_hold_the_same_characters(name):
+    spelled, used = SPELLED[name]
+    assert re.findall(used, EVERY_CHAR) == re.findall(spelled, EVERY_CHAR)
+    assert len(re.findall(used, EVERY_CHAR)) > 0
+
+
+def test_the_quick_spellings_are_the_ones_in_use():
+    assert "[^" + lexer._outside_bmp("A-Za-z_$") + "][^" + lexer._outside_bmp("A-Za-z0-9_$") + "]*" \
+        in lexer._GAP_TOKEN.pattern
+    assert r"[\x00-!#-\[\]-z|-\x7f]" in lexer._CODE_SKIP.pattern
+    assert r"[\x00-&(-\[\]-\x7f]" in lexer._CODE_SKIP.pattern

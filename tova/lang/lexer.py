@@ -53,10 +53,21 @@ MAX_NESTING = 1000
 # What the previous token was, for the regex and markup decisions.
 _NONE, _VALUE, _OTHER, _ASSIGN, _FOR = 0, 1, 2, 3, 4
 
+def _outside_bmp(ascii_body: str) -> str:
+    """The body of a character class holding every character NOT in `[ascii_body]` nor in
+    U+0080..U+FFFF (the other ASCII ones, and U+10000 up). re compiles a range across the
+    BMP by visiting each of its code points (about 4 ms per class, 0.1 s of every hook's
+    start-up); the same set as the complement of this compiles at once."""
+    member = re.compile(f"[{ascii_body}]")
+    others = "".join(f"\\x{i:02x}" for i in range(128) if not member.match(chr(i)))
+    return others + "\\U00010000-\\U0010ffff"
+
+
 # Characters that never need a decision in code: identifiers, numbers, whitespace and
 # operators other than `/` and `<` (and `>` inside a tag). Non-ASCII characters up to
 # U+FFFF pass here and are checked once at the end (letters are identifiers).
-_TAG_STOP = re.compile(r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]")
+# _TAG_STOP is [^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff].
+_TAG_STOP = re.compile("[" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;") + "]")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
 _STYLE_BEFORE = frozenset("e \t\r\n")  # `style{`, `style (`: the only ways to open CSS
@@ -68,14 +79,16 @@ _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
 # ASCII without escapes or `{` (and not r"/f"-prefixed, nor next to another quote); such
 # a group holds only plain code and such strings. They make no span: pass 2 reads them
 # with _GAP_TOKEN. A group right after `style` or whitespace stays a stop (`style (`).
-_PLAIN = r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff"
+# [_PLAIN] is [A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff], spelled as its complement.
+_PLAIN = "^" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;")
 
 
 def _skip_patterns(possessive: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     """_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE. Without possessive quantifiers a plain
     run is taken one character per step (no nested quantifier to backtrack through)."""
     many, run = ("*+", "++") if possessive else ("*", "")
-    plain_str = rf"""(?<![rf])"[^"\\{{\x80-\U0010ffff]{many}"(?!")|'[^'\\\x80-\U0010ffff]{many}'"""
+    # ASCII but for the quote and a backslash (and `{`): a class of ASCII ranges compiles at once.
+    plain_str = rf"""(?<![rf])"[\x00-!#-\[\]-z|-\x7f]{many}"(?!")|'[\x00-&(-\[\]-\x7f]{many}'"""
     inner = rf"(?:[{_PLAIN}]{run}|{plain_str}){many}"
     skip = rf"(?:[{_PLAIN}]{run}|{plain_str}|(?<!style)(?<![ \t\r\n])\({inner}\)|\[{inner}\]){many}"
     return re.compile(skip), re.compile(rf"\({inner}\)"), re.compile(rf"\[{inner}\]")
@@ -108,7 +121,7 @@ _OPS = ("...", "..=", "<<=", "..", "=>", "->", "==", "!=", "<=", ">=", "<<", "&&
         "::", "?.", "??", "**", "+=", "-=", "*=", "/=", "&=", "|=", "^=")
 _GAP_TOKEN = re.compile(
     r"""[ \t\r\n]*(?:
-    (?P<name>[A-Za-z_$\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)
+    (?P<name>[^""" + _outside_bmp("A-Za-z_$") + "]" + "[^" + _outside_bmp("A-Za-z0-9_$") + r"""]*)
    |(?P<num>0[xX][0-9a-fA-F_]*|0[bB][01_]*|0[oO][0-7_]*
             |\d[\d_]*(?:\.(?=[\d_])[\d_]*)?(?:[eE][+-]?\d+)?)
    |(?P<str>"[^"]*"|'[^']*')  # only the plain strings that pass 1 left without a span
