@@ -5,20 +5,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-
-from dulwich.repo import Repo
+from typing import TYPE_CHECKING
 
 from tova.errors import EXIT_REMOTE, TovaError
 from tova.layout import Layout
 from tova.progress import Out
-from tova.server.pipeline import ZERO, deploy
-from tova.server.system import System
 from tova.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from dulwich.config import Config
+    from dulwich.repo import Repo
+
+    from tova.server.system import System
 
 
 def repo_identity(repo: Repo) -> tuple[str, str]:
     """The app and environment this repository deploys (set by `tova-release init`)."""
-    cfg = repo.get_config()
+    return _identity(repo.get_config())
+
+
+def config_identity(git_dir: Path) -> tuple[str, str]:
+    """repo_identity from the repository's config file alone (the pre-receive check opens
+    no repository: it runs on every push)."""
+    from dulwich.config import ConfigFile
+
+    try:
+        cfg = ConfigFile.from_path(str(git_dir / "config"))
+    except FileNotFoundError:
+        cfg = ConfigFile()
+    return _identity(cfg)
+
+
+def _identity(cfg: Config) -> tuple[str, str]:
     try:
         return cfg.get((b"tova",), b"app").decode(), cfg.get((b"tova",), b"env").decode()
     except KeyError:
@@ -28,6 +46,10 @@ def repo_identity(repo: Repo) -> tuple[str, str]:
 
 def run_hook(lines: Iterable[str], git_dir: Path, settings: ServerSettings, system: System,
              out: Out) -> int:
+    from dulwich.repo import Repo
+
+    from tova.server.pipeline import ZERO, deploy
+
     repo = Repo(str(git_dir))
     app_name, env = repo_identity(repo)
     layout = Layout.of(settings.root)

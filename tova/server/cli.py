@@ -6,30 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from dulwich.repo import Repo
-
-if TYPE_CHECKING:
-    from dulwich.refs import Ref
-
+# Only what every command needs is imported here: the hooks start this process on each
+# push, and the pre-receive check needs neither the pipeline nor the system adapters.
 import tova
 from tova.errors import EXIT_OK, EXIT_USAGE, TovaError, run_at_edge
 from tova.layout import AppLayout, Layout, check_app_name
 from tova.progress import Out
-from tova.server.adapters import select_system
-from tova.server.atomic import write_atomic
-from tova.server.checkout import resolve_commit
-from tova.server.ops import ServerOps
-from tova.server.pipeline import deploy
 from tova.settings import ServerSettings, compiler_argv, load_settings
+
+if TYPE_CHECKING:
+    from tova.server.ops import ServerOps
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,26 +131,31 @@ def _emit(data: dict[str, Any]) -> None:
     print(json.dumps(data, sort_keys=True))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     """What every subcommand handler works with."""
 
     settings: ServerSettings
     layout: Layout
-    ops: ServerOps
     out: Out
+
+    @cached_property
+    def ops(self) -> ServerOps:
+        from tova.server.adapters import select_system
+        from tova.server.ops import ServerOps
+
+        return ServerOps(self.settings, self.layout, select_system(self.layout))
 
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd == "version":  # needs no settings: it must answer even on a broken server
         return cmd_version(args)
     settings = load_settings()
-    layout = Layout.of(settings.root)
-    ops = ServerOps(settings, layout, select_system(layout))
     # A structured answer must own stdout: progress goes to stderr then.
     out = Out(sys.stderr if getattr(args, "json", False) else sys.stdout)
-    out.journal = ops.system.journal
-    return HANDLERS[args.cmd](args, Session(settings, layout, ops, out))
+    session = Session(settings, Layout.of(settings.root), out)
+    out.journal = lambda line: session.ops.system.journal(line)
+    return HANDLERS[args.cmd](args, session)
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -186,19 +185,23 @@ def cmd_hook(args: argparse.Namespace, s: Session) -> int:
 
 
 def cmd_pre_receive(args: argparse.Namespace, s: Session) -> int:
-    from tova.hook import repo_identity
+    from tova.hook import config_identity
     from tova.server.precheck import run_precheck
 
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
     if not (git_dir / "HEAD").is_file():
         raise TovaError("pre-receive runs inside an app's bare repository",
                         hint="git runs it as hooks/pre-receive during a push")
-    app_name, env = repo_identity(Repo(str(git_dir)))
+    app_name, env = config_identity(git_dir)
     return run_precheck(sys.stdin, git_dir, s.settings, s.layout.app(app_name), env, sys.stderr)
 
 
 def cmd_deploy(args: argparse.Namespace, s: Session) -> int:
+    from dulwich.repo import Repo
+
     from tova.hook import repo_identity
+    from tova.server.checkout import resolve_commit
+    from tova.server.pipeline import deploy
 
     _outlive_the_connection()
     app = s.ops.resolve_app(args.app)
@@ -308,6 +311,8 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
 
 
 def _print_build_log(path: Path) -> int:
+    import shutil
+
     try:
         with open(path, "rb") as fh:
             shutil.copyfileobj(fh, sys.stdout.buffer)
@@ -321,6 +326,10 @@ def _print_build_log(path: Path) -> int:
 def install_hooks(app: AppLayout) -> bool:
     """pre-receive (rejects a push that cannot deploy) and post-receive (deploys); True
     when one was written."""
+    from importlib import resources
+
+    from tova.server.atomic import write_atomic
+
     written = False
     for name in ("pre-receive", "post-receive"):
         text = resources.files("tova").joinpath(f"data/{name}").read_bytes()
@@ -363,6 +372,13 @@ def cmd_remove(args: argparse.Namespace, s: Session) -> int:
 
 
 def cmd_init(args: argparse.Namespace, s: Session) -> int:
+    from typing import cast
+
+    from dulwich.repo import Repo
+
+    if TYPE_CHECKING:
+        from dulwich.refs import Ref
+
     layout = s.layout
     app = layout.app(check_app_name(args.app))
     created = not app.repo.exists()
