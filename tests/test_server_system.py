@@ -4,6 +4,7 @@ real loopback server (the adapter's commands: tests/test_host_commands.py)."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 
 import pytest
@@ -61,3 +62,18 @@ def test_health_checks_real_http():
     exited = wait_healthy(port, "/ok", 0.2, deadline=3600, alive=lambda: False)
     assert not exited.ok and exited.detail.startswith("process exited")
 
+
+
+def test_a_starting_instance_is_polled_often_and_asked_about_its_process_seldom():
+    """Polls of a port nobody listens on cost a refused connection; whether the process
+    still runs costs a systemctl call, asked every ALIVE_EVERY seconds only."""
+    from tova.server.health import ALIVE_EVERY
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # a free port: every poll is refused
+    asked = []
+    result = wait_healthy(port, "/ok", 0.2, deadline=0.6, interval=0.01, alive=lambda: asked.append(1) or True)
+    assert not result.ok and result.detail.startswith("not listening after 0.6s")
+    assert 1 <= len(asked) <= 0.6 / ALIVE_EVERY + 1
