@@ -11,7 +11,8 @@ the earlier text after a rollback, the new value of BENCH after `env set`). Rede
 repeated (BENCH_REPEAT, default 5) for a median. For the bad release: answers served by
 it (goal 0), failed (goal 0), and the time until the push printed the failure (goal < 5 s).
 Beside them, a reference from the same run: a `git push` of a branch that does not deploy
-(ssh, git and the hook's start, i.e. the floor of any push). Plain figures, no assertions.
+(ssh, git and the hook's start, i.e. the floor of any push). Pushes are plain `git push`es
+through the project's git config as --setup-git left it. Plain figures, no assertions.
 
 Needs root and the test server (vagrant/testserver; booted if needed, NOT reset: it may
 share the server with an e2e run's apps). BENCH_RATE (default 200 requests/s in total)
@@ -291,6 +292,9 @@ def main() -> int:
     config = ts.ensure_up()
     configure_server(config)
     env = {**ts.ssh_env(config), "NO_COLOR": "1"}
+    # git pushes as a user's plain `git push`: through the project's core.sshCommand, which
+    # --setup-git wrote (TOVA_SSH_CONFIG's -F, and one ssh connection kept between pushes).
+    env.pop("GIT_SSH_COMMAND")
     rows: list[Row] = []
     bads: list[dict] = []
     reference = None

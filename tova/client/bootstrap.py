@@ -152,29 +152,41 @@ def ensure_remote(project: Path, manifest: Manifest, server: Server, result: Set
     ensure_ssh_command(project, server, result)
 
 
-def ssh_command_for(config: str | None) -> str | None:
-    """The project's core.sshCommand when a custom ssh config (TOVA_SSH_CONFIG) is in
-    use, so a plain `git push` resolves the same hosts as `tova`."""
-    if not config:
-        return None
-    return shlex.join(["ssh", "-F", os.path.abspath(config)])
+# A plain `git push` keeps its ssh connection open for the next one (a push-to-deploy
+# loop pays the ssh handshake once): the socket is in ~/.ssh (the user's own, 0700),
+# named by ssh's hash of host, port and user.
+GIT_MUX_PATH = "~/.ssh/tova-%C"
+GIT_MUX_PERSIST = "10m"
+
+
+def ssh_command_for(config: str | None) -> str:
+    """The project's core.sshCommand: connection multiplexing, and -F with a custom ssh
+    config (TOVA_SSH_CONFIG) so a plain `git push` resolves the same hosts as `tova`."""
+    argv = ["ssh"] + (["-F", os.path.abspath(config)] if config else [])
+    argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={GIT_MUX_PATH}", "-o", f"ControlPersist={GIT_MUX_PERSIST}"]
+    return shlex.join(argv)
+
+
+def _earlier_ssh_commands(config: str | None) -> set[str]:
+    """What earlier versions of --setup-git wrote: replaced, never warned about."""
+    return {shlex.join(["ssh", "-F", os.path.abspath(config)])} if config else set()
 
 
 def ensure_ssh_command(project: Path, server: Server, result: SetupResult) -> None:
     wanted = ssh_command_for(server.conn.config)
-    if wanted is None:
-        return
     res = localgit.git(project, "config", "--local", "--get", "core.sshCommand")
     current = res.out.strip() if res.exit_code == 0 else None
     if current == wanted:
         return
-    if current:
+    if current and current not in _earlier_ssh_commands(server.conn.config):
         result.lines.append(step(f"core.sshCommand is {current!r}; left as is", WARN))
-        result.lines.append(f"      (a plain git push needs `-F {server.conn.config}`: "
-                            f"git config core.sshCommand {shlex.quote(wanted)})")
+        result.lines.append(f"      (tova's is: git config core.sshCommand {shlex.quote(wanted)})")
         return
+    # ssh does not create the socket's directory (a push would fail without it).
+    (Path.home() / ".ssh").mkdir(mode=0o700, exist_ok=True)
     localgit.git(project, "config", "--local", "core.sshCommand", wanted)
-    result.lines.append(step(f"git config core.sshCommand: ssh -F {server.conn.config}"))
+    config = f"-F {server.conn.config}, " if server.conn.config else ""
+    result.lines.append(step(f"git config core.sshCommand: ssh {config}one connection kept for {GIT_MUX_PERSIST}"))
 
 
 def setup_git(
