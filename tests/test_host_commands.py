@@ -18,10 +18,10 @@ def test_rollout_commands():
     assert cmd.start_instances("a", [3002, 3003]) == [
         "systemctl", "restart", "tova-a@3002.service", "tova-a@3003.service"]
     assert cmd.commit_instances("a", [3002, 3003], [3000]) == [
-        ["systemctl", "enable", "--quiet", "tova-a@3002.service", "tova-a@3003.service"],
-        ["systemctl", "disable", "--quiet", "--now", "--no-block", "tova-a@3000.service"]]
-    assert cmd.commit_instances("a", [3002], []) == [["systemctl", "enable", "--quiet", "tova-a@3002.service"]]
-    assert cmd.stop_instances("a", [3000]) == ["systemctl", "disable", "--quiet", "--now", "tova-a@3000.service"]
+        ["systemctl", "enable", "--quiet", "--no-reload", "tova-a@3002.service", "tova-a@3003.service"],
+        ["systemctl", "disable", "--quiet", "--no-reload", "--now", "--no-block", "tova-a@3000.service"]]
+    assert cmd.commit_instances("a", [3002], []) == [["systemctl", "enable", "--quiet", "--no-reload", "tova-a@3002.service"]]
+    assert cmd.stop_instances("a", [3000]) == ["systemctl", "disable", "--quiet", "--no-reload", "--now", "tova-a@3000.service"]
     assert cmd.instance_journal("a", 3002, 1700000000.25, 12) == [
         "journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", "tova-a@3002.service",
         "--since", "@1700000000.250", "-n", "12"]
@@ -29,10 +29,10 @@ def test_rollout_commands():
 
 def test_systemd_instance_commands():
     assert cmd.restart_instance("my-app", 3001) == [
-        ["systemctl", "enable", "--quiet", "tova-my-app@3001.service"],
+        ["systemctl", "enable", "--quiet", "--no-reload", "tova-my-app@3001.service"],
         ["systemctl", "restart", "tova-my-app@3001.service"]]
     assert cmd.stop_instance("my-app", 3001) == [
-        ["systemctl", "disable", "--quiet", "tova-my-app@3001.service"],
+        ["systemctl", "disable", "--quiet", "--no-reload", "tova-my-app@3001.service"],
         ["systemctl", "stop", "tova-my-app@3001.service"]]
     assert cmd.instance_active("a", 3000) == ["systemctl", "is-active", "--quiet", "tova-a@3000.service"]
     assert cmd.instance_show("a", 3000) == [

@@ -27,14 +27,21 @@ def sql_ident(name: str) -> str:
 
 # --- systemd -------------------------------------------------------------------------
 
+# Enabling and disabling instances only adds or removes the [Install] symlink that the next
+# boot reads: --no-reload spares a whole-manager daemon-reload per deploy (about 0.2 s on a
+# server with 30 apps, growing with every app); the instances are started and stopped
+# explicitly.
+NO_RELOAD = "--no-reload"
+
+
 def restart_instance(app: str, port: int) -> list[list[str]]:
     """Enable (so it comes back after a reboot), then restart the instance on `port`."""
-    return [["systemctl", "enable", "--quiet", unit(app, port)],
+    return [["systemctl", "enable", "--quiet", NO_RELOAD, unit(app, port)],
             ["systemctl", "restart", unit(app, port)]]
 
 
 def stop_instance(app: str, port: int) -> list[list[str]]:
-    return [["systemctl", "disable", "--quiet", unit(app, port)],
+    return [["systemctl", "disable", "--quiet", NO_RELOAD, unit(app, port)],
             ["systemctl", "stop", unit(app, port)]]
 
 
@@ -48,15 +55,16 @@ def commit_instances(app: str, serving: list[int], retired: list[int]) -> list[l
     without waiting for their drain."""
     argvs = []
     if serving:
-        argvs.append(["systemctl", "enable", "--quiet", *(unit(app, p) for p in serving)])
+        argvs.append(["systemctl", "enable", "--quiet", NO_RELOAD, *(unit(app, p) for p in serving)])
     if retired:
-        argvs.append(["systemctl", "disable", "--quiet", "--now", "--no-block", *(unit(app, p) for p in retired)])
+        argvs.append(["systemctl", "disable", "--quiet", NO_RELOAD, "--now", "--no-block",
+                      *(unit(app, p) for p in retired)])
     return argvs
 
 
 def stop_instances(app: str, ports: list[int]) -> list[str]:
     """Disable and stop the instances on `ports` together; systemctl waits for each to drain."""
-    return ["systemctl", "disable", "--quiet", "--now", *(unit(app, p) for p in ports)]
+    return ["systemctl", "disable", "--quiet", NO_RELOAD, "--now", *(unit(app, p) for p in ports)]
 
 
 def instance_journal(app: str, port: int, since: float, lines: int) -> list[str]:
