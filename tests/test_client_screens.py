@@ -73,6 +73,15 @@ def test_degraded_and_not_deployed():
     assert "not deployed" in status_screen(status(version=None, instances=[], last_deploy=None), now=NOW)
 
 
+def test_status_screen_says_what_a_repair_found_and_did():
+    last = {"outcome": "repaired", "start": NOW - 120, "end": NOW - 60, "version": "v5",
+            "found": ["the registry recorded v4 as live but current is v5"],
+            "done": ["started v5 (health-checked) on ports 3002, 3003, stopped the rest"]}
+    text = status_screen(status(last_deploy=last), now=NOW)
+    assert ("— repaired: found the registry recorded v4 as live but current is v5; "
+            "started v5 (health-checked) on ports 3002, 3003, stopped the rest") in text, text
+
+
 def test_list_shows_memory_and_disk_per_app():
     from tova.client.screens import overview_screen
 

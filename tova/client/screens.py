@@ -153,6 +153,8 @@ def _last_deploy_line(last: dict[str, Any] | None, now: float) -> str:
         suffix += f" at step {last['step']}"
     if outcome != "ok" and last.get("error"):
         suffix += f": {last['error']}"
+    if last.get("found"):  # a repair after an interrupted deploy (tova.server.repair)
+        suffix += ": found " + "; ".join(last["found"]) + "; " + "; ".join(last.get("done") or [])
     return f"  Last deploy:  {_when(last.get('end') or last.get('start'), now)}{suffix}"
 
 

@@ -155,7 +155,16 @@ def run(args: argparse.Namespace) -> int:
     out = Out(sys.stderr if getattr(args, "json", False) else sys.stdout)
     session = Session(settings, Layout.of(settings.root), out)
     out.journal = lambda line: session.ops.system.journal(line)
+    if args.cmd not in REPAIR_UNDER_LOCK:
+        from tova.server.repair import repair_all
+
+        repair_all(settings, session.layout, session.ops.system, out)  # what a killed deploy left, first
     return HANDLERS[args.cmd](args, session)
+
+
+# The deploy pipeline repairs under the deploy lock it holds; the pre-receive check only
+# reads, and the post-receive hook's deploy follows it.
+REPAIR_UNDER_LOCK = frozenset({"hook", "deploy", "pre-receive"})
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -239,6 +248,10 @@ def cmd_status(args: argparse.Namespace, s: Session) -> int:
         print(f"  @{i['port']}  {i['state']}")
     for problem in st["problems"]:
         print(f"  ! {problem}")
+    if st["repaired"]:
+        r = st["repaired"]
+        print(f"  ! repaired{'' if r['outcome'] == 'repaired' else ' (not fully)'}: found "
+              + "; ".join(r["found"]) + "; " + "; ".join(r["done"]))
     return EXIT_OK
 
 

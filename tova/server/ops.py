@@ -20,7 +20,8 @@ from tova.progress import Out
 from tova.server import envfile, history, releases
 from tova.server.atomic import write_atomic
 from tova.server.locks import deploy_lock
-from tova.server.registry import Registry, free_app
+from tova.server.registry import IN_FLIGHT, Registry, free_app
+from tova.server.repair import diagnose, last_repair
 from tova.server.rollout import report_failure, restart_all, switch_to
 from tova.server.system import System
 from tova.server.usage import dir_bytes
@@ -165,10 +166,10 @@ class ServerOps:
             found.append(f"{app.current} is a directory, not the link to a release")
         elif current is not None and not app.release(current).is_dir():
             found.append(f"current points at releases/{current}, which does not exist")
-        recorded = entry.get("version")
-        if current is not None and recorded is not None and recorded != current:
-            found.append(f"the registry records {recorded} but current is {current} "
-                         "(a deploy or rollback was interrupted; deploy or roll back again)")
+        interrupted = diagnose(app, entry)  # left when the deploy lock was busy: see repair.py
+        if interrupted is not None:
+            found += [f"{line} (an interrupted change, repaired once the deploy lock is free)"
+                      for line in interrupted.found]
         return found
 
     def status(self, app: AppLayout) -> dict[str, Any]:
@@ -192,6 +193,7 @@ class ServerOps:
             "certificate": self.system.certificate(entry.get("domain") or (manifest.domain if manifest else ""))
             if (entry.get("domain") or manifest) else None,
             "last_deploy": history.last(app.history),
+            "repaired": last_repair(history.read(app.history)),  # what the last repair found and did
             "releases_kept": len(releases.listing(app)),
             "keep_releases": manifest.keep_releases if manifest else 5,
         }
@@ -221,8 +223,9 @@ class ServerOps:
     def remove(self, app: AppLayout, out: Out) -> dict[str, Any]:
         with deploy_lock(app, self.settings.lock_wait, what="remove"):
             manifest = releases.current_manifest(app)
-            # With the instances a rollout killed half-way left starting, if any.
-            ports = self.ports(app) + list((self.registry.app(app.name) or {}).get("starting", []))
+            # With the instances a rollout killed half-way left starting or retiring, if any.
+            entry = self.registry.app(app.name) or {}
+            ports = self.ports(app) + [p for key in IN_FLIGHT for p in entry.get(key, [])]
             archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
             # Database dumps and app data: root's alone.
             self.layout.archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

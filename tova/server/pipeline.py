@@ -15,7 +15,9 @@ and (through them) `tova deploy`. `_run` calls them in this order, top to bottom
     prune      delete old releases beyond keep_releases
 
 Each step is idempotent and is a fault-injection point: TOVA_FAULT_INJECT=<step> makes the
-process SIGKILL itself right before that step (used by the crash-safety tests only)."""
+process SIGKILL itself right before that step (used by the crash-safety tests only; see
+tova.server.faults). Whatever a killed deploy leaves, the next command repairs
+(tova.server.repair, called right after the lock is taken)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,9 +60,11 @@ from tova.server.assets import arrange_static
 from tova.server.atomic import flip_symlink, write_atomic
 from tova.server.buildlog import BuildOutput
 from tova.server.checkout import changed_files, checkout, commit_object
+from tova.server.faults import fault_point
 from tova.server.health import check
 from tova.server.locks import deploy_lock
 from tova.server.registry import Registry, claim_database, fresh_ports
+from tova.server.repair import repair
 from tova.server.rollout import Failure, ports_in_use, report_failure, reprovision, restart_all, switch_to
 from tova.server.system import System
 from tova.server.tooling import bun_binary
@@ -70,11 +73,6 @@ from tova.settings import ServerSettings, compiler_argv, provisioned, settings_l
 STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",
          "restart", "verify", "prune")
 ZERO = "0" * 40
-
-
-def fault_point(step: str) -> None:
-    if os.environ.get("TOVA_FAULT_INJECT") == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -161,6 +159,7 @@ def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, r
     """Run the whole pipeline for one commit under the app's deploy lock."""
     with deploy_lock(app, settings.lock_wait, what=f"deploy of {commit.decode()[:12]}", notify=out.info):
         releases.clean_leftovers(app)  # half-made work of a deploy that died
+        repair(settings, layout, app, system, out)  # and what it left running or unrecorded
         commit = _branch_head(repo, branch, commit, out)
         if branch is not None and releases.read_meta(app.current).get("commit") == commit.decode() \
                 and releases.read_meta(app.current).get("branch") == branch:

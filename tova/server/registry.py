@@ -45,6 +45,11 @@ RESERVED_PORTS = frozenset({
 })
 
 
+# Instances a rollout has in flight (tova.server.rollout): recorded so that the next
+# command can clean up after a rollout that was killed.
+IN_FLIGHT = ("starting", "retiring")
+
+
 def empty(first_port: int) -> dict[str, Any]:
     return {"apps": {}, "next_port": first_port}
 
@@ -119,11 +124,11 @@ def claim_database(data: dict[str, Any], app: str, engine: str, name: str | None
 
 def fresh_ports(data: dict[str, Any], count: int, first_port: int,
                 avoid: frozenset[int] | set[int] = frozenset()) -> list[int]:
-    """The lowest `count` ports no app serves or is starting on, never in `avoid` (in use
-    on the server) nor RESERVED_PORTS (pure): a rollout starts the new instances there,
-    beside the live ones."""
+    """The lowest `count` ports no app serves, is starting on or still retires, never in
+    `avoid` (in use on the server) nor RESERVED_PORTS (pure): a rollout starts the new
+    instances there, beside the live ones."""
     taken = (used_ports(data) | RESERVED_PORTS | set(avoid)
-             | {p for entry in data["apps"].values() for p in entry.get("starting", [])})
+             | {p for entry in data["apps"].values() for key in IN_FLIGHT for p in entry.get(key, [])})
     ports: list[int] = []
     candidate = first_port
     while len(ports) < count:
@@ -168,9 +173,11 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     for name, entry in data["apps"].items():
         if not isinstance(entry, dict):
             return f"the entry of app {name!r} is not an object"
-        ports = entry.get("ports", [])
-        if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
-            return f"the ports of app {name!r} are not a list of numbers"
+        for key in ("ports", *IN_FLIGHT):
+            ports = entry.get(key, [])
+            if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
+                what = "ports" if key == "ports" else f"{key} ports"
+                return f"the {what} of app {name!r} are not a list of numbers"
         if not isinstance(entry.get("databases", {}), dict):
             return f"the databases of app {name!r} are not an object"
     return None

@@ -15,6 +15,7 @@ from tova.manifest import Manifest, probe_path
 from tova.naming import unit
 from tova.progress import Out, OutputLines
 from tova.server.atomic import flip_symlink, write_atomic
+from tova.server.faults import fault_point
 from tova.server.health import HealthResult, wait_for
 from tova.server.netstat import listening_ports
 from tova.server.registry import Registry, fresh_ports
@@ -45,28 +46,44 @@ class Failure:
 def restart_all(system: System, app: AppLayout, manifest: Manifest, settings: ServerSettings,
                 registry: Registry) -> tuple[list[int], Failure | None]:
     """Roll the app onto the release `current` points at: the new ports, and the first
-    failure (then the live instances are untouched and keep serving)."""
+    failure (then the live instances are untouched and keep serving).
+
+    The registry names what is in flight, for the next command to clean up after a
+    rollout killed half-way (tova.server.repair): `starting` the new instances until they
+    serve, `retiring` the old ones until they are stopped."""
     started = time.time()
     with registry.transaction() as data:
         entry = data["apps"].setdefault(app.name, {})
-        stale = [p for p in entry.pop("starting", []) if p not in entry.get("ports", [])]
-        old = list(entry.get("ports", []))
+        serving = list(entry.get("ports", []))
+        stale = [p for p in entry.pop("starting", []) if p not in serving]
+        # Old instances a killed rollout left running retire with the serving ones.
+        old = serving + [p for p in entry.pop("retiring", []) if p not in serving and p not in stale]
+        if old != serving:
+            entry["retiring"] = [p for p in old if p not in serving]
         new = fresh_ports(data, manifest.instances, settings.first_port, ports_in_use(manifest))
         entry["starting"] = new  # so a rollout that dies here is cleaned up by the next one
     system.stop_instances(app, stale)
     failure = _start_checked(system, app, new, manifest, settings, started)
+    fault_point("instances-started")
+    retired = [p for p in old if p not in new]
     with registry.transaction() as data:
         entry = data["apps"].setdefault(app.name, {})
         entry.pop("starting", None)
         if failure is None:
             entry["ports"] = new
             entry["instances"] = len(new)
+            if retired:
+                entry["retiring"] = retired
     if failure is not None:
-        return old, failure
+        return serving, failure
     system.set_upstreams(app, new)
+    fault_point("upstreams-switched")
     if old:
         time.sleep(SWITCH_WAIT)
-    system.commit_instances(app, new, [p for p in old if p not in new])
+    system.commit_instances(app, new, retired)
+    if retired:
+        with registry.transaction() as data:
+            data["apps"].get(app.name, {}).pop("retiring", None)
     return new, None
 
 

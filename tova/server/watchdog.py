@@ -4,12 +4,14 @@
 One process for every app: it sleeps until the next app is due, asks each of that app's
 instances on loopback whether it answers (hourly, and to confirm a failure: the deploy
 block's full check), and restarts an instance that fails two checks in a row
-(RETRY_DELAY apart). When all is well it runs no subprocess and writes nothing to
+(RETRY_DELAY apart). Each tick it also finishes what a killed deploy, rollback or env
+change left behind (tova.server.repair). When all is well it runs no subprocess and writes nothing to
 the journal; each restart is one journal line. The policy is in tova.server.health."""
 
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import sys
 import time
@@ -20,10 +22,12 @@ from tova.errors import TovaError
 from tova.layout import AppLayout, Layout
 from tova.manifest import HealthCheck, probe_path
 from tova.naming import unit
+from tova.progress import Out
 from tova.server.adapters import select_system
 from tova.server.health import answers, check, full_check_due, next_check, phase, restart_due
 from tova.server.registry import Registry
 from tova.server.releases import current_manifest
+from tova.server.repair import diagnose, repair_if_needed
 from tova.server.system import System
 from tova.settings import ServerSettings, load_settings
 
@@ -83,6 +87,7 @@ class Watcher:
     def tick(self) -> float:
         """Check every app that is due; return the seconds to sleep until the next one."""
         now = self.clock()
+        self.repair()
         apps = {t.app: t for t in targets(self.layout, self.registry)}
         for name in list(self.due):
             if name not in apps:
@@ -100,6 +105,21 @@ class Watcher:
                 self.due[name] = next_check(began, interval, failing)
         wake = min(self.due.values(), default=now + MAX_SLEEP)
         return max(0.0, min(MAX_SLEEP, wake - self.clock()))
+
+    def repair(self) -> None:
+        """Finish what a killed deploy, rollback or env change left (tova.server.repair):
+        the check reads the registry and a link, no subprocess; each repair's lines go
+        to the journal."""
+        for name, entry in sorted(self.registry.read()["apps"].items()):
+            app = self.layout.app(name)
+            if diagnose(app, entry) is None:
+                continue
+            out = Out(io.StringIO())
+            out.journal = self.log
+            try:
+                repair_if_needed(self.settings, self.layout, app, self.system, out)
+            except TovaError as err:
+                self.log(f"{name}: repair failed: {err.message}")
 
     def check(self, t: Target) -> bool:
         """Check each instance of one app; True while one of them is failing."""
