@@ -167,7 +167,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def app_server():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     t.start()
     yield srv
     srv.shutdown()

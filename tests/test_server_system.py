@@ -42,7 +42,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def test_health_checks_real_http():
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     t.start()
     try:
         port = srv.server_address[1]

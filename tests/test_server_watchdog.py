@@ -65,7 +65,7 @@ def _instance(status: int) -> http.server.HTTPServer:
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Handler)
     srv.status = status  # type: ignore[attr-defined]
     srv.requests = []  # type: ignore[attr-defined]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     return srv
 
 
