@@ -21,3 +21,12 @@ def site(tmp_path):
     s = Site(tmp_path)
     yield s
     s.close()
+
+
+def pytest_collection_modifyitems(items):
+    """A test that deploys into a temp root (the `site` fixture: real pushes, builds and
+    app processes, about a second each) is `slow`: outside the quick loop, its own stage
+    in ./run-tests."""
+    for item in items:
+        if "site" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
