@@ -59,3 +59,36 @@ def test_toolchain_script_installs_the_developers_version():
     script = render_toolchain(ServerSettings(compiler_version="0.11.26"))
     assert "readonly TOVA_VERSION=0.11.26" in script and "readonly COMPILER=/opt/tova/compiler/tova" in script
     assert "system_bun\nsystem_compiler\n" in script
+
+
+def test_a_good_check_holds_until_a_file_it_ran_or_a_version_it_expects_changes(tmp_path, monkeypatch):
+    """Every build asks for the toolchain; Bun and the compiler run for their versions
+    only when one of them (or the expected version) changed since a check that passed."""
+    log = tmp_path / "ran"
+
+    def tool(name: str, answer: str) -> Path:
+        path = tmp_path / name
+        path.write_text(f"#!/bin/sh\necho {name} >> {log}\necho '{answer}'\n")
+        path.chmod(0o755)
+        return path
+
+    bun = tool("bun", "1.1.0")
+    compiler = tool("tova", "Tova v0.11.26")
+    monkeypatch.setattr(toolchain, "bun_binary", lambda: str(bun))
+    settings = ServerSettings(root=str(tmp_path / "root"), compiler=str(compiler), bun_version="1.1.0",
+                              compiler_version="0.11.26")
+
+    def runs() -> list[str]:
+        ran = log.read_text().split() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return ran
+
+    assert toolchain.ensure(settings, print).compiler == "0.11.26" and runs() == ["bun", "tova"]
+    assert toolchain.ensure(settings, print) == toolchain.Toolchain("1.1.0", "0.11.26", ()) and runs() == []
+    tool("tova", "Tova v0.11.26")  # the compiler replaced: checked again
+    toolchain.ensure(settings, print)
+    assert runs() == ["bun", "tova"]
+    other = ServerSettings(root=settings.root, compiler=str(compiler), bun_version="1.1.0", compiler_version="0.12.0")
+    # another expected version: the last check does not answer for it (ensure would check)
+    assert toolchain._checked(other, toolchain._stamp(other)) is None
+    assert toolchain._checked(settings, toolchain._stamp(settings)) is not None

@@ -9,6 +9,7 @@ must have is the developer's (recorded at --setup-git in <root>/compiler/version
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -67,13 +68,52 @@ def inspect(settings: ServerSettings) -> Toolchain:
     return Toolchain(bun_found, compiler_found, tuple(problems))
 
 
+CHECKED = "checked.json"  # in compiler_dir: the last check that found no problem
+
+
+def _stamp(settings: ServerSettings) -> str | None:
+    """What a check's answer depends on: the versions it expects, the compiler's command,
+    and each file it runs (device, inode, size, times: replacing or rewriting one changes
+    them). None when one cannot be found (then the check itself says what is wrong)."""
+    argv = compiler_argv(settings)
+    parts = [settings.bun_version, settings.compiler_version, json.dumps(argv)]
+    for path in (bun_binary(), shutil.which(argv[0]), *(a for a in argv[1:] if os.path.isfile(a))):
+        if not path:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        parts.append(f"{path} {st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}")
+    return "\n".join(parts)
+
+
+def _checked(settings: ServerSettings, stamp: str | None) -> Toolchain | None:
+    """The last good check's answer while nothing it depends on changed (running Bun and
+    the compiler for their versions costs ~50 ms of every build)."""
+    if stamp is None:
+        return None
+    try:
+        data = json.loads((compiler_dir(settings) / CHECKED).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("stamp") != stamp:
+        return None
+    return Toolchain(data.get("bun"), data.get("compiler"), ())
+
+
 def ensure(settings: ServerSettings, passthrough: Callable[[str], None]) -> Toolchain:
     """Check; when something is missing or of another version, run toolchain.sh and check
-    again. DeployError (before anything is built or switched) when it stays wrong."""
+    again. DeployError (before anything is built or switched) when it stays wrong. A check
+    that found no problem holds until a file it ran or a version it expects changes."""
     from tova.render import render_toolchain
 
+    stamp = _stamp(settings)
+    if (known := _checked(settings, stamp)) is not None:
+        return known
     found = inspect(settings)
     if not found.problems:
+        _record_checked(settings, stamp, found)
         return found
     passthrough("Toolchain: " + "; ".join(found.problems) + "\n")
     directory = compiler_dir(settings)
@@ -87,7 +127,18 @@ def ensure(settings: ServerSettings, passthrough: Callable[[str], None]) -> Tool
             "the build toolchain is not ready: " + "; ".join(found.problems or (f"toolchain.sh exit status {rc}",)),
             hint="set compiler_install in config.toml (online) or upload the compiler: "
                  "tova deploy <env> --setup-git --compiler PATH")
+    _record_checked(settings, _stamp(settings), found)
     return found
+
+
+def _record_checked(settings: ServerSettings, stamp: str | None, found: Toolchain) -> None:
+    if stamp is None:
+        return
+    try:
+        write_atomic(compiler_dir(settings) / CHECKED,
+                     json.dumps({"stamp": stamp, "bun": found.bun, "compiler": found.compiler}) + "\n")
+    except OSError:
+        pass  # only a cache: the next build checks again
 
 
 def record_version(settings: ServerSettings, version: str) -> None:
