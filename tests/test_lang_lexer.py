@@ -210,3 +210,22 @@ def test_allowed_characters(src: str) -> None:
 )
 def test_string_values(src: str, value: str | None) -> None:
     assert string_value(src) == value
+
+
+def test_grouped_operator_pattern_reads_like_the_operator_list() -> None:
+    """_OP_PATTERN (operators grouped by first character, for speed) takes the same
+    operator as an alternation of _OPS followed by the one-character operators, on every
+    run of up to four operator characters."""
+    import itertools
+    import re
+
+    from tova.lang import lexer
+
+    plain = re.compile("|".join(re.escape(o) for o in lexer._OPS) + r"|[-+*/%=!&|^~?.:@<>]")
+    grouped = re.compile(lexer._OP_PATTERN)
+    chars = "-+*/%=!&|^~?.:@<>x"
+    for n in range(1, 5):
+        for combo in itertools.product(chars, repeat=n):
+            run = "".join(combo)
+            a, b = plain.match(run), grouped.match(run)
+            assert (a and a.end()) == (b and b.end()), run

@@ -280,9 +280,10 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
     allowed only when `commas`. Otherwise unreadable parts are skipped."""
     fields: list[Field] = []
     blocks: list[SubBlock] = []
+    toks, text, sc_loc = r.toks, r.text, r.sc.loc
     i = lo
     while i < close:
-        kind = r.kind(i)
+        kind, s, e = toks[i]
         if kind == ";" or (kind == "," and (commas or not strict)):
             i += 1
             continue
@@ -291,10 +292,11 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
                 "fields of a deploy block are not separated by commas", i,
                 "put each field on its own line, or separate them with ';'",
             )
-        if kind in ("name", "str") and i + 1 < close:
-            key = r.src(i) if kind == "name" else string_value(r.src(i))
-            if key is not None and r.is_op(i + 1, close, ":"):
-                loc = r.loc(i)
+        if (kind == "name" or kind == "str") and i + 1 < close:
+            key = text[s:e] if kind == "name" else string_value(text[s:e])
+            nk, ns, ne = toks[i + 1]
+            if key is not None and nk == "op" and text[ns:ne] == ":":
+                loc = sc_loc(s)
                 value = _literal(r, i + 2, close)
                 if value is not None:  # the usual field, in one step
                     fields.append(Field(key=key, value=value, loc=loc))
@@ -344,11 +346,22 @@ def _literal(r: _Region, i: int, close: int) -> Value | None:
     if i >= close:
         return None
     kind, s, e = r.toks[i]
-    if kind != "str" and kind != "num" and not (kind == "name" and r.text[s:e] in _LITERAL_WORDS):
+    text = r.text
+    if kind != "str" and kind != "num" and not (kind == "name" and text[s:e] in _LITERAL_WORDS):
         return None
     if i + 1 < close and _goes_on(r, e, r.toks[i + 1]):
         return None
-    return _make_value(r, i, i + 1, 0)
+    # _make_value(r, i, i + 1, 0) for these kinds (no group to look into), in one step
+    src = text[s:e]
+    loc = r.sc.loc(s)
+    if kind == "str":
+        decoded = string_value(src)
+        return Value("expr", None, src, loc) if decoded is None else Value("string", decoded, src, loc)
+    if kind == "num":
+        return _number(src, loc)
+    if src == "nil":
+        return Value("nil", None, src, loc)
+    return Value("bool", src == "true", src, loc)
 
 
 def _goes_on(r: _Region, end: int, tok: tuple[str, int, int]) -> bool:
