@@ -202,8 +202,22 @@ def scan(text: str, path: str = "<input>") -> Scanned:
     sc = Scanned(text, path)
     _Pass(sc).run()
     if not text.isascii():
-        _check_non_ascii(sc)
+        _check_code_non_ascii(sc)
     return sc
+
+
+def _check_code_non_ascii(sc: Scanned) -> None:
+    """_check_non_ascii() over the code between the spans, one stretch at a time: an
+    all-ASCII stretch (the usual case) costs one str.isascii(), where a regex search for
+    non-ASCII characters would look at every character of the file."""
+    text = sc.text
+    pos = sc.start
+    for start, end in zip(sc.starts, sc.ends, strict=True):
+        if start > pos and not text[pos:start].isascii():
+            _check_non_ascii(sc, pos, start)
+        pos = end
+    if not text[pos:].isascii():
+        _check_non_ascii(sc, pos, len(text))
 
 
 def unexpected(sc: Scanned, pos: int) -> TovaSyntaxError:
