@@ -11,7 +11,7 @@ from tova.errors import Location
 ValueKind = Literal["string", "int", "float", "bool", "nil", "array", "expr"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Value:
     """A field value as written in source.
 
@@ -28,12 +28,25 @@ class Value:
     text: str
     loc: Location
 
+    def __init__(self, kind: ValueKind, value: object, text: str, loc: Location) -> None:
+        d = self.__dict__  # (frozen: set once; see Location.__init__)
+        d["kind"] = kind
+        d["value"] = value
+        d["text"] = text
+        d["loc"] = loc
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Field:
     key: str
     value: Value
     loc: Location
+
+    def __init__(self, key: str, value: Value, loc: Location) -> None:
+        d = self.__dict__  # (frozen: set once; see Location.__init__)
+        d["key"] = key
+        d["value"] = value
+        d["loc"] = loc
 
 
 @dataclass(frozen=True)
