@@ -7,7 +7,10 @@ REFRESH, from a tiny DNS responder on loopback (`tova-upstreams.service`) that a
 from one file per app, written here by the rollout. Pointing an app at new instances is a
 file rename; Caddy sees it within REFRESH, on the next request.
 
-The responder listens on a privileged port so no app user can stand in for it."""
+The responder listens on a privileged port so no app user can stand in for it. (Caddy's
+errors name the /etc/resolv.conf server, `lookup <app>.tova.internal on 10.x.x.x:53`: Go
+reports the server it handed to the resolver's dialer, which Caddy's dialer ignores; every
+query comes here, none leaves the host.)"""
 
 from __future__ import annotations
 
