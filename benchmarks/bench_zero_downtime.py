@@ -8,7 +8,9 @@ keep-alive connection the server closed before any answer, retried once on a fre
 curl and browsers do, counted apart), the slowest answer, and push-to-live: from the start
 of the command until the first answer through Caddy from the new instances (the new text,
 the earlier text after a rollback, the new value of BENCH after `env set`). Redeploys are
-repeated (BENCH_REPEAT, default 5) for a median. For the bad release: answers served by
+repeated (BENCH_REPEAT, default 5) for a median, with the time each phase of the push ended
+(the hook running after ssh, git and the pre-receive check; the build; the release ready).
+For the bad release: answers served by
 it (goal 0), failed (goal 0), and the time until the push printed the failure (goal < 5 s).
 Beside them, a reference from the same run: a `git push` of a branch that does not deploy
 (ssh, git and the hook's start, i.e. the floor of any push). Pushes are plain `git push`es
@@ -165,11 +167,17 @@ class Load:
         return began, result
 
 
+# The push's lines that end a phase: the post-receive hook running (after ssh, git and the
+# pre-receive check), the build done, the release ready (the line before the rollout).
+PHASE_LINES = {"received": ("Received push",), "built": ("→ done", "✓"),  # the first step's: the build's
+               "released": ("Deploying app", "✓")}
+
+
 def timed_push(project: Project, *refspec: str, marks: dict[str, float] | None = None
                ) -> tuple[str, float | None, float]:
     """`git push`, its output, when (seconds after the start) a line saying the health check
-    failed arrived, and how long the whole push took. `marks` gets the monotonic time the
-    release was ready (the line before the rollout)."""
+    failed arrived, and how long the whole push took. `marks` gets the monotonic time each
+    line of PHASE_LINES arrived."""
     began = time.monotonic()
     proc = subprocess.Popen(["git", *GIT_ID, "push", "prod", *(refspec or ("main",))], cwd=project.dir,
                             env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -179,8 +187,10 @@ def timed_push(project: Project, *refspec: str, marks: dict[str, float] | None =
         out.append(line)
         if failed_at is None and "FAILED" in line:
             failed_at = time.monotonic() - began
-        if marks is not None and "Deploying app" in line and "✓" in line:
-            marks["released"] = time.monotonic()
+        if marks is not None:
+            for mark, words in PHASE_LINES.items():
+                if mark not in marks and all(w in line for w in words):
+                    marks[mark] = time.monotonic()
     proc.wait()
     return "".join(out), failed_at, time.monotonic() - began
 
@@ -217,6 +227,7 @@ class Row:
     slowest: float = 0.0
     live: list[float] = field(default_factory=list)
     rollout: list[float] = field(default_factory=list)  # release ready -> new instances answering
+    phases: dict[str, list[float]] = field(default_factory=dict)  # PHASE_LINES' arrival after the start
     errors: dict[str, int] = field(default_factory=dict)
 
     def add(self, load: Load, began: float) -> None:
@@ -247,6 +258,8 @@ def measure(instances: int, project: Project, domain: str, web: Https) -> tuple[
         redeploys.add(load, began)
         if load.live_at is not None and "released" in marks:
             redeploys.rollout.append(load.live_at - marks["released"])
+        for mark, at in marks.items():
+            redeploys.phases.setdefault(mark, []).append(at - began)
     rows.append(redeploys)
 
     rollback = Row(instances, "rollback")
@@ -323,6 +336,12 @@ def main() -> int:
         if row.rollout:
             print(f"  {row.instances} instance(s), redeploy: of which from the release being ready to the new"
                   f" instances answering (start, check, switch): median {statistics.median(row.rollout):.2f} s")
+    for row in rows:
+        if row.phases and row.live:
+            when = ", ".join(f"{mark} {statistics.median(row.phases[mark]):.2f} s" for mark in PHASE_LINES
+                             if mark in row.phases)
+            print(f"  {row.instances} instance(s), redeploy: phases ended after (median) {when},"
+                  f" live {statistics.median(row.live):.2f} s")
     print(f"reference (same run): a git push of a branch that does not deploy took {reference:.2f} s")
     print("\nBad release (/ answers, the health path answers 500), under the same load")
     print(f"{'instances':>9}{'requests':>10}{'answers from bad release':>26}{'failed':>8}{'retried':>8}"
