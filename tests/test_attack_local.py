@@ -497,3 +497,54 @@ def test_status_says_when_the_live_release_is_gone(site):
     st = json.loads(site.release("status", "myapp", "--json", check=True).stdout)
     assert st["problems"] == ["current points at releases/v1, which does not exist"], st["problems"]
     assert "! current points at releases/v1" in site.release("status", "myapp", check=True).stdout
+
+
+@pytest.fixture
+def small_disk_site(tmp_path):
+    """A site whose TOVA_ROOT is a 16 MB tmpfs (the client's work tree is not on it)."""
+    import subprocess
+
+    from release_harness import Site
+
+    root = tmp_path / "opt-tova"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(root)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a small tmpfs needs root: {mounted.stderr.strip()}")
+    site = Site(tmp_path)
+    try:
+        yield site
+    finally:
+        site.close()
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def test_a_full_disk_during_a_deploy_is_named_recorded_and_changes_nothing(small_disk_site):
+    import json
+
+    site = small_disk_site
+    site.release("env", "myapp", "set", "API_TOKEN=s3cret", check=True)
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    registry, env = site.layout.registry.read_bytes(), site.app.env_file.read_bytes()
+    # 64 MB of zeros: a tiny pack in repo.git, four times the disk once checked out.
+    site.write_app("v2")
+    with open(site.work / "big.bin", "wb") as f:
+        f.truncate(64 << 20)
+    site.commit("big")
+    out = site.push().stderr
+    assert "error: the server's disk is full" in out and "(at step checkout; nothing was switched)" in out, out
+    assert "hint: free space on the server" in out, out
+    assert "internal error" not in out and "Traceback" not in out, out
+    assert site.current() == "v1" and all(site.get(p) == (200, "v1") for p in site.ports())
+    assert site.layout.registry.read_bytes() == registry and site.app.env_file.read_bytes() == env
+    last = _history(site)[-1]
+    assert last["outcome"] == "failed" and last["step"] == "checkout", last
+    assert "disk is full" in last["error"], last
+    assert json.loads(site.release("status", "myapp", "--json", check=True).stdout)["problems"] == []
+    # Once the space is back (here: the big file gone), the next push deploys.
+    (site.work / "big.bin").unlink()
+    site.commit("no big file")
+    assert "Live at https://myapp.example.com (v2)" in site.push().stderr

@@ -105,6 +105,19 @@ class RemoteError(TovaError):
     exit_code = EXIT_REMOTE
 
 
+def disk_full(exc: BaseException, where: str = "") -> TovaError | None:
+    """A full disk (or quota) as the user's problem to fix, not a bug of ours; None for
+    any other error."""
+    import errno
+
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    path = f": cannot write {exc.filename}" if exc.filename else ""
+    return DeployError(f"the server's disk is full{path}{where}",
+                       hint="free space on the server (see df -h; old releases go with a lower keep_releases, "
+                            "removed apps' archives stay under the toolkit's archive/), then try again")
+
+
 def internal_error_text(exc: BaseException) -> str:
     """One line of cause and one of remedy for a bug of ours (not a user mistake)."""
     return (
@@ -133,5 +146,6 @@ def run_at_edge(body: Callable[[], int]) -> int:
     except Exception as exc:
         if os.environ.get("TOVA_DEBUG"):
             raise
-        print(internal_error_text(exc), file=sys.stderr)
+        full = disk_full(exc)
+        print(full.render() if full else internal_error_text(exc), file=sys.stderr)
         return EXIT_FAILED

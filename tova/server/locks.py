@@ -44,8 +44,12 @@ def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
             hint="wait for that deploy to finish, then push again",
         ) from None
     try:
-        # Who holds it, for the message above; informational only (the flock decides).
-        write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}))
+        # Who holds it, for the message above; informational only (the flock decides), so
+        # a full disk does not stop the deploy here, before it can say why and record it.
+        try:
+            write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}))
+        except OSError:
+            pass
         yield
     finally:
         try:

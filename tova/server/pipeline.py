@@ -37,7 +37,7 @@ from dulwich.errors import ChecksumMismatch, NotGitRepository, ObjectMissing
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
-from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError
+from tova.errors import ConfigError, DeployError, MissingSecretsError, TovaError, disk_full
 from tova.lang.sources import source_dir
 from tova.layout import STATIC, AppLayout, Layout
 from tova.manifest import LAYERS, MANIFEST_FILE, Manifest, changed_layers, describe, probe_path
@@ -169,16 +169,27 @@ def deploy(settings: ServerSettings, layout: Layout, app: AppLayout, env: str, r
         trail = Trail(branch)
         app.build_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(app.build_dir, 0o700)
-        workdir = Path(tempfile.mkdtemp(prefix="deploy-", dir=app.build_dir))
+        workdir = None
         try:
+            workdir = Path(tempfile.mkdtemp(prefix="deploy-", dir=app.build_dir))
             return _run(ctx, trail, workdir)
+        except OSError as exc:
+            full = disk_full(exc, f" (at step {trail.step}; " + (
+                "nothing was switched)" if trail.step in STEPS[:STEPS.index("switch")]
+                else "the next command finishes or undoes the switch)"))
+            if full is None:
+                raise
+            # What this deploy wrote is most likely what filled the disk: free it first,
+            # so that its history record fits.
+            releases.clean_leftovers(app)
+            _record_failure(ctx, trail, full)
+            raise full from None
         except TovaError as err:
-            _record(ctx, trail, "failed", trail.step, error=err.message)
-            if trail.release_dir is not None:
-                releases.mark_failed(trail.release_dir, f"failed at {trail.step}: {err.message}")
+            _record_failure(ctx, trail, err)
             raise
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
             _pack_repo(app, out)
 
 
@@ -612,6 +623,19 @@ def _roll_back(ctx: Context, trail: Trail, manifest: Manifest, plan: Plan, relea
         out.line(f"{out.fail_mark} Deploy failed. Rolled back to {target.version}, which is not healthy either.")
     out.line(f"  Run `tova deploy {ctx.env} --logs` to investigate.")
     return Outcome("rolled_back", target.version, 1)
+
+
+def _record_failure(ctx: Context, trail: Trail, err: TovaError) -> None:
+    """The failed deploy's history record (and its release's failed marker), also when the
+    disk is still too full for them: then the error says so."""
+    try:
+        _record(ctx, trail, "failed", trail.step, error=err.message)
+        if trail.release_dir is not None:
+            releases.mark_failed(trail.release_dir, f"failed at {trail.step}: {err.message}")
+    except OSError as exc:
+        if disk_full(exc) is None:
+            raise
+        err.message += f"; it could not be recorded in {ctx.app.history.name} (no space left)"
 
 
 def _record(ctx: Context, trail: Trail, outcome: str, step: str | None, **extra: Any) -> None:
