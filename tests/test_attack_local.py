@@ -548,3 +548,20 @@ def test_a_full_disk_during_a_deploy_is_named_recorded_and_changes_nothing(small
     (site.work / "big.bin").unlink()
     site.commit("no big file")
     assert "Live at https://myapp.example.com (v2)" in site.push().stderr
+
+
+def test_an_app_removed_twice_within_a_second_keeps_both_archives(site):
+    import time
+
+    site.write_app("v1")
+    site.commit()
+    assert "(v1)" in site.push().stderr
+    now = time.time()
+    earlier = {str(site.layout.archive_dir / "myapp" / time.strftime("%Y%m%d-%H%M%S", time.localtime(now + i)))
+               for i in range(10)}  # earlier removals within the second the next one happens in
+    for path in earlier:
+        os.makedirs(path)
+    res = site.release("remove", "myapp", "--yes", "--json")
+    assert res.returncode == 0 and "internal error" not in res.stderr, res.stderr
+    archive = __import__("json").loads(res.stdout)["archive"]
+    assert archive.endswith("-2") and archive[:-2] in earlier, archive

@@ -226,11 +226,10 @@ class ServerOps:
             # With the instances a rollout killed half-way left starting or retiring, if any.
             entry = self.registry.app(app.name) or {}
             ports = self.ports(app) + [p for key in IN_FLIGHT for p in entry.get(key, [])]
-            archive = self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S')
             # Database dumps and app data: root's alone.
             self.layout.archive_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.layout.archive_dir, 0o700)
-            archive.mkdir(mode=0o700, parents=True)
+            archive = _new_dir(self.layout.archive_dir / app.name / time.strftime('%Y%m%d-%H%M%S'))
             out.line(f"Removing {app.name}...")
             for done in self.system.remove_app(app, ports, manifest, archive):
                 out.sub(done, True)
@@ -247,6 +246,19 @@ class ServerOps:
             out.line()
             out.line(f"{out.ok_mark} Removed (data archived, not deleted)")
             return {"archive": str(archive), "ports_freed": freed}
+
+
+def _new_dir(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`...: an app removed twice within a second (set up
+    again in between) keeps both archives."""
+    candidate, n = path, 1
+    while True:
+        try:
+            candidate.mkdir(mode=0o700, parents=True)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
 
 
 def _read_bytes(path: Path) -> bytes | None:
