@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tova.manifest import Database, HealthCheck, Manifest, Proxy, Secrets
+from tova.naming import UPSTREAMS_REFRESH_MS
 from tova.render import render_all, write_rendered
 from tova.settings import ServerSettings
 
@@ -143,7 +144,7 @@ def test_caddy_accepts_the_site(case, tmp_path):
         # The instances come from tova-upstreams (SRV on loopback), never from the file.
         assert "upstreams" not in p and "health_checks" not in p
         assert p["dynamic_upstreams"] == {"source": "srv", "name": f"{manifest.app}.tova.internal",
-                                          "refresh": 100_000_000,
+                                          "refresh": UPSTREAMS_REFRESH_MS * 1_000_000,
                                           "resolver": {"addresses": ["udp/127.0.0.1:54"]}}
         assert p["transport"]["resolver"] == {"addresses": ["udp/127.0.0.1:54"]}
         assert p["load_balancing"]["selection_policy"]["policy"] == "round_robin"
