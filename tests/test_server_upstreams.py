@@ -67,21 +67,22 @@ def test_write_is_whole_and_read_ignores_junk(tmp_path):
     assert upstreams.read(tmp_path, "shop") is None
 
 
-def test_served_over_udp(tmp_path):
+def test_served_over_udp(tmp_path, monkeypatch):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     upstreams.write(tmp_path, "shop", [3007])
-    threading.Thread(target=upstreams.serve, args=(tmp_path, "127.0.0.1", port), daemon=True).start()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        # Query once it says it is bound (a query sent before is lost: a 2 s timeout).
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+        threading.Thread(target=upstreams.serve, args=(tmp_path, "127.0.0.1", port), daemon=True).start()
+        assert notify.recv(64) == b"READY=1"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(2)
-        for _ in range(50):  # the thread may not have bound yet
-            client.sendto(query("shop.tova.internal"), ("127.0.0.1", port))
-            try:
-                reply = client.recv(512)
-                break
-            except (TimeoutError, ConnectionRefusedError):
-                continue
+        client.sendto(query("shop.tova.internal"), ("127.0.0.1", port))
+        reply = client.recv(512)
         ports = [struct.unpack("!HHH", r[:6])[2] for _t, _ttl, r in decode(reply)[2]]
         assert ports == [3007]
         upstreams.write(tmp_path, "shop", [3008, 3009])  # a switch is seen by the next query
