@@ -174,7 +174,8 @@ def app_server():
     srv.server_close()
 
 
-def test_fallback_check_against_a_real_http_server(app_server):
+def test_fallback_check_against_a_real_http_server(app_server, monkeypatch):
+    monkeypatch.setattr(health, "BAD_ANSWER_PAUSE", 0.01)  # what is decided, not how slowly
     port = app_server.server_address[1]
     fallback = HealthCheck("/healthz", 30, 2, fallback=True)
     strict = HealthCheck("/healthz", 30, 2, fallback=False)
