@@ -8,6 +8,7 @@ app deployed first, evil the attacker)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,35 @@ def test_5_another_apps_files_are_out_of_reach(world):
     port = world.release_json("status", "alpha")["ports"][0]
     pid = world.ok(f"systemctl show -p MainPID --value tova-alpha@{port}.service").strip()
     assert "API_TOKEN=alpha-env-secret" in world.ok(f"tr '\\0' '\\n' </proc/{pid}/environ")
+
+
+def test_6_provisioning_does_not_follow_a_link_the_app_planted_in_data(world):
+    """The SQLite step makes the database's directory under data/; the app (its user) had
+    put a symlink there to a directory of root's: chown/chmod must not reach it."""
+    evil = world.projects["evil"]
+    world.ok("install -d -o root -g root -m 0755 /opt/victim")
+    world.ok("runuser -u tova-evil -- ln -s /opt/victim /opt/tova/apps/evil/data/db")
+    src = evil.dir / "src" / "app.tova"
+    src.write_text(app_source("evil", deploy='  db { sqlite { path: "db/evil.db" } }\n'))
+    evil.commit("sqlite under data/db")
+    push = evil.push()
+    assert "Live at https://evil.tova.test" in push.stderr, push.stdout + push.stderr
+    assert world.ok("stat -c '%U:%G %a' /opt/victim").strip() == "root:root 755"
+
+
+def test_7_removing_an_app_with_redis_leaves_other_apps_keys(world):
+    """Key names with whitespace or another app's prefix, in the removed app's Redis."""
+    evil_sock = "/run/redis-tova-evil/redis.sock"
+    evil = world.projects["evil"]
+    (evil.dir / "src" / "app.tova").write_text(app_source("evil", deploy='  db { redis { } }\n'))
+    evil.commit("redis again")
+    assert "Live at https://evil.tova.test" in evil.push().stderr
+    alpha_sock = "/run/redis-tova-alpha/redis.sock"
+    world.ok(f"redis-cli -s {alpha_sock} SET alpha:secret s3cret")
+    before = world.ok(f"redis-cli -s {alpha_sock} DBSIZE").strip()
+    for key in ("alpha:secret", "evil:x alpha:secret", "evil:* *", "evil:\nalpha:secret"):
+        world.ok(f"runuser -u tova-evil -- redis-cli -s {evil_sock} SET {shlex.quote(key)} v")
+    world.ok("tova-release remove evil --yes")
+    assert world.ok(f"redis-cli -s {alpha_sock} GET alpha:secret").strip() == "s3cret"
+    assert world.ok(f"redis-cli -s {alpha_sock} DBSIZE").strip() == before
+    assert world.ssh(f"test -S {evil_sock}").returncode != 0  # evil's instance is gone, its data archived

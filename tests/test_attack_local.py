@@ -43,6 +43,9 @@ def test_planted_directory_symlink_in_data_is_not_followed(site, tmp_path):
 
 
 def test_planted_file_symlink_in_data_is_replaced_not_followed(site, tmp_path):
+    """A regression guard, not an attack that worked: the code before issue 13 replaced a
+    final-component link too (write_atomic renames over it). The attacks that worked are
+    the directory link above and provisioning's chown (test_6 in test_attack_e2e.py)."""
     _deploy_with_data(site)
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
@@ -236,7 +239,9 @@ def _tar(members: list[tuple[str, str, str]]) -> bytes:
     [("a", "sym", ".."), ("a/evil", "file", "x")],
 ])
 def test_safetar_refuses_what_leaves_the_destination(tmp_path, members):
-    """Pushed commits and uploaded compilers are untarred as root."""
+    """Pushed commits and uploaded compilers are untarred as root. A regression guard for
+    the extraction written for Python 3.11.2: tarfile's "data" filter, used before it,
+    refused these too. The attack that worked is the next test."""
     import io
     import tarfile
 
