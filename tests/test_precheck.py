@@ -124,3 +124,19 @@ def test_a_project_without_tova_toml_deploys_under_its_recorded_name(site):
     assert res.returncode == 0, res.stderr
     assert "'src'" not in res.stderr
     assert site.current() == "v1"
+
+
+def test_the_deploy_takes_the_manifest_the_check_kept(site):
+    """The pre-receive check keeps the manifest it read; the post-receive deploy takes it
+    (and reads no project of its own for it). A rejected push keeps nothing."""
+    from tova.server import prechecked
+
+    kept = site.app.dir / prechecked.DIR_NAME
+    _write(site, GOOD % "")
+    site.commit("good")
+    assert site.push().returncode == 0 and site.current() == "v1"
+    assert kept.is_dir() and list(kept.iterdir()) == []  # kept, then taken
+    _write(site, GOOD % "  instances: 99\n")
+    site.commit("too many instances")
+    assert site.push().returncode != 0
+    assert list(kept.iterdir()) == []

@@ -320,7 +320,12 @@ def app_gid(ctx: Context) -> int:
 
 
 def step_manifest(ctx: Context, source: Path) -> Manifest:
-    """The manifest the checked-out project asks for (its deploy block names the branch)."""
+    """The manifest the checked-out project asks for (its deploy block names the branch):
+    the one the pre-receive check read from this commit, else read here."""
+    from tova.server import prechecked
+
+    if (kept := prechecked.take(ctx.app, ctx.commit.decode(), ctx.env)) is not None:
+        return kept
     from tova.loader import load_manifest
 
     # The app's name is the one recorded with this repository at --setup-git, never

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from tova.errors import DeployError, MissingSecretsError, TovaError
 from tova.layout import AppLayout
-from tova.server import envfile
+from tova.server import envfile, prechecked
 from tova.server.safetar import extract_safely
 from tova.settings import ServerSettings
 
@@ -115,7 +115,10 @@ def check_update(settings: ServerSettings, app: AppLayout, env: str, deploy_bran
     missing = envfile.missing(app.env_file, manifest.secrets.required)
     if missing:
         return MissingSecretsError(missing, env)
-    return compiler_problem(settings)
+    if (problem := compiler_problem(settings)) is not None:
+        return problem
+    prechecked.keep(app, update.new, env, manifest)  # for the deploy that follows
+    return None
 
 
 def run_precheck(lines: Iterable[str], git_dir: Path, settings: ServerSettings, app: AppLayout,
