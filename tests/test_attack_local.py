@@ -570,3 +570,19 @@ def test_an_app_removed_twice_within_a_second_keeps_both_archives(site):
     assert res.returncode == 0 and "internal error" not in res.stderr, res.stderr
     archive = __import__("json").loads(res.stdout)["archive"]
     assert archive.endswith("-2") and archive[:-2] in earlier, archive
+
+
+def test_a_full_disk_in_any_command_is_named_not_called_a_bug(capsys):
+    import errno
+
+    from tova.errors import run_at_edge
+
+    def body() -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", "/opt/tova/apps/a/.env.production")
+
+    assert run_at_edge(body) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: the server's disk is full: cannot write /opt/tova/apps/a/.env.production",
+        "hint: free space on the server (see df -h; old releases go with a lower keep_releases, "
+        "removed apps' archives stay under the toolkit's archive/), then try again"], err
