@@ -20,8 +20,12 @@ def test_rollout_commands():
     assert cmd.commit_instances("a", [3002, 3003], [3000]) == [
         ["systemctl", "enable", "--quiet", "--no-reload", "tova-a@3002.service", "tova-a@3003.service"],
         ["systemctl", "disable", "--quiet", "--no-reload", "--now", "--no-block", "tova-a@3000.service"]]
-    assert cmd.commit_instances("a", [3002], []) == [["systemctl", "enable", "--quiet", "--no-reload", "tova-a@3002.service"]]
-    assert cmd.stop_instances("a", [3000]) == ["systemctl", "disable", "--quiet", "--no-reload", "--now", "tova-a@3000.service"]
+    assert cmd.commit_instances("a", [3002], []) == [
+        ["systemctl", "enable", "--quiet", "--no-reload", "tova-a@3002.service"]
+    ]
+    assert cmd.stop_instances("a", [3000]) == [
+        "systemctl", "disable", "--quiet", "--no-reload", "--now", "tova-a@3000.service"
+    ]
     assert cmd.instance_journal("a", 3002, 1700000000.25, 12) == [
         "journalctl", "--no-pager", "--quiet", "-o", "cat", "-u", "tova-a@3002.service",
         "--since", "@1700000000.250", "-n", "12"]
