@@ -36,6 +36,17 @@ CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.cr
 GIT_ID = ["-c", "user.name=tova e2e", "-c", "user.email=e2e@tova.test"]
 
 
+def skip_module_without_test_server() -> None:
+    """At the top of an e2e module: skip all of it, saying why, when TOVA_SKIP_E2E=1 or the
+    local test server cannot run on this machine."""
+    import pytest
+
+    if os.environ.get("TOVA_SKIP_E2E") == "1":
+        pytest.skip("TOVA_SKIP_E2E=1", allow_module_level=True)
+    if (reason := ts.unavailable_reason()) is not None:
+        pytest.skip(f"e2e tests need the local test server: {reason}", allow_module_level=True)
+
+
 def server_addr(config: Path) -> str:
     """The test server's address, from the HostName of its ssh_config."""
     m = re.search(r"^\s*HostName\s+(\S+)", config.read_text(), re.M)

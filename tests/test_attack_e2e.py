@@ -7,7 +7,6 @@ app deployed first, evil the attacker)."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -16,15 +15,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SERVER_SETTINGS, SETUP_GIT, Project, World, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-if os.environ.get("TOVA_SKIP_E2E") == "1":
-    pytest.skip("TOVA_SKIP_E2E=1", allow_module_level=True)
-if (_reason := ts.unavailable_reason()) is not None:
-    pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 # A compiler started through Bun, as the real one is: Bun reads the checkout's bunfig.toml.
 BUN_COMPILER = "/opt/tova/fixture/bun-compiler.js"

@@ -12,7 +12,6 @@ or when TOVA_SKIP_E2E=1."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import ssl
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Https, Project, World, check, configure_server  # noqa: E402
 
@@ -35,14 +35,7 @@ NOTES = "notes.tova.test"
 STAGING = "staging.notes.tova.test"
 
 
-def _skip_reason() -> str | None:
-    if os.environ.get("TOVA_SKIP_E2E") == "1":
-        return "TOVA_SKIP_E2E=1"
-    return ts.unavailable_reason()
-
-
-if (_reason := _skip_reason()) is not None:
-    pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 @pytest.fixture(scope="module")

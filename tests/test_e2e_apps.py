@@ -12,27 +12,20 @@ runs with NODE_ENV=production."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 
-def _skip_reason() -> str | None:
-    if os.environ.get("TOVA_SKIP_E2E") == "1":
-        return "TOVA_SKIP_E2E=1"
-    return ts.unavailable_reason()
-
-
-if (_reason := _skip_reason()) is not None:
-    pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 class Fresh:

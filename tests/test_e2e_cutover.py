@@ -7,7 +7,6 @@ Uses the test server as it is (booted if needed, not reset) with an app of its o
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import answer_timing  # noqa: E402
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Https, Project, check, configure_server, fetch_ca, server_addr  # noqa: E402
 
@@ -41,9 +41,7 @@ deploy "prod" {{
 }}
 """
 
-if os.environ.get("TOVA_SKIP_E2E") == "1" or ts.unavailable_reason() is not None:
-    pytest.skip(f"e2e tests need the local test server: {ts.unavailable_reason() or 'TOVA_SKIP_E2E=1'}",
-                allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 class Site:

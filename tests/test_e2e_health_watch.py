@@ -7,7 +7,6 @@ Uses the running test server as it is (booted if needed, not reset) and removes 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 import tempfile
@@ -17,14 +16,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Project, check, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-if os.environ.get("TOVA_SKIP_E2E") == "1" or ts.unavailable_reason() is not None:
-    pytest.skip(f"e2e tests need the local test server: {ts.unavailable_reason() or 'TOVA_SKIP_E2E=1'}",
-                allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 INTERVAL = 5
 APP = f"""// health watcher e2e app

@@ -7,13 +7,13 @@ and must not name the app after it. The app also keeps its code in a sub-folder
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Https, Project, configure_server, fetch_ca, server_addr  # noqa: E402
 
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.e2e
 
 DOMAIN = "plain.tova.test"
 
-if os.environ.get("TOVA_SKIP_E2E") == "1" or ts.unavailable_reason() is not None:
-    pytest.skip(f"e2e tests need the local test server: {ts.unavailable_reason() or 'TOVA_SKIP_E2E=1'}",
-                allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 def test_project_without_tova_toml_deploys(tmp_path):

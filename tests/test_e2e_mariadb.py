@@ -8,7 +8,6 @@ One freshly reset server for the module; tests run in file order."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import sys
@@ -18,15 +17,13 @@ from urllib.parse import urlsplit
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, Project, World, configure_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-if os.environ.get("TOVA_SKIP_E2E") == "1":
-    pytest.skip("TOVA_SKIP_E2E=1", allow_module_level=True)
-if (_reason := ts.unavailable_reason()) is not None:
-    pytest.skip(f"e2e tests need the local test server: {_reason}", allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 def _deploy(world: World, name: str) -> Project:

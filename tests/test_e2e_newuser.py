@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import GIT_ID, Https, fetch_ca, server_addr  # noqa: E402
 
@@ -40,9 +41,7 @@ deploy "prod" {
 %s}
 """
 
-if os.environ.get("TOVA_SKIP_E2E") == "1" or ts.unavailable_reason() is not None:
-    pytest.skip(f"e2e tests need the local test server: {ts.unavailable_reason() or 'TOVA_SKIP_E2E=1'}",
-                allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 
 def readme_steps() -> str:

@@ -8,7 +8,6 @@ Uses the running test server as it is (booted if needed, not reset) and removes 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -17,15 +16,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import e2e_support  # noqa: E402
 import testserver as ts  # noqa: E402
 from e2e_support import SETUP_GIT, World, check, configure_server  # noqa: E402
 from test_attack_e2e import new_project  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
-if os.environ.get("TOVA_SKIP_E2E") == "1" or ts.unavailable_reason() is not None:
-    pytest.skip(f"e2e tests need the local test server: {ts.unavailable_reason() or 'TOVA_SKIP_E2E=1'}",
-                allow_module_level=True)
+e2e_support.skip_module_without_test_server()
 
 APP = "mended"
 HOOK = f"/opt/tova/apps/{APP}/repo.git/hooks/post-receive"
