@@ -17,6 +17,12 @@ from tova.server.local_system import LocalSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILER = ROOT / "tests" / "fixtures" / "tova-fixture-compiler"
+# What a push that really went live prints: "(v1)" alone is also in "Deploying app (v1)"
+# of a first deploy that then failed its health check (leaving the app stopped).
+LIVE_V1 = "Live at https://myapp.example.com (v1)"
+# Seconds an instance may take to listen: the product's default. Only an instance that
+# never listens waits this long; on a loaded 2-core CI machine a few seconds is not enough.
+STARTUP_DEADLINE = 30
 
 APP_TOVA = """server {{
   fn home() {{ text("{body}") }}
@@ -66,7 +72,7 @@ class Site:
         self.env = {
             "PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONPATH": str(ROOT),
             "TOVA_ROOT": str(self.root), "TOVA_SYSTEM": "local", "TOVA_COMPILER": str(COMPILER),
-            "TOVA_FIRST_PORT": str(self.first_port), "TOVA_STARTUP_DEADLINE": "3",
+            "TOVA_FIRST_PORT": str(self.first_port), "TOVA_STARTUP_DEADLINE": str(STARTUP_DEADLINE),
             "TOVA_LOCK_WAIT": "5", "NO_COLOR": "1",
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from release_harness import LIVE_V1
 
 from tova.errors import DeployError
 from tova.server import release_tree, safefs
@@ -23,7 +24,7 @@ def _deploy_with_data(site) -> None:
     (site.work / "seed" / "x.csv").write_text("a,b\n")
     site.commit("with data")
     out = site.push().stderr
-    assert "(v1)" in out, out
+    assert LIVE_V1 in out, out
     assert (site.app.data / "seed" / "x.csv").read_text() == "a,b\n"
 
 
@@ -61,7 +62,7 @@ def test_planted_file_symlink_in_data_is_replaced_not_followed(site, tmp_path):
 def test_public_symlink_to_root_is_refused(site):
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     os.symlink("/", site.work / "public")
     site.write_app("v2")
     site.commit("public -> /")
@@ -325,7 +326,7 @@ def _wait_for(cond, timeout: float = 90) -> None:
 def test_a_pusher_hanging_up_does_not_abandon_a_failing_deploy(site):
     site.write_app("good")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     site.write_app("broken", health="broken", marker="// fixture: slow-build 2\n")
     site.commit("v2, unhealthy")
     _push_and_hang_up(site, "Compiling")
@@ -342,7 +343,7 @@ def test_a_pusher_hanging_up_does_not_abandon_a_failing_deploy(site):
 def test_a_pusher_hanging_up_does_not_abandon_a_good_deploy(site):
     site.write_app("good")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     site.write_app("v2", marker="// fixture: slow-build 2\n")
     site.commit("v2")
     _push_and_hang_up(site, "Compiling")
@@ -361,7 +362,7 @@ def test_root_files_are_private_and_directories_only_pass_through(site):
     site.write_app("v1")
     (site.root / "config.toml").write_text("# settings\n")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     mode = lambda p: st.S_IMODE(p.lstat().st_mode)  # noqa: E731
     for d in (site.root, site.layout.apps_dir, site.app.dir, site.app.releases):
         assert mode(d) == 0o711, d
@@ -426,7 +427,7 @@ def test_a_push_that_waited_deploys_the_branch_head_not_its_older_commit(site):
 
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     old = site.git("rev-parse", "HEAD").stdout.strip()
     hook = site.app.repo / "hooks" / "post-receive"
     hook.rename(hook.with_suffix(".off"))
@@ -459,7 +460,7 @@ def test_a_push_that_waited_deploys_the_branch_head_not_its_older_commit(site):
 def test_a_structurally_wrong_registry_is_a_clear_error_with_a_real_backup(site, text, problem):
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     backup = site.layout.registry.with_name("registry.json.bak")
     good = site.layout.registry.read_text()
     site.write_app("v2")
@@ -480,7 +481,7 @@ def test_a_structurally_wrong_registry_is_a_clear_error_with_a_real_backup(site,
 def test_current_replaced_by_a_directory_is_a_clear_error(site):
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     site.app.current.unlink()
     site.app.current.mkdir()
     site.write_app("v2")
@@ -496,7 +497,7 @@ def test_status_says_when_the_live_release_is_gone(site):
 
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     assert json.loads(site.release("status", "myapp", "--json", check=True).stdout)["problems"] == []
     sh.rmtree(site.app.release("v1"))
     st = json.loads(site.release("status", "myapp", "--json", check=True).stdout)
@@ -532,7 +533,7 @@ def test_a_full_disk_during_a_deploy_is_named_recorded_and_changes_nothing(small
     site.release("env", "myapp", "set", "API_TOKEN=s3cret", check=True)
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     registry, env = site.layout.registry.read_bytes(), site.app.env_file.read_bytes()
     # 64 MB of zeros: a tiny pack in repo.git, four times the disk once checked out.
     site.write_app("v2")
@@ -560,7 +561,7 @@ def test_an_app_removed_twice_within_a_second_keeps_both_archives(site):
 
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     now = time.time()
     earlier = {str(site.layout.archive_dir / "myapp" / time.strftime("%Y%m%d-%H%M%S", time.localtime(now + i)))
                for i in range(10)}  # earlier removals within the second the next one happens in

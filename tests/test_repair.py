@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from release_harness import Site
+from release_harness import LIVE_V1, STARTUP_DEADLINE, Site
 
 from tova.layout import Layout
 from tova.server.local_system import LocalSystem
@@ -88,7 +88,7 @@ def _killed_while_restarting(site: Site, point: str, health: str = "healthy") ->
     """v1 live, then a push of v2 SIGKILLed at `point` of its rollout."""
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     site.write_app("v2", health=health)
     site.commit("v2")
     res = site.push(extra_env={"TOVA_FAULT_INJECT": point})
@@ -168,7 +168,8 @@ def test_a_first_deploy_killed_while_starting_is_started_by_the_next_command(sit
 def test_the_health_watcher_repairs_without_any_command(site):
     _killed_while_restarting(site, "upstreams-switched")
     logged: list[str] = []
-    settings = ServerSettings(root=str(site.root), first_port=site.first_port, startup_deadline=3, lock_wait=5)
+    settings = ServerSettings(root=str(site.root), first_port=site.first_port, startup_deadline=STARTUP_DEADLINE,
+                              lock_wait=5)
     watcher = Watcher(site.layout, LocalSystem(site.layout), settings, log=logged.append)
     watcher.tick()
     _assert_repaired_onto_v2(site)
@@ -181,7 +182,7 @@ def test_the_health_watcher_repairs_without_any_command(site):
 def test_an_env_change_killed_mid_restart_is_finished_with_the_new_values(site):
     site.write_app("v1")
     site.commit()
-    assert "(v1)" in site.push().stderr
+    assert LIVE_V1 in (out := site.push().stderr), out
     res = site.release("env", "myapp", "set", "DEBUG=1", extra_env={"TOVA_FAULT_INJECT": "upstreams-switched"})
     assert res.returncode != 0
     assert len(_running(site)) == 4  # old and new instances
