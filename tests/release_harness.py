@@ -4,13 +4,16 @@ the LocalSystem adapter and real app processes on free loopback ports."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from tova.layout import Layout
 from tova.server.local_system import LocalSystem
@@ -41,9 +44,24 @@ deploy "prod" {{
 """
 
 
-def free_port_block(size: int = 16) -> int:
+PORT_LOCKS = Path(tempfile.gettempdir()) / "tova-test-ports"
+
+
+def free_port_block(size: int = 16) -> tuple[int, IO[bytes]]:
+    """A block of `size` free loopback ports, and the open lock file that reserves it until
+    closed. Blocks are aligned, so two test processes (parallel runs, other jobs on a CI
+    machine) either pick disjoint blocks or contend for the same lock: a port that is
+    merely free now could be taken by another run's instance between the check here and
+    the rollout's own check, failing a deploy with "process exited" (or answering it)."""
+    PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
     for _ in range(200):
-        start = random.randrange(20000, 60000 - size)
+        start = random.randrange(20000 // size, (60000 - size) // size) * size
+        lock = open(PORT_LOCKS / f"{start}.lock", "ab")  # noqa: SIM115 (held by the Site)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
         ok = True
         for p in range(start, start + size):
             with socket.socket() as s:
@@ -53,7 +71,8 @@ def free_port_block(size: int = 16) -> int:
                     ok = False
                     break
         if ok:
-            return start
+            return start, lock
+        lock.close()
     raise RuntimeError("no free port block")
 
 
@@ -63,7 +82,7 @@ class Site:
         self.work = tmp / "work"
         self.layout = Layout.of(self.root)
         self.app = self.layout.app("myapp")
-        self.first_port = free_port_block()
+        self.first_port, self._port_lock = free_port_block()
         bindir = self.root / "toolkit" / "bin"
         bindir.mkdir(parents=True)
         wrapper = bindir / "tova-release"
@@ -145,3 +164,4 @@ class Site:
 
     def close(self) -> None:
         LocalSystem(self.layout).stop_all()
+        self._port_lock.close()
