@@ -145,8 +145,10 @@ class Site:
         return json.loads(self.layout.registry.read_text())["apps"]["myapp"]["ports"]
 
     def get(self, port: int, path: str = "/") -> tuple[int, str]:
+        """(status, body); (0, "") when nothing answers. A stopped port refuses at once, so
+        the generous timeout only spares a live instance slowed by a loaded machine."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=15) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, ""
