@@ -193,6 +193,27 @@ def test_an_env_change_killed_mid_restart_is_finished_with_the_new_values(site):
     assert _history(site)[-1]["outcome"] == "repaired"
 
 
+def test_a_rollback_killed_after_moving_current_is_provisioned_for_its_release(site):
+    site.write_app("v1", instances=2)
+    site.commit()
+    assert LIVE_V1 in (out := site.push().stderr), out
+    site.write_app("v2", instances=3)  # the services and proxy layers differ
+    site.commit("v2")
+    assert "(v2)" in (out := site.push().stderr) and "Live at" in out, out
+    system = LocalSystem(site.layout)
+    runs = len(system.provision_runs())
+    res = site.release("rollback", "myapp", extra_env={"TOVA_FAULT_INJECT": "current-flipped"})
+    assert res.returncode != 0 and site.current() == "v1"
+    assert len(system.provision_runs()) == runs  # killed before provisioning v1's settings
+    site.release("status", "myapp", check=True)
+    later = system.provision_runs()[runs:]
+    assert [r["layers"] for r in later] == [["proxy", "services"]], later
+    entry = _registry(site)
+    assert entry["version"] == "v1" and len(entry["ports"]) == 2
+    assert _running(site) == {p: "v1" for p in entry["ports"]}
+    assert _history(site)[-1]["outcome"] == "repaired"
+
+
 def test_a_held_deploy_lock_means_work_in_progress_not_a_repair(site):
     from tova.server.locks import deploy_lock
 

@@ -25,7 +25,7 @@ from tova.server import history, releases
 from tova.server.atomic import flip_symlink
 from tova.server.locks import deploy_lock
 from tova.server.registry import IN_FLIGHT, Registry
-from tova.server.rollout import restart_all, switch_to
+from tova.server.rollout import reprovision, restart_all, switch_to
 from tova.server.system import System
 from tova.settings import ServerSettings
 
@@ -90,6 +90,11 @@ def repair(settings: ServerSettings, layout: Layout, app: AppLayout, system: Sys
     manifest = releases.read_manifest(app.release(target))
     failure = None
     if manifest is not None:
+        # A rollback killed right after moving `current` left the units and the Caddy site
+        # provisioned for the recorded release: provision what differs, as it would have.
+        recorded = releases.get(app, diagnosis.recorded) if diagnosis.recorded else None
+        live = releases.read_manifest(recorded.path) if recorded is not None else None
+        reprovision(system, app, manifest, settings, registry, out, live)
         ports, failure = restart_all(system, app, manifest, settings, registry)
     if manifest is not None and failure is None:
         with registry.transaction() as data:

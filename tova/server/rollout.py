@@ -127,6 +127,7 @@ def switch_to(version: str, was: str | None, system: System, app: AppLayout, man
     env, memory, health check), those layers are provisioned for it first."""
     flip_symlink(app.current, app.current_target(version))
     out.sub(f"current → {app.current_target(version)} (was {was or 'none'})", True)
+    fault_point("current-flipped")
     reprovision(system, app, manifest, settings, registry, out, live)
     _, failure = restart_all(system, app, manifest, settings, registry)
     out.sub("New instances started, checked and serving" if failure is None
