@@ -7,9 +7,11 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -191,9 +193,59 @@ def test_fallback_check_against_a_real_http_server(app_server, monkeypatch):
     assert not health.wait_for(port, strict, 0.3).ok
 
 
-def test_fallback_check_fails_when_nothing_listens():
-    import socket
+@pytest.mark.parametrize("head,status", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 200), (b"HTTP/1.0 503 Busy\r\n\r\n", 503),
+    (b"HTTP/1.1 204\r\n\r\n", 204), (b"", None), (b"SSH-2.0-OpenSSH\r\n", None),
+    (b"HTTP/1.1 2000 OK\r\n", None), (b"HTTP/1.1 OK\r\n", None), (b"\xff\xfe", None),
+])
+def test_parse_status(head, status):
+    assert health.parse_status(head) == status
 
+
+def _raw_server(answer: bytes, hold: float = 0.0) -> tuple[socket.socket, threading.Thread]:
+    """One connection, answered with `answer` (after reading the request), then held open."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(4096)
+            for i in range(0, len(answer), 7):  # in small pieces: headers split across reads
+                conn.sendall(answer[i:i + 7])
+            time.sleep(hold)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t
+
+
+@pytest.mark.parametrize("answer,ok,status,detail", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True, 200, "HTTP 200"),
+    (b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n", False, 500, "HTTP 500"),
+    (b"garbage\r\n\r\n", False, None, "not an HTTP answer"),
+    (b"", False, None, "not an HTTP answer"),
+])
+def test_check_once_reads_the_status(answer, ok, status, detail):
+    srv, t = _raw_server(answer)
+    with srv:
+        result = health.check_once(srv.getsockname()[1], "/healthz", 2.0)
+        t.join(2)
+    assert (result.ok, result.status, result.detail) == (ok, status, detail)
+
+
+def test_check_once_counts_a_hung_answer_as_answered():
+    srv, t = _raw_server(b"HTTP/1.1 200", hold=0.5)  # an incomplete status line, then silence
+    with srv:
+        result = health.check_once(srv.getsockname()[1], "/", 0.2)
+        t.join(2)
+    assert not result.ok and health.answered(result)
+
+
+def test_check_once_refuses_a_path_that_would_break_the_request_line():
+    assert "not a path" in health.check_once(1, "/a b\r\nX: y", 1.0).detail
+
+
+def test_fallback_check_fails_when_nothing_listens():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

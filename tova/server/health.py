@@ -12,7 +12,7 @@ below (`is_healthy`) and in tova.manifest (`probe_path`, `describe`)."""
 
 from __future__ import annotations
 
-import http.client
+import socket
 import time
 import zlib
 from collections.abc import Callable
@@ -35,17 +35,45 @@ def is_healthy(status: int | None, fallback: bool) -> bool:
     return 100 <= status < 500 if fallback else 200 <= status < 300
 
 
+# A plain socket rather than http.client: only the status is needed, and http.client's
+# imports (email parsing) cost each deploy's hook tens of milliseconds.
+MAX_HEAD = 65536  # bytes of status line and headers read at most
+
+
 def check_once(port: int, path: str, timeout: float, fallback: bool = False, method: str = "GET") -> HealthResult:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
+        return HealthResult(False, None, f"not a path for a request line: {path!r}")  # validated earlier too
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: tova-health\r\n"
+               "Accept-Encoding: identity\r\nConnection: close\r\n\r\n").encode()
     try:
-        conn.request(method, path, headers={"User-Agent": "tova-health"})
-        resp = conn.getresponse()
-        resp.read(65536)
-        return HealthResult(is_healthy(resp.status, fallback), resp.status, f"HTTP {resp.status}")
-    except (OSError, http.client.HTTPException) as exc:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(request)
+            head = _read_head(conn)
+    except OSError as exc:
         return HealthResult(False, None, str(exc) or type(exc).__name__)
-    finally:
-        conn.close()
+    status = parse_status(head)
+    if status is None:
+        return HealthResult(False, None, "not an HTTP answer")
+    return HealthResult(is_healthy(status, fallback), status, f"HTTP {status}")
+
+
+def _read_head(conn: socket.socket) -> bytes:
+    """The answer up to the end of its headers (or of the connection, or MAX_HEAD bytes)."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+        chunk = conn.recv(MAX_HEAD - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def parse_status(head: bytes) -> int | None:
+    """The status of an answer's first line (`HTTP/1.1 200 OK`), None if it is not one."""
+    parts = head.split(b"\r\n", 1)[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or len(parts[1]) != 3 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
 
 
 def check(port: int, health: HealthCheck) -> HealthResult:

@@ -1,4 +1,4 @@
-"""The per-app deploy lock around the whole pipeline. flock-based (filelock), so the kernel
+"""The per-app deploy lock around the whole pipeline. flock-based (tova.server.flock), so the kernel
 drops it when its holder dies, even by SIGKILL: nothing stale can block the next deploy."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from filelock import FileLock, Timeout
-
 from tova.errors import LockedError
 from tova.layout import AppLayout
+from tova.server import flock
 from tova.server.atomic import write_atomic
 
 
@@ -30,15 +29,14 @@ def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
                 notify: Callable[[str], None] | None = None) -> Iterator[None]:
     """notify (if given) hears one line when the lock is busy, before the wait."""
     app.dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(app.deploy_lock), timeout=wait)
+
+    def busy() -> None:
+        if notify is not None:
+            notify(f"Waiting for {_holder(app)} to finish (up to {wait:.0f}s)...")
+
     try:
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if notify is not None:
-                notify(f"Waiting for {_holder(app)} to finish (up to {wait:.0f}s)...")
-            lock.acquire()
-    except Timeout:
+        fd = flock.acquire(app.deploy_lock, wait, on_busy=busy)
+    except flock.Busy:
         raise LockedError(
             f"{app.name} is locked by {_holder(app)}",
             hint="wait for that deploy to finish, then push again",
@@ -56,4 +54,4 @@ def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
             app.lock_info.unlink()
         except FileNotFoundError:
             pass
-        lock.release()
+        flock.release(fd)

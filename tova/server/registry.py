@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from tova.errors import ConfigError, LockedError, TovaError
 from tova.layout import Layout
 from tova.naming import RESERVED_MYSQL_DATABASES, RESERVED_PG_DATABASES
+from tova.server import flock
 from tova.server.atomic import write_atomic
 
 MAX_PORT = 65535
@@ -218,10 +217,9 @@ class Registry:
     def transaction(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write under the registry lock; written only if the block succeeds."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.layout.registry_lock), timeout=self.lock_wait)
         try:
-            lock.acquire()
-        except Timeout:
+            fd = flock.acquire(self.layout.registry_lock, self.lock_wait)
+        except flock.Busy:
             raise LockedError(
                 "the server registry is locked by another tova process",
                 hint="try again in a moment",
@@ -234,4 +232,4 @@ class Registry:
                 write_atomic(backup_path(self.layout.registry), self.layout.registry.read_bytes(), mode=0o600)
             write_atomic(self.layout.registry, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
         finally:
-            lock.release()
+            flock.release(fd)
