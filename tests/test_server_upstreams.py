@@ -67,18 +67,24 @@ def test_write_is_whole_and_read_ignores_junk(tmp_path):
     assert upstreams.read(tmp_path, "shop") is None
 
 
-def test_served_over_udp(tmp_path, monkeypatch):
+def _serve_until_ready(tmp_path, monkeypatch) -> int:
+    """Start the responder on a free loopback port; return the port once it has told
+    systemd (a socket of ours) that it is bound: a query sent before would be lost."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    upstreams.write(tmp_path, "shop", [3007])
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        # Query once it says it is bound (a query sent before is lost: a 2 s timeout).
         notify.bind(str(tmp_path / "notify"))
         notify.settimeout(5)
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
         threading.Thread(target=upstreams.serve, args=(tmp_path, "127.0.0.1", port), daemon=True).start()
         assert notify.recv(64) == b"READY=1"
+    return port
+
+
+def test_served_over_udp(tmp_path, monkeypatch):
+    upstreams.write(tmp_path, "shop", [3007])
+    port = _serve_until_ready(tmp_path, monkeypatch)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(2)
         client.sendto(query("shop.tova.internal"), ("127.0.0.1", port))
@@ -94,15 +100,7 @@ def test_served_over_udp(tmp_path, monkeypatch):
 def test_tells_systemd_it_is_ready_once_bound(tmp_path, monkeypatch):
     """Type=notify: Caddy (ordered after it) must never ask before the socket is bound; at
     boot it did, and every app stayed out until the responder came up seconds later."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(tmp_path / "notify"))
-        notify.settimeout(5)
-        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-        threading.Thread(target=upstreams.serve, args=(tmp_path, "127.0.0.1", port), daemon=True).start()
-        assert notify.recv(64) == b"READY=1"
+    port = _serve_until_ready(tmp_path, monkeypatch)
     # Bound by then: the port is taken, and a query is answered.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
         with pytest.raises(OSError):  # EADDRINUSE
