@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from tova.errors import DeployError
 from tova.layout import Layout
 from tova.server import deps
+from tova.server.local_system import LocalSystem
 
 COMPILER = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 
@@ -63,6 +65,10 @@ def test_a_lockfile_is_frozen_and_must_list_the_driver(tmp_path):
     (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0"}}')
     spec = deps.dependency_spec(project, out, "x", "1.4.5")
     assert spec and spec.lockfile == ("bun.lock", b"{}") and spec.package_json.startswith('{"name": "x"')
+    (project / "bun.lock").unlink()  # npm's lockfile is honoured too (bun install reads it)
+    (project / "package-lock.json").write_text("{}")
+    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    assert spec and spec.lockfile == ("package-lock.json", b"{}")
 
 
 def test_install_once_then_reuse_link_and_prune(tmp_path):
@@ -99,3 +105,39 @@ def test_a_failed_install_leaves_no_cache_entry(tmp_path):
         deps.install(spec, app, "/usr/bin/bun", lambda argv, cwd: 1, work=tmp_path / "w")
     assert list(app.deps.iterdir()) == []
     assert not (tmp_path / "w").exists()
+
+
+needs_bun = pytest.mark.skipif(shutil.which("bun") is None, reason="installs with the real `bun install`")
+
+
+def _lockfile_project(work: Path, vendor: Path, deps: dict[str, str]) -> None:
+    """package.json naming a local package (no registry needed) and the bun.lock Bun makes for it."""
+    (vendor / "package.json").parent.mkdir(parents=True, exist_ok=True)
+    (vendor / "package.json").write_text('{"name": "dep", "version": "1.2.3"}')
+    (work / "package.json").write_text(json.dumps({"name": "myapp", "dependencies": {"dep": f"file:{vendor}"}}))
+    subprocess.run(["bun", "install", "--lockfile-only", "--no-progress"], cwd=work, check=True,
+                   capture_output=True, timeout=120)
+    (work / "package.json").write_text(json.dumps({"name": "myapp", "dependencies": deps}))
+
+
+@needs_bun
+def test_a_lockfile_that_package_json_outgrew_fails_the_deploy_before_anything_switches(site):
+    """The lockfile is honoured (frozen): one that no longer matches package.json stops the
+    deploy at the dependencies step with Bun's own message; v1 keeps serving untouched."""
+    site.write_app("v1")
+    site.commit("one")
+    assert site.push().returncode == 0
+    before, runs = site.pids(), len(LocalSystem(site.layout).provision_runs())
+    vendor = site.work.parent / "vendor" / "dep"
+    _lockfile_project(site.work, vendor, {"dep": f"file:{vendor}", "left-pad": "1.3.0"})
+    site.write_app("v2")
+    site.commit("two")
+    res = site.push()
+    assert "lockfile had changes, but lockfile is frozen" in res.stderr, res.stderr  # the installer's message
+    assert "installing the npm dependencies failed" in res.stderr
+    assert site.current() == "v1" and site.pids() == before
+    assert len(LocalSystem(site.layout).provision_runs()) == runs  # nothing provisioned either
+    assert sorted(p.name for p in site.app.releases.iterdir()) == ["v1"]
+    assert not site.app.deps.exists() or list(site.app.deps.iterdir()) == []
+    last = json.loads(site.app.history.read_text().splitlines()[-1])
+    assert (last["outcome"], last["step"]) == ("failed", "dependencies")

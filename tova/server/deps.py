@@ -3,9 +3,10 @@
 What the server needs: the packages the compiled server imports (the database drivers
 `postgres` and `mysql2` stay unbundled imports), from the project's tova.toml `[npm]`
 (what `tova install` turns into a package.json) or its own package.json; a lockfile next
-to it is honoured with a frozen install. Each dependency set is installed once into
-`deps/<key>/` (key: a hash of package.json, lockfile and Bun version) and releases link
-their `node_modules` there, so a code-only deploy reuses it."""
+to it (bun.lock, bun.lockb or package-lock.json) is honoured with a frozen install. Each
+dependency set is installed once into `deps/<key>/` (key: a hash of package.json, lockfile
+and Bun version) and releases link their `node_modules` there, so a code-only deploy
+reuses it."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from tova.layout import AppLayout
 # Imports the compiler leaves in the server bundle for its database drivers, and the
 # version range installed when the project does not name one.
 DRIVER_PACKAGES = {"postgres": "^3.4.5", "mysql2": "^3.11.0"}
-LOCKFILES = ("bun.lock", "bun.lockb")
+# Bun's own, and npm's (which `bun install` reads and, frozen, holds to just the same).
+LOCKFILES = ("bun.lock", "bun.lockb", "package-lock.json")
 COMPLETE = ".complete"  # written last: a folder without it is a half-made install
 _IMPORT = re.compile(r"""^\s*import\s+(?:[\w*${}\s,]+\s+from\s+)?["']([^"'./][^"']*)["']""", re.M)
 _BUILTIN_PREFIXES = ("node:", "bun:", "bun")
