@@ -105,3 +105,9 @@ def test_status_lists_the_release_npm_dependencies():
     text = status_screen(status(dependencies={"postgres": "3.4.5", "ms": "2.1.3"}), now=NOW)
     assert "  Dependencies: ms 2.1.3, postgres 3.4.5" in text.splitlines()
     assert "Dependencies" not in status_screen(status(), now=NOW)
+
+
+def test_status_says_which_compiler_and_bun_built_the_release():
+    text = status_screen(status(toolchain={"compiler": "0.11.26", "bun": "1.4.5"}), now=NOW)
+    assert "  Built with:   Tova compiler 0.11.26, Bun 1.4.5" in text.splitlines()
+    assert "Built with" not in status_screen(status(), now=NOW)

@@ -223,6 +223,11 @@ def test_a_changed_server_setting_reprovisions_its_layer(site):
     site.write_app("v1")
     site.commit("one")
     assert site.push().returncode == 0
+    # What --plan asks first: the tls in force, the layer a changed config.toml provisions.
+    status = json.loads(site.release("status", "myapp", "--json", extra_env={"TOVA_TLS": "internal"},
+                                     check=True).stdout)
+    assert status["settings"]["tls"] == "auto" and status["settings_changed"] == ["proxy"]
+    assert status["toolchain"]["compiler"] == "0.11.26" and status["toolchain"]["bun"]
     site.write_app("v2")
     site.commit("two")
     res = site.push(extra_env={"TOVA_TLS": "internal"})

@@ -92,3 +92,26 @@ def test_a_good_check_holds_until_a_file_it_ran_or_a_version_it_expects_changes(
     # another expected version: the last check does not answer for it (ensure would check)
     assert toolchain._checked(other, toolchain._stamp(other)) is None
     assert toolchain._checked(settings, toolchain._stamp(settings)) is not None
+
+
+@pytest.mark.parametrize(("name", "value", "layer"), [
+    ("tls", "internal", "proxy"),
+    ("compiler", "/usr/local/bin/tova", "system"),
+    ("compiler_install", "true", "system"),
+    ("compiler_version", "0.12.0", "system"),
+    ("bun_version", "1.5.0", "system"),
+    ("bun_source", "archive", "system"),
+    ("bun_archive_url", "https://example.com/bun.zip", "system"),
+    ("bun_archive_sha256", "0" * 64, "system"),
+])
+def test_each_provisioning_setting_is_part_of_change_detection(name, value, layer):
+    """A release records the settings it was provisioned with; changing one in config.toml
+    makes the next deploy provision its layer again (and nothing else)."""
+    from dataclasses import replace
+
+    from tova.settings import provisioned, settings_layers
+
+    recorded = provisioned(ServerSettings())
+    assert settings_layers(recorded, ServerSettings()) == set()
+    assert settings_layers(recorded, replace(ServerSettings(), **{name: value})) == {layer}
+    assert settings_layers(None, replace(ServerSettings(), **{name: value})) == set()  # an old release

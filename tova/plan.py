@@ -94,8 +94,19 @@ def external_databases(m: Manifest) -> list[str]:
     return [n for n in ("DATABASE_URL", "REDIS_URL") if n in names]
 
 
+TLS_NAMES = {"auto": "automatic HTTPS", "internal": "Caddy's local CA"}
+
+
+def tls_text(mode: str | None) -> str:
+    """The Domain line's certificate: the server's tls setting in force (the default,
+    automatic HTTPS, when the plan did not ask the server)."""
+    if mode in (None, "auto"):
+        return "auto-SSL"
+    return f'TLS from {TLS_NAMES.get(mode, mode)}: tls = "{mode}"'
+
+
 def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
-                health: dict[str, Any] | None = None) -> str:
+                health: dict[str, Any] | None = None, tls: str | None = None) -> str:
     names = {"bun": f"Bun {bun_version}", "caddy": "Caddy 2", "ufw": "UFW firewall (SSH, 80, 443)",
              "postgresql": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
     dbs = []
@@ -132,6 +143,7 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         system_line=", ".join(names[s] for s in m.system),
         database_line=", ".join(dbs) or "none",
         ports_text=ports_text(ports),
+        tls_text=tls_text(tls),
         memory_text=format_bytes(m.memory_bytes),
         upstreams=upstreams,
         proxy_lines=proxy_lines,

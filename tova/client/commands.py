@@ -172,6 +172,10 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     old = Manifest.from_dict(status["manifest"]) if status.get("manifest") else None
     ports = status.get("ports") or None
     changed = changed_layers(old, manifest, ports, ports)
+    # config.toml changed since the live release (tls, bun_version, ...): provisioned again.
+    settings_changed = set(status.get("settings_changed") or [])
+    changed = [name for name in LAYERS if name in changed or name in settings_changed]
+    capacity["toolchain"]["tls_in_force"] = (status.get("settings") or {}).get("tls")
     deployed = status.get("commit")
     head = localgit.rev(project_dir, manifest.branch) or localgit.rev(project_dir, "HEAD")
     files = localgit.changed_files(project_dir, deployed, head) if deployed and head else None
@@ -230,9 +234,8 @@ def format_plan_remote(d: dict[str, Any]) -> str:
     tc = d.get("toolchain") or {}
     server_side = None
     if tc.get("compiler") or tc.get("tls"):
-        tls = {"auto": "automatic HTTPS", "internal": "Caddy's local CA"}.get(tc.get("tls") or "", tc.get("tls"))
         server_side = (f"Server: Tova compiler {tc.get('compiler') or 'not installed'}, "
-                       f"Bun {tc.get('bun') or 'not installed'}, TLS {tls}")
+                       f"Bun {tc.get('bun') or 'not installed'}, TLS {_tls_line(tc)}")
     extra = [line for line in ((d.get("first_provisioning") or {}).get("line"),
                                (d.get("memory") or {}).get("warning"), server_side, tc.get("warning")) if line]
     if d.get("deployed_version") is None:
@@ -245,6 +248,17 @@ def format_plan_remote(d: dict[str, Any]) -> str:
     labels = [app] + [_LAYER_LABELS.get(n, n) for n in changed if n != "app"]
     lines.append("Changed: " + ", ".join(labels))
     return "\n".join(lines + extra)
+
+
+def _tls_line(tc: dict[str, Any]) -> str:
+    """The TLS mode in force (the live release's), and config.toml's when it differs."""
+    from tova.plan import TLS_NAMES
+
+    configured, live = tc.get("tls"), tc.get("tls_in_force") or tc.get("tls")
+    text = TLS_NAMES.get(live or "", live or "unknown")
+    if configured and configured != live:
+        text += f" (config.toml now says {TLS_NAMES.get(configured, configured)}: the next deploy applies it)"
+    return text
 
 
 # ---------------------------------------------------------------- status / list / logs

@@ -44,7 +44,9 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
         print(json.dumps(d, indent=2, sort_keys=True))
         return EXIT_OK
     lines = _server_lines(server_view) + _path_lines()
-    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health))
+    toolchain = server_view.get("toolchain") or {}
+    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health,
+                                 tls=toolchain.get("tls_in_force") or toolchain.get("tls")))
     return EXIT_OK
 
 

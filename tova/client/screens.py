@@ -108,6 +108,7 @@ def status_screen(s: dict[str, Any], now: float | None = None) -> str:
             state = "running" if db.get("state") in RUNNING else db.get("state", "?")
             lines.append(f"    {label:<11} {dot(db.get('state'))} {state:<9} {_db_details(db)}".rstrip())
     lines += _dependencies_lines(s.get("dependencies") or {})
+    lines += _toolchain_lines(s.get("toolchain") or {})
     lines += _ssl_lines(s.get("certificate"), domain, bool(s.get("version")), now)
     lines += ["", _last_deploy_line(s.get("last_deploy"), now)]
     kept = s.get("releases_kept")
@@ -122,6 +123,13 @@ def _dependencies_lines(deps: dict[str, str]) -> list[str]:
     if not deps:
         return []
     return ["", "  Dependencies: " + ", ".join(f"{name} {version}" for name, version in sorted(deps.items()))]
+
+
+def _toolchain_lines(tc: dict[str, Any]) -> list[str]:
+    """The compiler and Bun versions the live release was built with."""
+    if not tc.get("compiler"):
+        return []
+    return [f"  Built with:   Tova compiler {tc['compiler']}, Bun {tc.get('bun') or '?'}"]
 
 
 def _memory_of(app: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from dulwich.repo import Repo
 
 from tova.errors import EXIT_FAILED, EXIT_REMOTE, EXIT_USAGE, DeployError, TovaError
 from tova.layout import AppLayout, Layout
-from tova.manifest import MANIFEST_FILE
+from tova.manifest import LAYERS, MANIFEST_FILE
 from tova.progress import Out
 from tova.server import envfile, history, releases
 from tova.server.atomic import write_atomic
@@ -25,7 +25,7 @@ from tova.server.repair import diagnose, last_repair
 from tova.server.rollout import report_failure, restart_all, switch_to
 from tova.server.system import System
 from tova.server.usage import dir_bytes
-from tova.settings import ServerSettings
+from tova.settings import ServerSettings, settings_layers
 
 
 @dataclass
@@ -187,6 +187,12 @@ class ServerOps:
             "commit": meta.get("commit"),
             "branch": meta.get("branch"),
             "dependencies": meta.get("dependencies") or {},  # npm packages installed in the release
+            "toolchain": meta.get("toolchain") or {},  # the compiler and Bun versions that built it
+            # config.toml as the live release was provisioned with it (tls in force, ...), and
+            # the layers the next deploy provisions again because config.toml changed since.
+            "settings": meta.get("settings") or {},
+            "settings_changed": [name for name in LAYERS
+                                 if name in settings_layers(meta.get("settings"), self.settings)],
             "manifest": manifest.to_dict() if manifest else None,
             "instances": [self.system.instance_info(app, p) for p in ports],
             "databases": self.system.databases(manifest),

@@ -132,6 +132,14 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Build:
+    """The build step's answer: the compiler's output and the toolchain that made it."""
+
+    output: Path
+    toolchain: toolchain.Toolchain
+
+
+@dataclass(frozen=True)
 class Dependencies:
     """The dependencies step's answer: the installed npm packages a release links."""
 
@@ -231,9 +239,9 @@ def _run(ctx: Context, trail: Trail, workdir: Path) -> Outcome:
         return Outcome("skipped")
     trail.branch = manifest.branch
     trail.enter("build")
-    output = step_build(ctx, ws)
+    build = step_build(ctx, ws)
     trail.enter("dependencies")
-    dependencies = step_dependencies(ctx, ws, manifest, output)
+    dependencies = step_dependencies(ctx, ws, manifest, build.output)
     trail.enter("plan")
     plan = step_plan(ctx, manifest)
     trail.layers = plan.layers
@@ -241,7 +249,7 @@ def _run(ctx: Context, trail: Trail, workdir: Path) -> Outcome:
     step_provision(ctx, manifest, plan)
     trail.enter("release")
     trail.version = releases.next_version(ctx.app)
-    trail.release_dir = step_release(ctx, manifest, ws, output, dependencies, plan, trail.branch,
+    trail.release_dir = step_release(ctx, manifest, ws, build, dependencies, plan, trail.branch,
                                      trail.version)
     try:
         trail.enter("switch")
@@ -333,11 +341,12 @@ def step_manifest(ctx: Context, source: Path) -> Manifest:
     return load_manifest(source, ctx.env, project_relative=True, recorded_app=ctx.app.name)
 
 
-def step_build(ctx: Context, ws: Workspace) -> Path:
-    """The compiler's production build of the project; returns its output directory."""
+def step_build(ctx: Context, ws: Workspace) -> Build:
+    """The compiler's production build of the project: its output directory, and the
+    versions of the compiler and Bun that made it."""
     output = ws.dir / "out"
     # Bun and the compiler before the first build (a fresh server has neither).
-    toolchain.ensure(ctx.settings, ctx.out.passthrough)
+    found = toolchain.ensure(ctx.settings, ctx.out.passthrough)
     argv = [*compiler_argv(ctx.settings), "build", str(source_dir(ws.source)),
             "--production", "--output", str(output)]
     # Locations relative to the project, warnings summarised, the whole output kept.
@@ -359,7 +368,7 @@ def step_build(ctx: Context, ws: Workspace) -> Path:
     ctx.out.end(True)
     if summary := build.summary(ctx.env):
         ctx.out.sub(summary)
-    return output
+    return Build(output, found)
 
 
 def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest, output: Path) -> Dependencies | None:
@@ -497,13 +506,13 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
                           hint=f"read {ctx.app.provision_script} and the output above")
 
 
-def step_release(ctx: Context, manifest: Manifest, ws: Workspace, output: Path,
+def step_release(ctx: Context, manifest: Manifest, ws: Workspace, build: Build,
                  dependencies: Dependencies | None, plan: Plan, branch: str, version: str) -> Path:
     """The build, the public files and the manifest file become releases/`version`, under
     that name only once complete."""
     ctx.out.begin(f"Deploying app ({version})...")
     staged = releases.staging_dir(ctx.app, version)
-    output.rename(staged)
+    build.output.rename(staged)
     _copy_data_files(ctx, manifest, ws.source)  # before public/ moves: a data file may live under it
     served = arrange_static(staged, ws.source / "public")
     # Root takes the build user's output: owned by root, explicit modes, no way out.
@@ -522,6 +531,7 @@ def step_release(ctx: Context, manifest: Manifest, ws: Workspace, output: Path,
         "static_files": len(served),
         "dependencies": dependencies.versions if dependencies else {},
         "dependency_set": dependencies.dir.name if dependencies else None,
+        "toolchain": {"compiler": build.toolchain.compiler, "bun": build.toolchain.bun},
         "settings": provisioned(ctx.settings),
     })
     write_atomic(staged / MANIFEST_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n", mode=0o640)
