@@ -45,6 +45,34 @@ def test_hints_never_print_a_literal_env_placeholder():
     assert "<env>" not in (toolkit_missing("h", None).hint or "")
 
 
+def test_server_hints_name_the_environment_they_know(monkeypatch, tmp_path):
+    """A build's toolchain failure and the pre-receive check know the environment: their
+    remedy names it (no `<env>` or `ENV` for the user to fill in)."""
+    import pytest
+
+    from tova.client.remote import release_error
+    from tova.client.ssh import Result
+    from tova.errors import DeployError
+    from tova.server import toolchain
+    from tova.server.precheck import compiler_problem
+    from tova.settings import ServerSettings
+
+    settings = ServerSettings(root=str(tmp_path), compiler="tova", compiler_install="")
+    monkeypatch.setattr(toolchain, "inspect", lambda s: toolchain.Toolchain(None, None, ("Bun is missing",)))
+    monkeypatch.setattr(toolchain, "run_tool", lambda *a, **k: 1)
+    with pytest.raises(DeployError) as failed:
+        toolchain.ensure(settings, lambda text: None, env="staging")
+    hints = [failed.value.hint or "", (compiler_problem(settings, lambda n: None, env="staging") or failed.value).hint]
+    for hint in hints:
+        assert "tova deploy staging --setup-git --compiler PATH" in (hint or ""), hint
+        assert "<env>" not in (hint or "") and "ENV" not in (hint or "")
+    # `tova-release toolchain` (run by --setup-git) does not know it: the client fills it in
+    with pytest.raises(DeployError) as unnamed:
+        toolchain.ensure(settings, lambda text: None)
+    shown = release_error(Result(1, b"", f"error: x\nhint: {unnamed.value.hint}\n".encode()), env="prod")
+    assert "tova deploy prod --setup-git --compiler PATH" in (shown.hint or "")
+
+
 def test_env_set_says_it_restarts_and_rollback_says_what_it_restores(site):
     site.write_app("v1")
     site.commit()

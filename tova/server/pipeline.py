@@ -346,7 +346,7 @@ def step_build(ctx: Context, ws: Workspace) -> Build:
     versions of the compiler and Bun that made it."""
     output = ws.dir / "out"
     # Bun and the compiler before the first build (a fresh server has neither).
-    found = toolchain.ensure(ctx.settings, ctx.out.passthrough)
+    found = toolchain.ensure(ctx.settings, ctx.out.passthrough, env=ctx.env)
     argv = [*compiler_argv(ctx.settings), "build", str(source_dir(ws.source)),
             "--production", "--output", str(output)]
     # Locations relative to the project, warnings summarised, the whole output kept.

@@ -48,10 +48,11 @@ def parse_updates(lines: Iterable[str]) -> list[Update]:
     return updates
 
 
-def compiler_problem(settings: ServerSettings,
-                     which: Callable[[str], str | None] = shutil.which) -> TovaError | None:
+def compiler_problem(settings: ServerSettings, which: Callable[[str], str | None] = shutil.which,
+                     env: str = "ENV") -> TovaError | None:
     """No compiler and nothing configured to install one: no build can run. (With
     `compiler_install`, the build step installs a missing compiler: tova.server.toolchain.)"""
+    from tova.server.toolchain import upload_hint
     from tova.settings import compiler_argv
 
     if settings.compiler_install.strip():
@@ -65,8 +66,7 @@ def compiler_problem(settings: ServerSettings,
     name = " ".join(argv) or settings.compiler
     return DeployError(
         f"the Tova compiler {name} is not installed on this server",
-        hint="upload it with `tova deploy ENV --setup-git --compiler PATH`, or set `compiler` "
-             f"(or `compiler_install`) in {settings.config_path}",
+        hint=f"{upload_hint(env)}, or set `compiler` (or `compiler_install`) in {settings.config_path}",
     )
 
 
@@ -115,7 +115,7 @@ def check_update(settings: ServerSettings, app: AppLayout, env: str, deploy_bran
     missing = envfile.missing(app.env_file, manifest.secrets.required)
     if missing:
         return MissingSecretsError(missing, env)
-    if (problem := compiler_problem(settings)) is not None:
+    if (problem := compiler_problem(settings, env=env)) is not None:
         return problem
     prechecked.keep(app, update.new, env, manifest)  # for the deploy that follows
     return None

@@ -102,7 +102,13 @@ def _checked(settings: ServerSettings, stamp: str | None) -> Toolchain | None:
     return Toolchain(data.get("bun"), data.get("compiler"), ())
 
 
-def ensure(settings: ServerSettings, passthrough: Callable[[str], None]) -> Toolchain:
+def upload_hint(env: str) -> str:
+    """The remedy for a missing compiler, naming the environment when the server knows it
+    (a deploy, the pre-receive check); `ENV` otherwise, which the client replaces."""
+    return f"upload the compiler with `tova deploy {env} --setup-git --compiler PATH`"
+
+
+def ensure(settings: ServerSettings, passthrough: Callable[[str], None], env: str = "ENV") -> Toolchain:
     """Check; when something is missing or of another version, run toolchain.sh and check
     again. DeployError (before anything is built or switched) when it stays wrong. A check
     that found no problem holds until a file it ran or a version it expects changes."""
@@ -125,8 +131,7 @@ def ensure(settings: ServerSettings, passthrough: Callable[[str], None]) -> Tool
     if rc != 0 or found.problems:
         raise DeployError(
             "the build toolchain is not ready: " + "; ".join(found.problems or (f"toolchain.sh exit status {rc}",)),
-            hint="set compiler_install in config.toml (online) or upload the compiler: "
-                 "tova deploy <env> --setup-git --compiler PATH")
+            hint=f"set compiler_install in config.toml (online), or {upload_hint(env)}")
     _record_checked(settings, _stamp(settings), found)
     return found
 
