@@ -77,6 +77,17 @@ def test_missing_compiler_is_rejected(site):
     res = site.push(extra_env={"TOVA_COMPILER": "/nonexistent/tova", "TOVA_COMPILER_INSTALL": ""})
     assert res.returncode != 0
     assert "the Tova compiler /nonexistent/tova is not installed on this server" in res.stderr
+    assert "tova deploy prod --setup-git --compiler PATH" in res.stderr, res.stderr  # the real env
+    assert _server_head(site) is None
+
+
+def test_a_missing_toolkit_is_rejected(site, tmp_path):
+    _write(site, GOOD % "")
+    site.commit("good")
+    res = site.push(extra_env={"TOVA_TOOLKIT": str(tmp_path / "no-toolkit")})
+    assert res.returncode != 0 and "pre-receive hook declined" in res.stderr
+    assert "the tova toolkit is missing on this server" in res.stderr, res.stderr
+    assert "tova deploy prod --setup-git" in res.stderr
     assert _server_head(site) is None
 
 
