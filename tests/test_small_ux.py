@@ -125,6 +125,56 @@ def test_package_installation_names_each_package_as_it_goes(tmp_path):
     assert bad.returncode == 100 and "E: broken" in bad.stderr and "Reading package lists" in bad.stderr
 
 
+def test_toolchain_installation_names_each_package_as_it_goes(tmp_path):
+    """Issue 14 point 8: nodejs and npm (for Bun), installed by toolchain.sh before the first
+    build (a minute or more on a fresh server), progress like provisioning does."""
+    import subprocess
+
+    from tova.render import render_toolchain
+    from tova.settings import ServerSettings
+
+    script = render_toolchain(ServerSettings())
+    funcs = "\n".join(_shell_function(script, f) for f in ("apt_quiet", "apt_install", "apt_needs"))
+    fake = tmp_path / "apt-get"
+    fake.write_text('#!/bin/sh\n[ "$1" = install ] || exit 0\n'
+                    'echo "Setting up nodejs (18.19.0) ..."\necho "Setting up npm (9.2.0) ..."\n')
+    fake.chmod(0o755)
+    run = ["bash", "-c", f"set -Eeuo pipefail\n{funcs}\napt_needs no-such-command-here nodejs npm\n"
+                         "apt_needs bash bash"]
+    res = subprocess.run(run, capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "  installing nodejs npm...\n    setting up nodejs\n    setting up npm\n"
+    assert "installing Bun" in script  # and Bun's own npm install says so before it starts
+
+
+def test_setup_git_times_its_slow_steps_and_shows_the_servers_progress(monkeypatch, capsys):
+    """Issue 14 point 8: the client's slow --setup-git steps print their line first, the
+    server's progress under it as it comes, then their time."""
+    from pathlib import Path
+
+    from tova.client import bootstrap
+    from tova.progress import client_steps
+
+    class Server:
+        def release_json(self, args, stdin=None, progress=None):
+            assert progress is not None
+            progress("  installing nodejs npm...\n")
+            progress("    setting up nodejs\n")
+            return {"bun": "1.4.5", "compiler": "0.11.26"}
+
+    monkeypatch.setattr(bootstrap, "local_compiler_version", lambda: None)
+    monkeypatch.setattr(bootstrap, "compiler_archive", lambda path: ("tova", b""))
+    steps = client_steps()
+    ticks = iter([0.0, 52.0])
+    steps.clock = lambda: next(ticks)
+    lines = bootstrap.toolchain_lines(Server(), Path("tova"), steps)  # type: ignore[arg-type]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("    → Bun and the Tova compiler (uploading it)") and "✓" not in out[0]
+    assert out[1:3] == ["    installing nodejs npm...", "      setting up nodejs"]
+    assert out[3].startswith("      → done") and out[3].endswith("✓ 52s")
+    assert lines == ["    → Bun 1.4.5, Tova compiler 0.11.26 (uploaded)"]
+
+
 def test_testserver_up_prints_the_readme_steps_with_its_own_paths(tmp_path):
     """Issue 14 point 2: `testserver up` ends with the exact next commands for one's own
     project, the same as the README's test-server steps; the settings are one file."""

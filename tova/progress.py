@@ -9,7 +9,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO
 
 _ANSI = re.compile(r"\033\[[0-9;]*m")
@@ -28,8 +29,10 @@ def marked(text: str, mark: str, width: int = WIDTH) -> str:
 
 
 class Out:
-    def __init__(self, stream: IO[str] | None = None, color: bool | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, color: bool | None = None, *,
+                 prefix: str = PREFIX, width: int = WIDTH, done: str = SUB) -> None:
         self.stream = stream or sys.stdout
+        self.prefix, self.width, self.done = prefix, width, done  # a step line's layout
         if color is None:
             color = (not os.environ.get("NO_COLOR")) and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.color = color
@@ -104,20 +107,31 @@ class Out:
         """Start a step line; end() puts the mark and the step's time on it, or on a short
         `→ done` line when tool output came in between (never the step's text twice)."""
         self._close_open()
-        self._open = PREFIX + text
+        self._open = self.prefix + text
         self._broken = False
         self._started = self.clock()
-        self.write(self._open.ljust(WIDTH))
+        self.write(self._open.ljust(self.width))
 
     def end(self, ok: bool, extra: str = "", timed: bool = True) -> None:
         if self._open is None:
             return
         if self._broken:
-            self.write((SUB + ("done" if ok else "failed")).ljust(WIDTH))
+            self.write((self.done + ("done" if ok else "failed")).ljust(self.width))
         took = f" {elapsed(self.clock() - self._started)}" if timed else ""
         mark = (self.ok_mark if ok else self.fail_mark) + took + (f" {extra}" if extra else "")
         self.write(" " + mark + "\n")
         self._open = None
+
+    @contextmanager
+    def timed(self, text: str) -> Iterator[None]:
+        """begin(text), then end(True) with the time taken, or end(False) if it raised."""
+        self.begin(text)
+        try:
+            yield
+        except BaseException:
+            self.end(False)
+            raise
+        self.end(True)
 
     def passthrough(self, text: str) -> None:
         """Output of a tool the step runs (the compiler), shown as it arrives."""
@@ -169,6 +183,12 @@ def heading(text: str) -> str:
 def step(label: str, mark: str = OK) -> str:
     """A client screen's `→ label ... ✓` line (plain text: it reads the same in a log)."""
     return marked(CLIENT_STEP + label, mark, CLIENT_WIDTH).rstrip()
+
+
+def client_steps() -> Out:
+    """The client's printer for steps that take a while: `→ label ... ✓ 41s`, the server's
+    progress lines (passthrough) under the label as they come, then `→ done ✓ 41s`."""
+    return Out(sys.stdout, color=False, prefix=CLIENT_STEP, width=CLIENT_WIDTH, done=" " * 6 + "→ ")
 
 
 def note(label: str) -> str:

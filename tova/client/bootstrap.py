@@ -24,7 +24,7 @@ from tova.client.scripts import server_script
 from tova.errors import TovaError
 from tova.fingerprint import package_fingerprint
 from tova.manifest import Manifest
-from tova.progress import WARN, heading, note, say, step
+from tova.progress import WARN, Out, client_steps, heading, note, say, step
 
 
 @dataclass
@@ -201,24 +201,27 @@ def setup_git(
     probe = ensure_python(server, probe)
     installed = installed_version(server, probe)
     ours = (tova.__version__, package_fingerprint())
+    # The slow steps (a pip install, Bun and the compiler on a fresh server: a minute or
+    # more) print their line first and their time when done.
+    steps = client_steps()
     if installed == ours:
         result.lines.append(step(f"Toolkit {tova.__version__} already installed"))
     else:
         version = installed[0] if installed else None
-        install_toolkit(server, probe, offline=offline, same_version=version == tova.__version__)
         if version is None:
             verb = f"Installing toolkit {tova.__version__}"
         elif version == tova.__version__:
             verb = f"Updating toolkit {version} (this client's files differ)"
         else:
             verb = f"Upgrading toolkit {version} → {tova.__version__}"
-        result.lines.append(step(verb))
+        with steps.timed(verb):
+            install_toolkit(server, probe, offline=offline, same_version=version == tova.__version__)
     if link_toolkit(server):
         result.lines.append(step(f"Linking {posixpath.join(server.renv.link_dir, 'tova-release')}"))
     say(*result.lines)
     result.lines.clear()
 
-    say(*toolchain_lines(server, compiler))
+    say(*toolchain_lines(server, compiler, steps))
 
     init = server.release_json(["init", manifest.app, "--env", manifest.env, "--branch", manifest.branch])
     repo = init.get("repo") or server.renv.repo_path(manifest.app)
@@ -238,9 +241,11 @@ def setup_git(
 
 
 # ---------------------------------------------------------------- toolchain
-def toolchain_lines(server: Server, compiler: Path | None) -> list[str]:
+def toolchain_lines(server: Server, compiler: Path | None, steps: Out) -> list[str]:
     """Bun and the Tova compiler on the server before any build: the developer's compiler
-    version, downloaded there (compiler_install) or uploaded from `compiler`."""
+    version, downloaded there (compiler_install) or uploaded from `compiler`. What the
+    server installs meanwhile is shown as it goes (steps); returns the lines saying what
+    it has."""
     args = ["toolchain"]
     local = local_compiler_version()
     if local:
@@ -249,8 +254,9 @@ def toolchain_lines(server: Server, compiler: Path | None) -> list[str]:
     if compiler is not None:
         entry, stdin = compiler_archive(compiler)
         args += ["--upload", entry]
-    found = server.release_json(args, stdin=stdin)
-    lines = [step(f"Bun {found.get('bun')}, Tova compiler {found.get('compiler')}"
+    with steps.timed("Bun and the Tova compiler" + (" (uploading it)" if compiler is not None else "")):
+        found = server.release_json(args, stdin=stdin, progress=steps.passthrough)
+    lines = [note(f"Bun {found.get('bun')}, Tova compiler {found.get('compiler')}"
                   + (" (uploaded)" if compiler is not None else ""))]
     if local and found.get("compiler") != local:
         lines.append(note(f"your local compiler is {local}, the server's {found.get('compiler')}"))

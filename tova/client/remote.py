@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tova.client import failures
 from tova.client.scripts import server_script
-from tova.client.ssh import Connection, Result, Target
+from tova.client.ssh import Connection, Result, Stream, Target
 from tova.errors import EXIT_REMOTE, TovaError
 from tova.layout import Layout
 from tova.settings import DEFAULT_ROOT
@@ -152,7 +153,7 @@ class Server:
 
     # ---- running ----
     def run(
-        self, argv: list[str], *, stdin: bytes | None = None, stream: bool = False, root_env: bool = True
+        self, argv: list[str], *, stdin: bytes | None = None, stream: Stream = False, root_env: bool = True
     ) -> Result:
         full = (self.renv.prefix() if root_env else []) + argv
         return self.conn.run(self.privileged(full), stdin=stdin, stream=stream)
@@ -163,7 +164,7 @@ class Server:
             raise failures.from_remote_failure(self.display, what, res.exit_code, res.err)
         return res
 
-    def release(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
+    def release(self, args: list[str], *, stdin: bytes | None = None, stream: Stream = False) -> Result:
         """`tova-release ARGS`. A missing toolkit (exit 127) becomes the setup hint."""
         res = self.run([self.renv.tova_release, *args], stdin=stdin, stream=stream)
         if res.exit_code in (126, 127):
@@ -177,14 +178,16 @@ class Server:
             raise failures.toolkit_missing(self.display, self.env_name)
         return code
 
-    def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: bool = False) -> Result:
+    def release_ok(self, args: list[str], *, stdin: bytes | None = None, stream: Stream = False) -> Result:
         res = self.release(args, stdin=stdin, stream=stream)
         if res.exit_code != 0:
-            raise release_error(res, stream=stream, env=self.env_name)
+            raise release_error(res, stream=bool(stream), env=self.env_name)
         return res
 
-    def release_json(self, args: list[str], *, stdin: bytes | None = None) -> dict[str, Any]:
-        res = self.release_ok([*args, "--json"], stdin=stdin)
+    def release_json(self, args: list[str], *, stdin: bytes | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """`tova-release ARGS --json`'s answer; its progress lines (stderr) go to progress."""
+        res = self.release_ok([*args, "--json"], stdin=stdin, stream=progress or False)
         try:
             value = json.loads(res.out)
         except json.JSONDecodeError:

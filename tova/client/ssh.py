@@ -26,6 +26,11 @@ import sh
 from tova.client import failures
 from tova.errors import TovaError
 
+# How a command's output reaches the user while it runs: False kept only, True stdout and
+# stderr copied to ours, "err" stderr only, a function: each stderr line handed to it
+# (a progress printer), stdout kept.
+Stream = bool | str | Callable[[str], None]
+
 CONNECT_TIMEOUT = 15
 PERSIST = "60"  # seconds the master outlives an unexpected exit of ours
 
@@ -162,10 +167,10 @@ class Connection:
         self,
         remote_argv: list[str],
         stdin: bytes | None = None,
-        stream: bool = False,
+        stream: Stream = False,
     ) -> Result:
-        """Run one remote command. stream=True copies its stdout and stderr to ours as it
-        arrives (and still returns them). ssh's own failures (exit 255) raise RemoteError."""
+        """Run one remote command. stream (see Stream) shows its output as it arrives (and
+        it is still returned). ssh's own failures (exit 255) raise RemoteError."""
         self.open()
         res = _run(self.ssh_argv(remote_argv), stdin=stdin, stream=stream)
         if res.exit_code == 255:
@@ -213,19 +218,19 @@ class Connection:
         self.close()
 
 
-def _run(args: list[str], stdin: bytes | None, stream: bool = False) -> Result:
+def _run(args: list[str], stdin: bytes | None, stream: Stream = False) -> Result:
     return run_local(["ssh", *args], stdin=stdin, stream=stream)
 
 
 def run_local(
     argv: list[str],
     stdin: bytes | None = None,
-    stream: bool | str = False,
+    stream: Stream = False,
     env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
 ) -> Result:
     """Run a local program through `sh`; never raises on a non-zero exit.
-    stream: True copies stdout and stderr to ours as they arrive, "err" only stderr."""
+    stream: see Stream."""
     out: list[bytes] = []
     err: list[bytes] = []
     kwargs: dict[str, Any] = dict(_ok_code=list(range(256)), _return_cmd=True, _tty_out=False, _decode_errors="replace")
@@ -235,7 +240,10 @@ def run_local(
         kwargs["_env"] = env
     if cwd is not None:
         kwargs["_cwd"] = str(cwd)
-    if stream:
+    if callable(stream):
+        kwargs["_out"] = _tee(out, None)
+        kwargs["_err"] = _lines(err, stream)
+    elif stream:
         kwargs["_out"] = _tee(out, sys.stdout if stream is True else None)
         kwargs["_err"] = _tee(err, sys.stderr)
         # Line-buffered (sh's default): whole lines, so a multi-byte ✓ is never split
@@ -247,6 +255,15 @@ def run_local(
     if stream:
         return Result(p.exit_code, b"".join(out), b"".join(err))
     return Result(p.exit_code, p.stdout, p.stderr)
+
+
+def _lines(sink: list[bytes], show: Callable[[str], None]) -> Callable[[object], None]:
+    def write(chunk: object) -> None:
+        data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+        sink.append(data)
+        show(data.decode("utf-8", "replace"))
+
+    return write
 
 
 def _tee(sink: list[bytes], stream: IO[str] | None) -> Callable[[object], None]:
