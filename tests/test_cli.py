@@ -199,3 +199,18 @@ def test_every_modifier_names_the_actions_it_goes_with():
             except cli.TovaError:
                 accepted = False
             assert accepted == (action in goes_with), (name, action)
+
+
+def test_plan_lists_what_caddy_serves_of_the_project(tmp_path):
+    project = tmp_path / "site"
+    (project / "src").mkdir(parents=True)
+    (project / "public").mkdir()
+    (project / "public" / "robots.txt").write_text("User-agent: *\n")
+    (project / "src" / "app.tova").write_text(
+        'server {\n  fn healthz() { text("ok") }\n  route GET "/healthz" => healthz\n}\n'
+        'deploy "prod" {\n  server: "root@203.0.113.10"\n  domain: "site.example.com"\n}\n')
+    r = tova("deploy", "prod", "--plan", "--local", "--project", str(project))
+    assert r.returncode == 0, r.stderr
+    assert "Static: public/, 1 file: /robots.txt" in r.stdout and "browser build" not in r.stdout
+    d = json.loads(tova("deploy", "prod", "--plan", "--local", "--json", "--project", str(project)).stdout)
+    assert d["static"] == {"browser": False, "public": ["robots.txt"], "base": "/"}

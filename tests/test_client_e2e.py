@@ -83,6 +83,31 @@ def test_setup_git_uploads_the_compiler(set_up, capsys):
     assert "Bun 1.4.5, Tova compiler 0.11.26" in capsys.readouterr().out
 
 
+def test_setup_git_uploads_a_compiler_directory_with_a_start_command(set_up, capsys, tmp_path):
+    """--compiler DIR: a directory (the compiler's source with its node_modules, say) whose
+    bin/tova.js Bun runs; its .git stays home. Then a binary again replaces it."""
+    src = tmp_path / "tova-lang"
+    (src / "bin").mkdir(parents=True)
+    (src / "src").mkdir()
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (src / "src" / "version.js").write_text('export const VERSION = "0.11.26";\n')
+    entry = src / "bin" / "tova.js"
+    entry.write_text('#!/usr/bin/env bun\nimport { VERSION } from "../src/version.js";\n'
+                     'if (process.argv.includes("--version")) console.log(`Tova v${VERSION}`);\n')
+    entry.chmod(0o644)  # as a checkout may have it: the upload makes the start command executable
+    root = set_up["root"] / "compiler"
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True, compiler=src) == 0
+    assert "Tova compiler 0.11.26 (uploaded)" in capsys.readouterr().out
+    assert (root / "tova").readlink() == Path("uploaded/bin/tova.js")
+    assert (root / "uploaded" / "src" / "version.js").is_file() and not (root / "uploaded" / ".git").exists()
+    with pytest.raises(TovaError, match="has none of bin/tova"):
+        commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True, compiler=src / "src")
+    assert commands.cmd_setup_git(set_up["project"], set_up["manifest"], offline=True,
+                                  compiler=FIXTURE_COMPILER) == 0
+    assert (root / "tova").readlink() == Path("uploaded/tova") and not (root / "uploaded" / "bin").exists()
+
+
 def test_setup_git_installs_toolkit_repo_and_remote(set_up, capsys):
     w = set_up
     out = subprocess.run(

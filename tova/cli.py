@@ -187,11 +187,11 @@ def run_deploy(args: argparse.Namespace) -> int:
 
         from tova.client import preview
         from tova.loader import shown_location
-        from tova.plan import health_view
+        from tova.plan import health_view, served_view
 
         health = health_view(program, config, manifest.health, partial(shown_location, project))
         return preview.run_plan(project, manifest, as_json=args.json, registry=args.registry,
-                                local_only=args.local, health=health)
+                                local_only=args.local, health=health, served=served_view(program))
     if action == "render":
         from tova.client import preview
 

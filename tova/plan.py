@@ -10,6 +10,7 @@ from tova.config import DeployConfig
 from tova.errors import Location
 from tova.lang.program import Program
 from tova.manifest import HealthCheck, Manifest
+from tova.served import static_lines
 from tova.templating import render_template
 from tova.units import format_bytes
 
@@ -105,8 +106,38 @@ def tls_text(mode: str | None) -> str:
     return f'TLS from {TLS_NAMES.get(mode, mode)}: tls = "{mode}"'
 
 
+def served_view(program: Program) -> dict[str, Any]:
+    """What Caddy will serve of this project (see tova.served): the browser build, the
+    files of public/, and the URL base the build's page loads its script below."""
+    from pathlib import Path
+
+    from tova.lang.sources import read_toml
+
+    root = Path(program.root)
+    public = root / "public"
+    files = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file()) if public.is_dir() else []
+    return {"browser": bool(program.browsers), "public": files, "base": read_toml(root).url_base}
+
+
+def _proxy_lines(m: Manifest, served: dict[str, Any] | None) -> list[str]:
+    proxy_lines: list[str] = []
+    if m.proxy.websocket:
+        proxy_lines.append("WebSocket → upgrade")
+    if m.proxy.sse:
+        paths = ", ".join(m.proxy.sse_paths) or "streams"
+        proxy_lines.append(f"SSE {paths} → unbuffered")
+    if served is not None:
+        proxy_lines += static_lines(served["browser"], served["public"], served.get("base") or "/")
+    elif m.proxy.static:
+        proxy_lines.append("Static: the browser build and public/, served by Caddy")
+    if m.proxy.cors_origins:
+        proxy_lines.append("CORS: " + ", ".join(m.proxy.cors_origins))
+    return proxy_lines
+
+
 def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
-                health: dict[str, Any] | None = None, tls: str | None = None) -> str:
+                health: dict[str, Any] | None = None, tls: str | None = None,
+                served: dict[str, Any] | None = None) -> str:
     names = {"bun": f"Bun {bun_version}", "caddy": "Caddy 2", "ufw": "UFW firewall (SSH, 80, 443)",
              "postgresql": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
     dbs = []
@@ -124,17 +155,7 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
             dbs.append(f"SQLite ({files})")
     for name in external_databases(m):
         dbs.append(f"external via {name} from env {{ }} (nothing provisioned)")
-    proxy_lines = []
-    if m.proxy.websocket:
-        proxy_lines.append("WebSocket → upgrade")
-    if m.proxy.sse:
-        paths = ", ".join(m.proxy.sse_paths) or "streams"
-        proxy_lines.append(f"SSE {paths} → unbuffered")
-    if m.proxy.static:
-        proxy_lines.append("Static: browser build (/ → index.html, /.tova-out/client.<hash>.js, "
-                           "immutable caching) and public/, served by Caddy")
-    if m.proxy.cors_origins:
-        proxy_lines.append("CORS: " + ", ".join(m.proxy.cors_origins))
+    proxy_lines = _proxy_lines(m, served)
     secrets = [f"{n} (required)" for n in m.secrets.required] + [f"{n} (auto)" for n in m.secrets.auto]
     upstreams = ",".join(f"localhost:{p}" for p in ports) if ports else "localhost (app ports)"
     return render_template(

@@ -31,7 +31,7 @@ def plan_ports(manifest: Manifest, registry: str | None, settings: ServerSetting
 
 
 def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str | None, local_only: bool,
-             health: dict[str, Any] | None = None) -> int:
+             health: dict[str, Any] | None = None, served: dict[str, Any] | None = None) -> int:
     settings = ServerSettings()
     ports = plan_ports(manifest, registry, settings)
     server_view: dict[str, Any] = {"contacted": False}
@@ -41,12 +41,14 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
         server_view = _server_view(project, manifest)
     if as_json:
         d = plan_dict(manifest, ports, settings.bun_version, server_view, health)
+        if served is not None:
+            d["static"] = served
         print(json.dumps(d, indent=2, sort_keys=True))
         return EXIT_OK
     lines = _server_lines(server_view) + _path_lines()
     toolchain = server_view.get("toolchain") or {}
     sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health,
-                                 tls=toolchain.get("tls_in_force") or toolchain.get("tls")))
+                                 tls=toolchain.get("tls_in_force") or toolchain.get("tls"), served=served))
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ class ProjectToml:
     entry: str | None = None  # [project] entry
     app_base: str | None = None  # [tova-deploy] name: base of every environment's app name
     apps: dict[str, str] = field(default_factory=dict)  # [tova-deploy.apps] env = "app"
+    url_base: str = "/"  # [deploy] base: the compiler's URL base path (index.html loads its script below it)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def read_toml(root: Path) -> ProjectToml:
         entry=_string(project, "entry", path, "project"),
         app_base=_string(deploy, "name", path, DEPLOY_SECTION),
         apps=dict(apps),
+        url_base=_string(_table(data, "deploy", path), "base", path, "deploy") or "/",
     )
 
 
