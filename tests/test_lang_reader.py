@@ -478,6 +478,8 @@ def test_two_deploy_blocks_of_one_name_are_both_returned_in_order() -> None:
         ('server {\n  x = "abc\n}\n', "unterminated string", 2, 7),
         ("x = 1\n  /* open /* nested */\n", "unterminated block comment", 2, 3),
         ("data {\n  r = /abc\n}", "unterminated regex", 2, 7),
+        # a `}` inside a tag closes the server block: the compiler's parser fails there
+        ('server {\n  x = 1\n<a b=> }\n/* { */ c>"t"</a>\n', "closes a bracket opened before it", 3, 1),
     ],
 )
 def test_syntax_errors_have_exact_locations(src: str, message: str, line: int, col: int) -> None:

@@ -264,6 +264,10 @@ class _Pass:
         self.sc = sc
         self.text = sc.text
         self.n = len(sc.text)
+        # the brackets open where the current outermost markup element began: how many,
+        # and the innermost one
+        self.markup_level = 0
+        self.markup_open: tuple[str, int] | None = None
 
     def err(self, message: str, pos: int, hint: str | None = None) -> TovaSyntaxError:
         return self.sc.error(message, pos, hint)
@@ -315,7 +319,7 @@ class _Pass:
                         if tm.group(1):  # closing
                             jstack.pop()
                             if not jstack:
-                                self.collapse_markup(markup_start, markup_k, pos)
+                                self.collapse_markup(markup_start, markup_k, pos, brackets)
                                 markup_start = -1
                         else:
                             jstack.append("tag")
@@ -541,6 +545,8 @@ class _Pass:
                             tag_mode = "open"
                         if tag_mode and not jstack and markup_start < 0:
                             markup_start, markup_k = q, len(starts)
+                            self.markup_level = len(brackets)
+                            self.markup_open = brackets[-1] if brackets else None
                     pos = q + 1
                 prev, prev_nl, gap = _OTHER, False, pos
             elif c == ">":  # only searched for inside a tag
@@ -560,7 +566,7 @@ class _Pass:
                         jstack.append("tag")
                     pos = q + 1
                     if not jstack and not tag_mode and markup_start >= 0:
-                        self.collapse_markup(markup_start, markup_k, pos)
+                        self.collapse_markup(markup_start, markup_k, pos, brackets)
                         markup_start = -1
                 prev, prev_nl, gap = _OTHER, False, pos
             elif c == "'":
@@ -587,11 +593,20 @@ class _Pass:
         return self.err(f"brackets nested more than {MAX_NESTING} deep", pos,
                         "the Tova compiler stops at 200 nested expressions; flatten this code")
 
-    def collapse_markup(self, start: int, k: int, end: int) -> None:
+    def collapse_markup(self, start: int, k: int, end: int, brackets: list[tuple[str, int]]) -> None:
         """A whole element ended: one opaque "markup" span replaces the spans inside it
         (the reader never looks inside markup, and a 40,000-deep element stays one
         token). Its code parts are checked for rejected characters first."""
         sc = self.sc
+        level = self.markup_level
+        if level and (len(brackets) < level or brackets[level - 1] is not self.markup_open):
+            # a `}` or `)` in a tag closed a bracket opened before the element (the
+            # compiler's parser fails on it inside the tag): the element would hide
+            # where that group ends, and pass 2 would read on from inside it
+            _, at = self.markup_open  # type: ignore[misc]
+            raise self.err("this markup element closes a bracket opened before it", start,
+                           f"a bracket opened at line {sc.line_col(at)[0]} is closed inside this "
+                           "element's tag; close the element first (<tag> ... </tag> or <tag />)")
         if not self.text.isascii() and not self.text[start:end].isascii():
             _check_non_ascii(sc, start, end)
         del sc.starts[k:], sc.ends[k:], sc.kinds[k:]
