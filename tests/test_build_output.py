@@ -97,3 +97,30 @@ def test_compiler_error_and_build_log_in_a_real_push(site):
     assert "the build failed" in out, out
     assert "src/app.tova:2:" in out and "/build/deploy-" not in out, out
     assert out.count("Compiling .tova files...") == 1
+
+
+def test_many_warnings_in_a_real_push_are_summarised(site, tmp_path):
+    """Issue 14 point 5 through the hook: the compiler's warnings in the push are the first
+    few and their count; `--logs --build` has every one, relative to the project."""
+    from release_harness import COMPILER
+
+    compiler = tmp_path / "warning-compiler"
+    compiler.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = build ] && for i in 1 2 3 4 5 6; do\n'
+        "  printf \"warning: 'name%s' is not defined\\n    --> %s/app.tova:%s:5\\n    |\\n"
+        "  %s |     name%s()\\n    |     ^^^^\\n\\n\" \"$i\" \"$2\" \"$i\" \"$i\" \"$i\"\n"
+        "done\n"
+        f'exec {COMPILER} "$@"\n')
+    compiler.chmod(0o755)
+    site.write_app("v1")
+    site.commit()
+    res = site.push(extra_env={"TOVA_COMPILER": str(compiler)})
+    assert res.returncode == 0 and site.current() == "v1", res.stderr
+    out = res.stderr
+    assert out.count("is not defined") == 3 and "'name3'" in out and "'name4'" not in out, out
+    # six of ours and the fixture's own (no security block)
+    assert "7 compiler warnings; the first 3 are above, all of them in `tova deploy prod --logs --build`" in out
+    assert "^^^^" not in out and str(site.root) not in out
+    log = site.release("logs", "myapp", "--build", check=True).stdout
+    assert log.count("is not defined") == 6 and "--> src/app.tova:6:5" in log and str(site.root) not in log
