@@ -82,6 +82,27 @@ def test_journalctl_gets_since_as_one_argument():
     assert "--since=-2min" in argv and "-2min" not in argv
 
 
+def test_a_time_journalctl_cannot_read_is_a_cause_and_a_remedy(monkeypatch, capfd):
+    """The value arrives whole; when journalctl cannot read it, one line of cause and one
+    of remedy instead of its bare "Failed to parse timestamp"."""
+    from tova.errors import EXIT_USAGE, TovaError
+    from tova.layout import Layout
+    from tova.server import systemd
+
+    def journalctl(stderr: str, rc: int):
+        return lambda *a: ["sh", "-c", f"echo line; echo '{stderr}' >&2; exit {rc}"]
+
+    monkeypatch.setattr(systemd.cmd, "journal", journalctl("Failed to parse timestamp: --x", 1))
+    with pytest.raises(TovaError) as err:
+        systemd.SystemdSystem(Layout.of("/nonexistent")).logs("a", [3000], "--x", False)
+    assert err.value.message == "journalctl cannot read the time '--x'" and err.value.exit_code == EXIT_USAGE
+    assert "--since -2min" in (err.value.hint or "")
+    monkeypatch.setattr(systemd.cmd, "journal", journalctl("-- No entries --", 0))
+    assert systemd.SystemdSystem(Layout.of("/nonexistent")).logs("a", [3000], "-2min", False) == 0
+    out, errs = capfd.readouterr()
+    assert out == "line\nline\n" and "No entries" in errs
+
+
 def test_join_option_values_leaves_other_arguments_alone():
     assert cli.join_option_values(["deploy", "prod", "--since", "-2min", "--follow"]) == \
         ["deploy", "prod", "--since=-2min", "--follow"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tova.errors import EXIT_FAILED, TovaError
+from tova.errors import EXIT_FAILED, EXIT_USAGE, TovaError
 from tova.layout import AppLayout
 from tova.manifest import Manifest
 from tova.naming import (
@@ -126,7 +127,16 @@ class SystemdSystem(System):
         return proc.wait()
 
     def logs(self, app: str, ports: list[int], since: str | None, follow: bool) -> int:
-        return subprocess.call(cmd.journal(app, ports, since, follow))
+        # stdout straight to ours (any length, --follow); stderr read to turn journalctl's
+        # "Failed to parse timestamp" into a cause and a remedy.
+        proc = subprocess.Popen(cmd.journal(app, ports, since, follow), stderr=subprocess.PIPE)
+        err = proc.communicate()[1].decode(errors="replace")
+        if proc.returncode != 0 and since and "parse timestamp" in err:
+            raise TovaError(f"journalctl cannot read the time {since!r}", exit_code=EXIT_USAGE,
+                            hint='e.g. --since -2min, --since "1 hour ago", --since yesterday, '
+                                 '--since "2026-01-31 15:00"')
+        sys.stderr.write(err)
+        return proc.returncode
 
     def build_owner(self, app: AppLayout) -> tuple[int, int] | None:
         user = build_user(app.name)
