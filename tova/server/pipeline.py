@@ -362,8 +362,13 @@ def step_build(ctx: Context, ws: Workspace) -> Build:
         write_atomic(ctx.app.build_log, build.text(), mode=0o600)
     if rc != 0:
         ctx.out.end(False)
-        raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed",
-                          hint="fix the errors above and push again")
+        hint = "fix the errors above and push again"
+        if any(".tmp-bundle" in line for line in build.lines):
+            # The compiler bundles a browser block's npm imports at build time, from a
+            # node_modules beside the sources; the server's packages are installed after it.
+            hint = ("a browser block's npm import must resolve when the compiler bundles it, and the "
+                    "server installs npm packages after the build: see README, Limits and known gaps")
+        raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed", hint=hint)
     _ensure_server_js(output)
     ctx.out.end(True)
     if summary := build.summary(ctx.env):
