@@ -145,12 +145,12 @@ class Https:
         status, _, body = self.request(domain, "GET", path, timeout)
         return status, body
 
-    def request(self, domain: str, method: str, path: str,
-                timeout: float = 15) -> tuple[int, dict[str, str], str]:
+    def request(self, domain: str, method: str, path: str, timeout: float = 15,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
         """Status, headers (lower-case names) and body of one request."""
         conn = self.connection(domain, timeout)
         try:
-            conn.request(method, path, body=b"" if method == "POST" else None)
+            conn.request(method, path, body=b"" if method == "POST" else None, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode()
         finally:

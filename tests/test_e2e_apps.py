@@ -138,6 +138,12 @@ def test_browser_block_public_and_npm_dependency(tmp_path):
     assert status == 200 and "Gallery" in body, (status, body)
     assert "immutable" in headers.get("cache-control", "")
     assert app.get("/robots.txt").startswith("User-agent")
+    # A page of the browser app's own (no route on the server): the build's 200.html; an
+    # API call to a path the app does not have still gets the app's 404.
+    status, headers, body = web.request(app.domain, "GET", "/photos/42", headers={"Accept": "text/html"})
+    assert status == 200 and '<script src="/.tova-out/client.' in body and headers.get("cache-control") == "no-cache"
+    assert web.request(app.domain, "GET", "/photos/42", headers={"Accept": "application/json"})[0] == 404
+    assert web.request(app.domain, "GET", "/api/mode", headers={"Accept": "text/html"})[2] == "production"
     # The server bundle is not served; the API goes to the app, which uses its npm package.
     assert web.get(app.domain, "/server.js")[0] == 404
     assert app.get("/api/took") == "2m" and app.get("/api/mode") == "production"

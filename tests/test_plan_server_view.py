@@ -55,8 +55,8 @@ CHECK = {"bun": "1.4.5", "compiler": "0.11.26", "expected": "0.11.26", "problems
 def test_the_plan_warns_when_the_servers_compiler_is_not_the_developers(monkeypatch):
     text = commands.format_plan_remote(plan(monkeypatch, "0.12.0", CHECK, {"tls": "auto"})).splitlines()
     assert "Server: Tova compiler 0.11.26, Bun 1.4.5, TLS automatic HTTPS" in text
-    assert ("⚠ the server's Tova compiler is 0.11.26, yours 0.12.0: the next deploy installs 0.11.26"
-            in text)
+    assert ("⚠ the server's Tova compiler is 0.11.26, yours 0.12.0: `tova deploy prod --setup-git` "
+            "makes the server's builds use yours") in text
     same = commands.format_plan_remote(plan(monkeypatch, "0.11.26", CHECK, {"tls": "auto"}))
     assert "⚠" not in same and "No changes from last deploy" in same
 

@@ -160,6 +160,10 @@ def test_caddy_accepts_the_site(case, tmp_path):
     if manifest.proxy.static:
         files = [n["file"] for n in nodes if "file" in n and isinstance(n["file"], dict)]
         assert files and files[0]["root"] == f"{settings.root}/apps/{manifest.app}/current/static"
+        # A page the app answers 404 gets the build's 200.html (the browser app's routes).
+        fallback = [r for p in proxies for r in p.get("handle_response", [])]
+        assert [r["match"] for r in fallback] == [{"status_code": [404]}]
+        assert {"handler": "rewrite", "uri": "/200.html"} in list(walk(fallback))
 
 
 def units_dir(tmp_path: Path, manifest: Manifest, ports: list[int]) -> tuple[Path, dict[str, str]]:

@@ -163,7 +163,7 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
         probe = server.probe()
         # A fresh server has no toolkit yet: its plan is every layer, and what they install.
         apps = (server.release_json(["apps"]).get("apps") or []) if probe.toolkit else []
-        capacity = {**_capacity_view(manifest, apps, probe), **_toolchain_view(server, probe.toolkit)}
+        capacity = {**_capacity_view(manifest, apps, probe), **_toolchain_view(server, probe.toolkit, manifest.env)}
         if manifest.app not in {a.get("app") for a in apps}:
             return {"contacted": True, "deployed_version": None, "deployed_commit": None,
                     "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None,
@@ -190,7 +190,7 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _toolchain_view(server: Server, toolkit: bool) -> dict[str, Any]:
+def _toolchain_view(server: Server, toolkit: bool, env: str) -> dict[str, Any]:
     """The server's Bun and compiler versions and TLS mode, and how they compare with the
     local compiler (a server without the toolkit has none yet)."""
     from tova.client.bootstrap import local_compiler_version
@@ -199,8 +199,9 @@ def _toolchain_view(server: Server, toolkit: bool) -> dict[str, Any]:
     local = local_compiler_version()
     warning = None
     if local and found.get("compiler") and found["compiler"] != local:
+        # Builds use the version --setup-git recorded there (the developer's, then).
         warning = (f"⚠ the server's Tova compiler is {found['compiler']}, yours {local}: "
-                   f"the next deploy installs {found.get('expected') or found['compiler']}")
+                   f"`tova deploy {env} --setup-git` makes the server's builds use yours")
     return {"toolchain": {"bun": found.get("bun"), "compiler": found.get("compiler"), "local_compiler": local,
                           "tls": found.get("tls"), "warning": warning}}
 
