@@ -10,6 +10,8 @@ compiler's block registry (which word, followed by what, opens a block).
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ from tova.lang.program import (
     SseDecl,
     SubBlock,
     Value,
+    quick_init,
 )
 
 # How the compiler's registry recognises a top-level block: the word, and what may follow.
@@ -60,6 +63,7 @@ _MAX_DEPTH = 32
 _ROUTE_OPTIONS = {"version", "deprecated", "sunset"}
 
 
+@quick_init
 @dataclass(frozen=True)
 class TopBlock:
     """A top-level block as the compiler's parser sees it: kind, name, place."""
@@ -69,6 +73,7 @@ class TopBlock:
     loc: Location
 
 
+@quick_init
 @dataclass(frozen=True)
 class ParsedFile:
     """The blocks of one file, in source order."""
@@ -185,9 +190,12 @@ class _FileReader:
             blocks.append(TopBlock(kind, name, loc))
             if kind == "browser":  # nothing inside a browser block implies infrastructure
                 out[kind].append(BrowserBlock(name=name, loc=loc))
+            elif kind == "deploy":
+                assert name is not None
+                out[kind].append(DeployBlock(name=name, loc=loc,
+                                             body=_group_body(top, body, strict=True, commas=False)))
             elif kind in out:
-                # a deploy body is small and read all the way down in one go
-                out[kind].append(self.read_block(kind, loc, name, top.inner(body, collapse=kind != "deploy")))
+                out[kind].append(self.read_block(kind, loc, name, top.inner(body)))
         return ParsedFile(
             path=sc.path,
             line_count=count_lines(sc.text),
@@ -258,10 +266,6 @@ class _FileReader:
         return name
 
     def read_block(self, kind: str, loc: Location, name: str | None, body: _Region) -> object:
-        if kind == "deploy":
-            assert name is not None
-            return DeployBlock(name=name, loc=loc, body=_body(body, 0, len(body.toks), strict=True, commas=False,
-                                                              depth=0))
         if kind == "server":
             return _server(name, loc, body)
         if kind == "security":
@@ -337,6 +341,111 @@ def _body(r: _Region, lo: int, close: int, strict: bool, commas: bool,  # noqa: 
                 'fields look like key: "value"',
             )
         i = _skip_statement(r, i, close)
+    return Body(fields=tuple(fields), blocks=tuple(blocks))
+
+
+def _group_body(r: _Region, open_i: int, strict: bool, commas: bool) -> Body:
+    """The fields and sub-blocks inside the `{ }` group whose `{` is token open_i: in
+    one regex step per field when every field is a plain `key: literal` or a sub-block
+    of such (_plain_fields), else by tokens (_body), which also finds the errors."""
+    a, b = r.toks[open_i][2], r.toks[r.closes[open_i]][1]
+    items = _plain_fields(r.sc, a, b, commas or not strict, 0)
+    if items is not None:
+        return _build_body(r.sc, items)
+    body = _Region(r.sc, a, b, collapse=False)
+    return _body(body, 0, len(body.toks), strict=strict, commas=commas, depth=0)
+
+
+# One field of a body that needs no tokens: separators, a key (a name, or a plain
+# string), then `:` and a literal that nothing continues (the next character ends it:
+# what _literal checks token by token), or `{` opening a sub-block. Only plain ASCII
+# spellings: anything else (an expression, a comment, `512mb`, an array) is read by
+# tokens. Keys that are operators after a value (`in: 1`) are too.
+_FIELD_PARTS = r"""
+    (?:(?P<name>[A-Za-z_$][A-Za-z0-9_$]*)|(?P<skey>"[^"\\{\n]*"|'[^'\\\n]*'))[ \t\r\n]*
+    (?::(?!:)[ \t\r\n]*
+        (?:(?P<str>"[^"\\{\n]*"|'[^'\\\n]*')
+          |(?P<num>(?:0[xX][0-9a-fA-F_]*|0[bB][01_]*|0[oO][0-7_]*
+                  |\d[\d_]*(?:\.(?=[\d_])[\d_]*)?(?:[eE][+-]?\d+)?)(?![A-Za-z0-9_$.]))
+          |(?P<word>true|false|nil)(?![A-Za-z0-9_$]))
+        (?=[ \t\r\n;,}]|\Z)
+     |(?P<brace>\{))"""
+_PLAIN_FIELD = {
+    True: re.compile(r"[ \t\r\n;,]*" + _FIELD_PARTS, re.VERBOSE),
+    False: re.compile(r"[ \t\r\n;]*" + _FIELD_PARTS, re.VERBOSE),
+}
+_SEPARATORS = {True: re.compile(r"[ \t\r\n;,]*"), False: re.compile(r"[ \t\r\n;]*")}
+# (key, key position, value kind or "{", value source, value position, sub-block items)
+_Item = tuple[str, int, str, str, int, "list[Any] | None"]
+
+
+def _plain_fields(sc: Scanned, a: int, b: int, commas: bool,  # noqa: C901 - one loop, a bail-out per case
+                  depth: int) -> list[_Item] | None:
+    """The items of text[a:b] when _PLAIN_FIELD reads all of it; None otherwise."""
+    spans = sc.starts
+    k = bisect_left(spans, a)
+    if k < len(spans) and spans[k] < b:
+        return None  # a comment, an interpolating string...: read by tokens
+    text = sc.text
+    match = _PLAIN_FIELD[commas].match
+    items: list[_Item] = []
+    pos = a
+    while True:
+        m = match(text, pos, b)
+        if m is None:
+            break
+        key = m.group("name")
+        if key is None:
+            key = string_value(m.group("skey"))
+            if key is None:
+                return None
+            key_pos = m.start("skey")
+        elif key in _BINARY_WORDS:
+            return None
+        else:
+            key_pos = m.start("name")
+        kind = m.lastgroup
+        if kind == "brace":
+            if key_pos != m.start("name") or depth + 1 >= _MAX_DEPTH:
+                return None  # (a string before `{`, or too deep: errors, read by tokens)
+            open_at = m.start("brace")
+            close = sc.closes.get(open_at)
+            if close is None:
+                return None
+            sub = _plain_fields(sc, open_at + 1, close, True, depth + 1)
+            if sub is None:
+                return None
+            items.append((key, key_pos, "{", "", open_at, sub))
+            pos = close + 1
+        else:
+            items.append((key, key_pos, kind, m.group(kind), m.start(kind), None))  # type: ignore[arg-type]
+            pos = m.end()
+    if _SEPARATORS[commas].match(text, pos, b).end() != b:  # type: ignore[union-attr]
+        return None
+    return items
+
+
+def _build_body(sc: Scanned, items: list[_Item]) -> Body:
+    """Body from _plain_fields' items, locations asked for in source order."""
+    fields: list[Field] = []
+    blocks: list[SubBlock] = []
+    loc_at = sc.loc
+    for key, key_pos, kind, src, pos, sub in items:
+        loc = loc_at(key_pos)
+        if sub is not None:
+            blocks.append(SubBlock(name=key, loc=loc, body=_build_body(sc, sub)))
+            continue
+        vloc = loc_at(pos)
+        if kind == "str":
+            decoded = string_value(src)
+            value = Value("expr", None, src, vloc) if decoded is None else Value("string", decoded, src, vloc)
+        elif kind == "num":
+            value = _number(src, vloc)
+        elif src == "nil":
+            value = Value("nil", None, src, vloc)
+        else:
+            value = Value("bool", src == "true", src, vloc)
+        fields.append(Field(key=key, value=value, loc=loc))
     return Body(fields=tuple(fields), blocks=tuple(blocks))
 
 
@@ -490,13 +599,13 @@ def _elements(r: _Region, open_i: int, close: int, depth: int) -> tuple[Value, .
 
 
 def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
-    dbs: list[tuple[int, DbDecl]] = []
-    wss: list[tuple[int, Location]] = []
-    sses: list[tuple[int, SseDecl]] = []
-    routes: list[tuple[int, RouteDecl]] = []
+    dbs: list[DbDecl] = []
+    wss: list[Location] = []
+    sses: list[SseDecl] = []
+    routes: list[RouteDecl] = []
     # Route groups nest to any depth: no recursion. Each entry carries the group's path
     # prefix (None once a prefix is not a plain string) for SSE paths; a group is read
-    # where it appears, so that everything is met in source order.
+    # where it appears (depth first), so that everything is met, and kept, in source order.
     work: list[tuple[_Region, str | None, Iterator[int]]] = [(body, "", body.starts(_SERVER_WORDS))]
     while work:
         r, prefix, found = work[-1]
@@ -507,21 +616,19 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
         stop = len(r.toks)
         word = r.src(i)
         nxt = i + 1
-        pos = r.toks[i][1]
         if word == "db" and nxt < stop and r.kind(nxt) == "{":
             db_loc = r.loc(i)
-            db_body = r.inner(nxt, collapse=False)
-            fields = _body(db_body, 0, len(db_body.toks), strict=False, commas=True, depth=0)
-            dbs.append((pos, DbDecl(fields=fields.fields, loc=db_loc)))
+            fields = _group_body(r, nxt, strict=False, commas=True)
+            dbs.append(DbDecl(fields=fields.fields, loc=db_loc))
         elif word == "ws" and nxt < stop and r.kind(nxt) == "{":
-            wss.append((pos, r.loc(i)))
+            wss.append(r.loc(i))
         elif word == "sse" and nxt < stop and r.kind(nxt) == "str":
             path = string_value(r.src(nxt))
             full = prefix + path if prefix is not None and path is not None else None
-            sses.append((pos, SseDecl(path=full, loc=r.loc(i))))
+            sses.append(SseDecl(path=full, loc=r.loc(i)))
         elif word == "route" and nxt + 1 < stop and r.kind(nxt) == "name" and r.kind(nxt + 1) == "str":
             full = _join_route(prefix, string_value(r.src(nxt + 1)))
-            routes.append((pos, RouteDecl(method=r.src(nxt).upper(), path=full, loc=r.loc(i))))
+            routes.append(RouteDecl(method=r.src(nxt).upper(), path=full, loc=r.loc(i)))
         elif word == "routes" and nxt < stop and r.kind(nxt) == "str":
             group = _route_group_body(r, nxt + 1, stop)
             if group is not None:
@@ -529,14 +636,8 @@ def _server(name: str | None, loc: Location, body: _Region) -> ServerBlock:
                 inner = prefix + part.rstrip("/") if prefix is not None and part is not None else None
                 region = r.inner(group)
                 work.append((region, inner, region.starts(_SERVER_WORDS)))
-    return ServerBlock(
-        name=name,
-        loc=loc,
-        dbs=tuple(d for _, d in sorted(dbs, key=lambda t: t[0])),
-        websockets=tuple(w for _, w in sorted(wss, key=lambda t: t[0])),
-        sse=tuple(s for _, s in sorted(sses, key=lambda t: t[0])),
-        routes=tuple(rt for _, rt in sorted(routes, key=lambda t: t[0])),
-    )
+    return ServerBlock(name=name, loc=loc, dbs=tuple(dbs), websockets=tuple(wss), sse=tuple(sses),
+                       routes=tuple(routes))
 
 
 def _join_route(prefix: str | None, path: str | None) -> str | None:
@@ -579,8 +680,7 @@ def _security(loc: Location, r: _Region) -> SecurityBlock:
             if nxt < close and r.kind(nxt) == "{":
                 auths.append(AuthDecl(kind=kind, env_refs=_env_refs(r, nxt), loc=r.loc(i)))
         elif word == "cors" and nxt < close and r.kind(nxt) == "{":
-            inner = r.inner(nxt, collapse=False)
-            fields = _body(inner, 0, len(inner.toks), strict=False, commas=True, depth=0)
+            fields = _group_body(r, nxt, strict=False, commas=True)
             for f in fields.fields:
                 if f.key == "origins":
                     v = f.value
