@@ -36,9 +36,15 @@ def test_first_push_deploys_then_app_only_change(site):
 
     site.write_app("hello v2")
     site.commit("two")
-    res = site.push()
+    # Python reports every import of both hooks (on stderr, so in the push's output).
+    res = site.push(extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
     out = res.stderr
     assert "→ Infrastructure: no changes" in out, out
+    # A code-only push renders nothing: neither hook imports the renderer (jinja2, ~20 ms
+    # of the push before its build).
+    imported = {line.rsplit("|", 1)[1].strip() for line in out.splitlines() if "import time:" in line}
+    assert "tova.server.pipeline" in imported and "tova.server.precheck" in imported
+    assert not {"tova.render", "jinja2"} & imported
     assert "→ App: 1 file changed" in out
     assert "Live at https://myapp.example.com (v2)" in out
     assert len(_provision_runs(site)) == 1  # no layer ran

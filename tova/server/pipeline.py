@@ -482,12 +482,13 @@ def _check_secrets(ctx: Context, m: Manifest) -> None:
 def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
     """Render provision.sh (the record of what the server runs) and run it for the changed
     layers. With no layer changed nothing runs, and the script last run stays the record:
-    rendering every server file is most of this step's time in a code-only push."""
-    from tova.render import render_all
-
+    rendering every server file is most of this step's time in a code-only push (and
+    importing the renderer, jinja2, ~20 ms of it)."""
     if not plan.layers and ctx.app.provision_script.is_file():
         perms.harden(ctx.layout, ctx.app)
         return
+    from tova.render import render_all
+
     files = render_all(manifest, plan.ports, ctx.settings)
     write_atomic(ctx.app.provision_script, files["provision.sh"], mode=0o700)
     perms.harden(ctx.layout, ctx.app)

@@ -148,13 +148,14 @@ ROLLBACK_LAYERS = ("proxy", "services")  # what a release's own settings decide
 def reprovision(system: System, app: AppLayout, manifest: Manifest, settings: ServerSettings,
                 registry: Registry, out: Out, live: Manifest | None) -> None:
     from tova.manifest import changed_layers
-    from tova.render import render_all
 
     if live is None:
         return
     layers = [name for name in changed_layers(live, manifest) if name in ROLLBACK_LAYERS]
     if not layers:
         return
+    from tova.render import render_all  # jinja2: only when there is something to render
+
     ports = list((registry.app(app.name) or {}).get("ports", []))
     write_atomic(app.provision_script, render_all(manifest, ports, settings)["provision.sh"], mode=0o700)
     rc = system.provision(app.provision_script, layers, OutputLines(out))

@@ -112,8 +112,6 @@ def ensure(settings: ServerSettings, passthrough: Callable[[str], None], env: st
     """Check; when something is missing or of another version, run toolchain.sh and check
     again. DeployError (before anything is built or switched) when it stays wrong. A check
     that found no problem holds until a file it ran or a version it expects changes."""
-    from tova.render import render_toolchain
-
     stamp = _stamp(settings)
     if (known := _checked(settings, stamp)) is not None:
         return known
@@ -122,6 +120,7 @@ def ensure(settings: ServerSettings, passthrough: Callable[[str], None], env: st
         _record_checked(settings, stamp, found)
         return found
     passthrough("Toolchain: " + "; ".join(found.problems) + "\n")
+    from tova.render import render_toolchain  # jinja2: ~20 ms that a build with a known toolchain skips
     directory = compiler_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     script = directory / "toolchain.sh"
