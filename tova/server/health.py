@@ -100,7 +100,9 @@ def wait_healthy(
     end = time.monotonic() + deadline
     result = HealthResult(False, None, "not checked")
     bad = 0
-    alive_due = 0.0
+    # First asked ALIVE_EVERY after the start: a process just started runs, and the answer
+    # (a systemctl process) would hold up the polls while the instance boots.
+    alive_due = time.monotonic() + ALIVE_EVERY
     while True:
         remaining = end - time.monotonic()
         result = check_once(port, path, max(0.05, min(timeout, remaining)) if bad == 0 else timeout, fallback)

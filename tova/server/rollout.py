@@ -28,7 +28,7 @@ from tova.settings import ServerSettings
 SWITCH_WAIT = REFRESH_MS / 1000 * 3
 # Seconds between checks of a starting instance (a refused connection on loopback costs
 # next to nothing): it goes live at most this much after it listens.
-START_POLL = 0.02
+START_POLL = 0.01
 
 
 @dataclass(frozen=True)
