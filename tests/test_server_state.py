@@ -35,6 +35,16 @@ def test_write_atomic_replaces_content_and_mode(tmp_path):
     assert [x.name for x in p.parent.iterdir()] == ["f"]  # no temp files left
 
 
+def test_write_atomic_syncs_state_but_not_what_only_informs(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    write_atomic(tmp_path / "state", "one")
+    assert len(synced) == 2  # the file, then its directory
+    write_atomic(tmp_path / "log", "two", durable=False)
+    assert len(synced) == 2 and (tmp_path / "log").read_text() == "two"
+
+
 def test_flip_symlink_moves_link(tmp_path):
     (tmp_path / "releases" / "v1").mkdir(parents=True)
     (tmp_path / "releases" / "v2").mkdir()

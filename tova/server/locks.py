@@ -45,7 +45,8 @@ def deploy_lock(app: AppLayout, wait: float, what: str = "deploy",
         # Who holds it, for the message above; informational only (the flock decides), so
         # a full disk does not stop the deploy here, before it can say why and record it.
         try:
-            write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}))
+            write_atomic(app.lock_info, json.dumps({"pid": os.getpid(), "time": time.time(), "what": what}),
+                         durable=False)
         except OSError:
             pass
         yield

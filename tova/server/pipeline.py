@@ -359,7 +359,7 @@ def step_build(ctx: Context, ws: Workspace) -> Build:
         ctx.out.end(False)
         raise
     finally:
-        write_atomic(ctx.app.build_log, build.text(), mode=0o600)
+        write_atomic(ctx.app.build_log, build.text(), mode=0o600, durable=False)  # a log: no fsync
     if rc != 0:
         ctx.out.end(False)
         hint = "fix the errors above and push again"
