@@ -41,10 +41,10 @@ def test_first_push_deploys_then_app_only_change(site):
     out = res.stderr
     assert "→ Infrastructure: no changes" in out, out
     # A code-only push renders nothing: neither hook imports the renderer (jinja2, ~20 ms
-    # of the push before its build).
+    # of the push before its build), nor argparse (the hooks' commands take no arguments).
     imported = {line.rsplit("|", 1)[1].strip() for line in out.splitlines() if "import time:" in line}
     assert "tova.server.pipeline" in imported and "tova.server.precheck" in imported
-    assert not {"tova.render", "jinja2"} & imported
+    assert not {"tova.render", "jinja2", "argparse"} & imported
     assert "→ App: 1 file changed" in out
     assert "Live at https://myapp.example.com (v2)" in out
     assert len(_provision_runs(site)) == 1  # no layer ran
