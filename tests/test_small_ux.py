@@ -136,14 +136,20 @@ def test_toolchain_installation_names_each_package_as_it_goes(tmp_path):
     script = render_toolchain(ServerSettings())
     funcs = "\n".join(_shell_function(script, f) for f in ("apt_quiet", "apt_install", "apt_needs"))
     fake = tmp_path / "apt-get"
+    # npm brings about 400 packages: the ones asked for and every 25th are named, counted
+    names = [f"node-dep{i}:amd64" for i in range(1, 61)]
+    names[6], names[59] = "nodejs", "npm"
     fake.write_text('#!/bin/sh\n[ "$1" = install ] || exit 0\n'
-                    'echo "Setting up nodejs (18.19.0) ..."\necho "Setting up npm (9.2.0) ..."\n')
+                    'echo "0 upgraded, 60 newly installed, 0 to remove and 0 not upgraded."\n'
+                    + "".join(f'echo "Setting up {n} (1.0) ..."\n' for n in names))
     fake.chmod(0o755)
     run = ["bash", "-c", f"set -Eeuo pipefail\n{funcs}\napt_needs no-such-command-here nodejs npm\n"
                          "apt_needs bash bash"]
     res = subprocess.run(run, capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "  installing nodejs npm...\n    setting up nodejs\n    setting up npm\n"
+    assert res.stdout.splitlines() == [
+        "  installing nodejs npm...", "    setting up nodejs (7 of 60)", "    setting up node-dep25:amd64 (25 of 60)",
+        "    setting up node-dep50:amd64 (50 of 60)", "    setting up npm (60 of 60)"]
     assert "installing Bun" in script  # and Bun's own npm install says so before it starts
 
 
