@@ -115,3 +115,29 @@ def test_each_provisioning_setting_is_part_of_change_detection(name, value, laye
     assert settings_layers(recorded, ServerSettings()) == set()
     assert settings_layers(recorded, replace(ServerSettings(), **{name: value})) == {layer}
     assert settings_layers(None, replace(ServerSettings(), **{name: value})) == set()  # an old release
+
+
+def test_compiler_install_runs_with_the_version_arch_and_folder(tmp_path):
+    """toolchain.sh's compiler step as it runs on a server (Bun and apt left out): the
+    install command gets TOVA_VERSION, TOVA_ARCH and TOVA_COMPILER_DIR and its compiler
+    must then answer with that version."""
+    import subprocess
+
+    install = ('printf "#!/bin/sh\\necho Tova v%s\\n" "$TOVA_VERSION" > "$TOVA_COMPILER_DIR/tova" && '
+               'chmod 0755 "$TOVA_COMPILER_DIR/tova" && echo "$TOVA_ARCH" > "$TOVA_COMPILER_DIR/arch"')
+    settings = ServerSettings(root=str(tmp_path), compiler_install=install, compiler_version="0.11.27")
+    script = render_toolchain(settings)
+    assert script.endswith("\nsystem_bun\nsystem_compiler\n")
+    script = "\n".join(line for line in script.splitlines()
+                       if not line.startswith("apt_needs ") and line != "system_bun") + "\n"
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"-> Tova compiler 0.11.27 ({tmp_path}/compiler/tova): changed" in res.stdout
+    assert (tmp_path / "compiler" / "arch").read_text().strip() in ("x64", "arm64")
+    again = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert "0.11.27" in again.stdout and "ok (unchanged)" in again.stdout
+    # A version the install cannot provide: the step fails and says why.
+    wrong = render_toolchain(ServerSettings(root=str(tmp_path), compiler_install="true", compiler_version="0.12.0"))
+    wrong = "\n".join(line for line in wrong.splitlines() if not line.startswith("apt_needs ") and line != "system_bun")
+    res = subprocess.run(["bash", "-c", wrong], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "compiler_install installed Tova 0.11.27, not 0.12.0" in res.stderr
