@@ -68,6 +68,7 @@ def _outside_bmp(ascii_body: str) -> str:
 # U+FFFF pass here and are checked once at the end (letters are identifiers).
 # _TAG_STOP is [^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff].
 _TAG_STOP = re.compile("[" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;") + "]")
+_TAG_PLAIN = "^" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;")
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
 _STYLE_BEFORE = frozenset("e \t\r\n")  # `style{`, `style (`: the only ways to open CSS
@@ -83,23 +84,27 @@ _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
 _PLAIN = "^" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;")
 
 
-def _skip_patterns(possessive: bool) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE. Without possessive quantifiers a plain
-    run is taken one character per step (no nested quantifier to backtrack through)."""
+def _skip_patterns(possessive: bool) -> tuple[re.Pattern[str], ...]:
+    """_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE, _TAG_SKIP. Without possessive
+    quantifiers a plain run is taken one character per step (no nested quantifier to
+    backtrack through)."""
     many, run = ("*+", "++") if possessive else ("*", "")
     # ASCII but for the quote and a backslash (and `{`): a class of ASCII ranges compiles at once.
     plain_str = rf"""(?<![rf])"[\x00-!#-\[\]-z|-\x7f]{many}"(?!")|'[\x00-&(-\[\]-\x7f]{many}'"""
     inner = rf"(?:[{_PLAIN}]{run}|{plain_str}){many}"
     skip = rf"(?:[{_PLAIN}]{run}|{plain_str}|(?<!style)(?<![ \t\r\n])\({inner}\)|\[{inner}\]){many}"
-    return re.compile(skip), re.compile(rf"\({inner}\)"), re.compile(rf"\[{inner}\]")
+    tag = rf"(?:[{_TAG_PLAIN}]{run}|{plain_str}){many}"
+    return re.compile(skip), re.compile(rf"\({inner}\)"), re.compile(rf"\[{inner}\]"), re.compile(tag)
 
 
 # A bracket group holding only plain code and such strings: one step (_SIMPLE_PARENS).
-_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE = _skip_patterns(possessive=True)
+# Inside a tag, _TAG_SKIP jumps over what _TAG_STOP would not stop at and such strings
+# (attribute values: the whole element becomes one span anyway, and they are ASCII).
+_CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE, _TAG_SKIP = _skip_patterns(possessive=True)
 if _SIMPLE_PARENS.match('("a")') is None:
     # CPython before 3.11.4 (Debian 12 ships 3.11.2) mismatches a possessive quantifier
     # inside a repeated group: every string in a call failed the reader there.
-    _CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE = _skip_patterns(possessive=False)
+    _CODE_SKIP, _SIMPLE_PARENS, _SIMPLE_SQUARE, _TAG_SKIP = _skip_patterns(possessive=False)
 _DQ_STOP = re.compile(r'["\\{]')
 _INTERP_STOP = re.compile(r"[\"'`{}]")
 _NESTED_STOP = {'"': re.compile(r'[\\"{}]'), "'": re.compile(r"[\\']"), "`": re.compile(r"[\\`$}]")}
@@ -108,9 +113,10 @@ _BLOCK_COMMENT = re.compile(r"/\*|\*/")
 _REGEX = re.compile(r"/[^/\\\[\n]*(?:(?:\\[^\n]|\[(?:\\[^\n]|[^\]\\\n])*\])[^/\\\[\n]*)*/[gimsuydv]*")
 _CSS_STOP = re.compile(r"[{}]")
 _WS = re.compile(r"[ \t\r\n]*")
-# A tag without attributes inside markup; `>=` would be an operator, not the tag's end.
-_SIMPLE_TAG = re.compile(r"[ \t\r\n]*<(/?)(?:[A-Za-z_$][A-Za-z0-9_$]*)?>(?!=)")
-_CHILD_STRING = re.compile(r'[ \t\r\n]*("[^"\\{]*")(?!")')
+# The common markup children, whitespace before them included: a tag without attributes
+# (group 1: its `/` when closing; `>=` would be an operator, not the tag's end), a plain
+# string (group 2), or nothing (the match ends where the whitespace does).
+_CHILD = re.compile(r'[ \t\r\n]*(?:<(/?)(?:[A-Za-z_$][A-Za-z0-9_$]*)?>(?!=)|("[^"\\{]*")(?!")|)')
 _CHILD_FAST_START = frozenset(' \t\r\n<"')
 _CF_WORD = re.compile(r"(?:if|for|elif|else|match)(?![\w$])")
 _TEXT_END = re.compile(r"""[<{"']|(?<=[ \t\n\r])(?:if|for|elif|else|match)(?![\w$])""")
@@ -297,7 +303,7 @@ class _Pass:
         prev_nl = False
         gap = pos
         code_skip = _CODE_SKIP.match
-        tag_search = _TAG_STOP.search
+        tag_skip = _TAG_SKIP.match
 
         while True:
             if jstack and not expr_depth and not tag_mode and cf is None and not match_depth:
@@ -313,10 +319,11 @@ class _Pass:
                     continue
                 if c in _CHILD_FAST_START:
                     # the common children, whitespace before them included, in one step
-                    tm = _SIMPLE_TAG.match(text, pos)
-                    if tm is not None:
-                        pos = tm.end()
-                        if tm.group(1):  # closing
+                    cm = _CHILD.match(text, pos)  # (always matches, the whitespace at least)
+                    slash = cm.group(1)  # type: ignore[union-attr]
+                    if slash is not None:  # a tag without attributes
+                        pos = cm.end()  # type: ignore[union-attr]
+                        if slash:  # closing
                             jstack.pop()
                             if not jstack:
                                 self.collapse_markup(markup_start, markup_k, pos, brackets)
@@ -325,16 +332,15 @@ class _Pass:
                             jstack.append("tag")
                         prev, prev_nl, gap = _OTHER, False, pos
                         continue
-                    sm = _CHILD_STRING.match(text, pos)
-                    if sm is not None:
-                        starts.append(sm.start(1))
-                        ends.append(sm.end())
+                    pp = cm.end()  # type: ignore[union-attr]
+                    if cm.start(2) >= 0:  # type: ignore[union-attr]  # a plain string
+                        starts.append(cm.start(2))  # type: ignore[union-attr]
+                        ends.append(pp)
                         kinds.append("str")
-                        pos = sm.end()
+                        pos = pp
                         prev, prev_nl, gap = _VALUE, False, pos
                         continue
-                if c in " \t\r\n":
-                    pp = _ws_end(text, pos)
+                if c in " \t\r\n":  # (pp: where the whitespace ends)
                     if pp >= n or text[pp] in "<{}\"'" or _CF_WORD.match(text, pp):
                         pos = pp
                         continue
@@ -382,10 +388,9 @@ class _Pass:
                 continue
 
             if tag_mode:
-                m = tag_search(text, pos)
-                if m is None:
+                q = tag_skip(text, pos).end()  # type: ignore[union-attr]  # (matches "")
+                if q >= n:
                     break
-                q = m.start()
             else:
                 q = code_skip(text, pos).end()  # type: ignore[union-attr]  # (matches "")
                 if q >= n:
