@@ -10,6 +10,7 @@ compiler's block registry (which word, followed by what, opens a block).
 
 from __future__ import annotations
 
+import gc
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -90,8 +91,17 @@ class ParsedFile:
 
 def parse_source(text: str, path: str) -> ParsedFile:
     """Parse one file's text. Raises TovaSyntaxError (with location) and nothing else."""
-    sc = scan(text, path)
-    return _FileReader(sc).read()
+    if not gc.isenabled():
+        return _FileReader(scan(text, path)).read()
+    # The reader makes many small objects (tokens, spans, values) and no reference
+    # cycles: the cyclic collector's passes over them find nothing and took ~20% of the
+    # time on a 2 MB file. Reference counting still frees everything; the collector
+    # runs again as soon as this returns.
+    gc.disable()
+    try:
+        return _FileReader(scan(text, path)).read()
+    finally:
+        gc.enable()
 
 
 def count_lines(text: str) -> int:
