@@ -149,7 +149,7 @@ def test_caddy_site():
     assert '"shop.example.com" {' in site
     # No port in the site: Caddy asks tova-upstreams, so a deploy never reloads it.
     assert "3000" not in site
-    for line in ("reverse_proxy {", 'dynamic srv "shop-2.tova.internal" {', "refresh 50ms",
+    for line in ("reverse_proxy {", 'dynamic srv "shop-2.tova.internal" {', "refresh 25ms",
                  'resolvers "udp/127.0.0.1:54"', "lb_policy round_robin", "lb_try_duration 10s",
                  "lb_try_interval 100ms", "flush_interval -1", 'header Origin "https://a.example.com"',
                  'root * "/opt/tova/apps/shop-2/current/static"',

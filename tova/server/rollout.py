@@ -24,8 +24,9 @@ from tova.server.upstreams import REFRESH_MS
 from tova.settings import ServerSettings
 
 # After the switch: Caddy re-reads the upstreams within REFRESH_MS; requests it already
-# sent to the old instances finish while they drain.
-SWITCH_WAIT = REFRESH_MS / 1000 * 3
+# sent to the old instances finish while they drain. (0.15 s: after live, so not part of
+# a push's time to it.)
+SWITCH_WAIT = REFRESH_MS / 1000 * 6
 # Seconds between checks of a starting instance (a refused connection on loopback costs
 # next to nothing): it goes live at most this much after it listens.
 START_POLL = 0.01
