@@ -141,3 +141,29 @@ def test_compiler_install_runs_with_the_version_arch_and_folder(tmp_path):
     wrong = "\n".join(line for line in wrong.splitlines() if not line.startswith("apt_needs ") and line != "system_bun")
     res = subprocess.run(["bash", "-c", wrong], capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "compiler_install installed Tova 0.11.27, not 0.12.0" in res.stderr
+
+
+@pytest.mark.parametrize(("version", "url"), [
+    ("0.11.26", "https://github.com/tova-lang/tova-lang/releases/download/v0.11.26/tova-linux-x64"),
+    ("", "https://github.com/tova-lang/tova-lang/releases/latest/download/tova-linux-x64"),
+])
+def test_the_default_compiler_install_fetches_the_release_asset(tmp_path, version, url):
+    """The default compiler_install, run as toolchain.sh runs it, with a curl that only
+    records its URL and writes a stand-in binary."""
+    import os
+    import subprocess
+
+    from tova.settings import DEFAULT_COMPILER_INSTALL
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    curl = bin_dir / "curl"
+    curl.write_text('#!/bin/sh\nfor a; do last=$a; done\nwhile [ "$1" != -o ]; do shift; done\n'
+                    f'echo "$last" > {tmp_path}/url\nprintf "#!/bin/sh\\n" > "$2"\n')
+    curl.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "TOVA_VERSION": version, "TOVA_ARCH": "x64",
+           "TOVA_COMPILER_DIR": str(tmp_path)}
+    res = subprocess.run(["bash", "-c", DEFAULT_COMPILER_INSTALL], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "url").read_text().strip() == url
+    assert os.access(tmp_path / "tova", os.X_OK) and not (tmp_path / "tova.download").exists()

@@ -14,10 +14,11 @@ from tova.errors import TovaError
 from tova.layout import Layout
 
 DEFAULT_ROOT = "/opt/tova"
+# The release asset of the compiler's own installer: tag vX.Y.Z (or the latest release).
 DEFAULT_COMPILER_INSTALL = (
+    'release=latest/download; [ -z "$TOVA_VERSION" ] || release="download/v$TOVA_VERSION"; '
     'curl -fsSL --proto "=https" -o "$TOVA_COMPILER_DIR/tova.download" '
-    '"https://github.com/tova-lang/tova-lang/releases/${TOVA_VERSION:+download/v$TOVA_VERSION}'
-    '${TOVA_VERSION:-latest/download}/tova-linux-$TOVA_ARCH" '
+    '"https://github.com/tova-lang/tova-lang/releases/$release/tova-linux-$TOVA_ARCH" '
     '&& chmod 0755 "$TOVA_COMPILER_DIR/tova.download" '
     '&& mv "$TOVA_COMPILER_DIR/tova.download" "$TOVA_COMPILER_DIR/tova"'
 )
