@@ -23,6 +23,21 @@ def test_status_of_a_failed_first_deploy_says_the_step_and_the_reason():
     assert "failed at step build: the build failed (compiler exit status 1)" in text
 
 
+def test_status_of_a_real_failed_first_deploy(site):
+    """The same from a first deploy that really failed (a compile error), through
+    `tova-release status --json` as the client gets it."""
+    import json
+
+    site.write_app("v1")
+    src = site.work / "src" / "app.tova"
+    src.write_text(src.read_text().replace("fn home() {", "fn home() { for x in [1] { x }\n", 1))
+    site.commit("broken")
+    assert "the build failed" in site.push().stderr
+    status = json.loads(site.release("status", "myapp", "--json", check=True).stdout)
+    text = status_screen(status, now=NOW)
+    assert "failed at step build: the build failed (compiler exit status 1)" in text, text
+
+
 def test_a_short_lived_certificate_shows_hours_not_zero_days():
     expires = datetime.fromtimestamp(NOW, UTC) + timedelta(hours=11, minutes=40)
     text = _status(certificate={"domain": "myapp.tova.test", "state": "valid", "days_left": 0,
