@@ -153,6 +153,16 @@ def test_tova_deploy_env_is_tova_env(fake_server, monkeypatch):
     assert seen == {"action": "set", "items": ["A=-x"]}
 
 
+def test_tova_deploy_hints_name_tova_deploy(capsys, tmp_path):
+    """Its user's `tova` is the compiler's: a remedy must not send them there."""
+    assert cli.deploy_main([]) != 0
+    assert "hint: name a deploy block, e.g. tova-deploy prod --plan" in capsys.readouterr().err
+    assert cli.deploy_main(["env", "prod", "unset", "--project", str(MINIMAL)]) != 0
+    assert "hint: tova-deploy env prod unset NAME" in capsys.readouterr().err
+    assert cli.main(["deploy"]) != 0
+    assert "e.g. tova deploy prod --plan" in capsys.readouterr().err
+
+
 def test_tova_deploy_never_hands_over_to_the_compiler():
     r = _run(["build", "--plan", "--local", "--project", str(MINIMAL)])
     # "build" is taken as an environment name, not handed to a compiler.

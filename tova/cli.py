@@ -41,9 +41,9 @@ ENV_EPILOG = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "tova") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tova",
+        prog=prog,
         description="tova-deploy: deploy Tova apps to your own Linux servers. "
         "Other subcommands go to the Tova compiler.",
     )
@@ -121,12 +121,27 @@ def main(argv: list[str] | None = None, prog: str = "tova") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if prog == "tova" and argv and not argv[0].startswith("-") and argv[0] not in OUR_COMMANDS:
         return hand_over_to_compiler(argv)
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(join_option_values(argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args))
+
+    def run() -> int:
+        try:
+            return run_deploy(args) if args.command == "deploy" else run_env(args)
+        except TovaError as err:
+            if prog == "tova-deploy" and err.hint:
+                err.hint = in_tova_deploy_words(err.hint)
+            raise
+
+    return run_at_edge(run)
+
+
+def in_tova_deploy_words(hint: str) -> str:
+    """A remedy as a `tova-deploy` user types it: where the compiler's `tova` comes first on
+    PATH, `tova deploy prod ...` would run the compiler's stub."""
+    return hint.replace("tova deploy ", "tova-deploy ").replace("tova env ", "tova-deploy env ")
 
 
 # The action flags of `tova deploy` (none: deploy), and the actions each modifier goes with.
