@@ -112,6 +112,14 @@ def test_render_writes_every_file(tmp_path):
     assert os.access(out / "provision.sh", os.X_OK)
 
 
+def test_render_into_a_place_it_cannot_write_is_a_cause_and_a_remedy(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = tova("deploy", "prod", "--render", str(blocker / "out"), "--project", str(EXAMPLES / "minimal"))
+    assert r.returncode == 2 and "error: cannot write" in r.stderr and "hint: --render takes" in r.stderr
+    assert "internal error" not in r.stderr
+
+
 def test_render_takes_ports_from_registry(tmp_path):
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"apps": {"other": {"ports": [3000, 3001, 3002]}, "shop": {"ports": [3005, 3006]}},

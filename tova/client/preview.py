@@ -82,7 +82,12 @@ def run_render(manifest: Manifest, out_dir: Path, *, registry: str | None) -> in
     settings = ServerSettings()
     ports = plan_ports(manifest, registry, settings)
     files = render_all(manifest, ports, settings)
-    write_rendered(files, out_dir)
+    try:
+        write_rendered(files, out_dir)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise TovaError(f"cannot write {where}: {exc.strerror}",
+                        hint="--render takes a directory you can write (it is created if missing)") from exc
     for name in sorted(files):
         print(out_dir / name)
     return EXIT_OK
