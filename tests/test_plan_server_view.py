@@ -77,3 +77,16 @@ def test_the_plan_shows_the_tls_mode_in_force_and_what_a_changed_config_reprovis
     assert "TLS Caddy's local CA" in commands.format_plan_remote(view).splitlines()[-1]
     screen = render_plan(MANIFEST, [3000], "1.4.5", [], tls=view["toolchain"]["tls_in_force"])
     assert 'Domain:    shop.example.com (TLS from Caddy\'s local CA: tls = "internal")' in screen
+
+
+def test_the_plan_names_the_bun_the_servers_settings_install(monkeypatch, capsys):
+    from tova.client import preview
+
+    view = plan(monkeypatch, None, {**CHECK, "bun_version": "1.5.0"}, {"tls": "auto"})
+    assert view["toolchain"]["bun_version"] == "1.5.0"
+    monkeypatch.setattr(preview, "_server_view", lambda project, m: view)
+    from dataclasses import replace
+
+    preview.run_plan(Path("."), replace(MANIFEST, system=("bun", "caddy")), as_json=False, registry=None,
+                     local_only=False)
+    assert "System:    Bun 1.5.0, Caddy 2" in capsys.readouterr().out

@@ -203,7 +203,7 @@ def _toolchain_view(server: Server, toolkit: bool, env: str) -> dict[str, Any]:
         warning = (f"⚠ the server's Tova compiler is {found['compiler']}, yours {local}: "
                    f"`tova deploy {env} --setup-git` makes the server's builds use yours")
     return {"toolchain": {"bun": found.get("bun"), "compiler": found.get("compiler"), "local_compiler": local,
-                          "tls": found.get("tls"), "warning": warning}}
+                          "tls": found.get("tls"), "bun_version": found.get("bun_version"), "warning": warning}}
 
 
 def _capacity_view(manifest: Manifest, apps: list[dict[str, Any]], probe: Probe) -> dict[str, Any]:

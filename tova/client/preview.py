@@ -39,15 +39,17 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
         server_view["reason"] = "--local"
     else:
         server_view = _server_view(project, manifest)
+    toolchain = server_view.get("toolchain") or {}
+    # The Bun the server's settings install (the default when the plan did not ask).
+    bun_version = toolchain.get("bun_version") or settings.bun_version
     if as_json:
-        d = plan_dict(manifest, ports, settings.bun_version, server_view, health)
+        d = plan_dict(manifest, ports, bun_version, server_view, health)
         if served is not None:
             d["static"] = served
         print(json.dumps(d, indent=2, sort_keys=True))
         return EXIT_OK
     lines = _server_lines(server_view) + _path_lines()
-    toolchain = server_view.get("toolchain") or {}
-    sys.stdout.write(render_plan(manifest, ports, settings.bun_version, lines, health,
+    sys.stdout.write(render_plan(manifest, ports, bun_version, lines, health,
                                  tls=toolchain.get("tls_in_force") or toolchain.get("tls"), served=served))
     return EXIT_OK
 

@@ -321,7 +321,7 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
     if args.check:
         found = toolchain.inspect(settings)
         _emit({"bun": found.bun, "compiler": found.compiler, "expected": settings.compiler_version or None,
-               "problems": list(found.problems), "tls": settings.tls})
+               "problems": list(found.problems), "tls": settings.tls, "bun_version": settings.bun_version})
         return EXIT_OK
     if args.upload:
         toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
