@@ -480,6 +480,8 @@ def test_two_deploy_blocks_of_one_name_are_both_returned_in_order() -> None:
         ("data {\n  r = /abc\n}", "unterminated regex", 2, 7),
         # a `}` inside a tag closes the server block: the compiler's parser fails there
         ('server {\n  x = 1\n<a b=> }\n/* { */ c>"t"</a>\n', "closes a bracket opened before it", 3, 1),
+        # ...reported once the file is read: a lexical error after it comes first
+        ('server {\n  x = 1\n<a b=> }\n/* { */ c>"t"</a>\ny = "open\n', "unterminated string", 5, 5),
     ],
 )
 def test_syntax_errors_have_exact_locations(src: str, message: str, line: int, col: int) -> None:

@@ -206,9 +206,12 @@ class Scanned:
 def scan(text: str, path: str = "<input>") -> Scanned:
     """Pass 1 over one file; raises TovaSyntaxError with the place of the first problem."""
     sc = Scanned(text, path)
-    _Pass(sc).run()
+    p = _Pass(sc)
+    p.run()
     if not text.isascii():
         _check_code_non_ascii(sc)
+    if p.deferred is not None:  # (the compiler's lexer errors come before its parser's)
+        raise p.deferred
     return sc
 
 
@@ -274,6 +277,7 @@ class _Pass:
         # and the innermost one
         self.markup_level = 0
         self.markup_open: tuple[str, int] | None = None
+        self.deferred: TovaSyntaxError | None = None
 
     def err(self, message: str, pos: int, hint: str | None = None) -> TovaSyntaxError:
         return self.sc.error(message, pos, hint)
@@ -607,11 +611,14 @@ class _Pass:
         if level and (len(brackets) < level or brackets[level - 1] is not self.markup_open):
             # a `}` or `)` in a tag closed a bracket opened before the element (the
             # compiler's parser fails on it inside the tag): the element would hide
-            # where that group ends, and pass 2 would read on from inside it
+            # where that group ends, and pass 2 would read on from inside it. Raised
+            # once the whole file is read, if nothing else was found wrong first.
             _, at = self.markup_open  # type: ignore[misc]
-            raise self.err("this markup element closes a bracket opened before it", start,
-                           f"a bracket opened at line {sc.line_col(at)[0]} is closed inside this "
-                           "element's tag; close the element first (<tag> ... </tag> or <tag />)")
+            if self.deferred is None:
+                self.deferred = self.err(
+                    "this markup element closes a bracket opened before it", start,
+                    f"a bracket opened at line {sc.line_col(at)[0]} is closed inside this "
+                    "element's tag; close the element first (<tag> ... </tag> or <tag />)")
         if not self.text.isascii() and not self.text[start:end].isascii():
             _check_non_ascii(sc, start, end)
         del sc.starts[k:], sc.ends[k:], sc.kinds[k:]
