@@ -65,6 +65,14 @@ def test_a_lockfile_is_frozen_and_must_list_the_driver(tmp_path):
     (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0"}}')
     spec = deps.dependency_spec(project, out, "x", "1.4.5")
     assert spec and spec.lockfile == ("bun.lock", b"{}") and spec.package_json.startswith('{"name": "x"')
+    # tova.toml's [npm] (what `tova install` writes package.json from) must agree with it.
+    (project / "tova.toml").write_text('[project]\nname = "x"\n\n[npm]\nmysql2 = "3.11.0"\nzod = "^3.23.0"\n')
+    with pytest.raises(DeployError, match="lists zod, which package.json"):
+        deps.dependency_spec(project, out, "x", "1.4.5")
+    (project / "tova.toml").write_text('[project]\nname = "x"\n\n[npm]\nmysql2 = "3.11.0"\n')
+    (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0", "ms": "2.1.3"}}')
+    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    assert spec and spec.packages == ("ms", "mysql2")  # what the lockfile installs
     (project / "bun.lock").unlink()  # npm's lockfile is honoured too (bun install reads it)
     (project / "package-lock.json").write_text("{}")
     spec = deps.dependency_spec(project, out, "x", "1.4.5")

@@ -64,6 +64,15 @@ def dependency_spec(project: Path, build_out: Path, app: str, bun_version: str) 
     lock = next(((n, (project / n).read_bytes()) for n in LOCKFILES if (project / n).is_file()), None)
     if declared is None or lock is None or not (project / "package.json").is_file():
         lock = None  # a lockfile only makes sense with the package.json it was made from
+    else:
+        # The lockfile holds package.json's dependencies: those are what gets installed.
+        listed = _package_json_deps(project)
+        stale = sorted(set(declared) - set(listed))
+        if stale:
+            raise DeployError(
+                f"tova.toml's [npm] lists {', '.join(stale)}, which package.json (and so the lockfile) does not",
+                hint="run `tova install` and commit package.json and the lockfile")
+        declared = listed
     deps = dict(declared or {})
     for name in imports:
         if name in deps:
@@ -101,15 +110,18 @@ def _declared(project: Path) -> dict[str, str] | None:
             raise DeployError(f"tova.toml: {exc}", hint="fix the TOML syntax") from exc
         if isinstance(npm, dict) and any(not isinstance(v, dict) for v in npm.values()):
             return {k: str(v) for k, v in npm.items() if not isinstance(v, dict)}
-    pkg = project / "package.json"
-    if pkg.is_file():
-        try:
-            data = json.loads(pkg.read_text())
-        except ValueError as exc:
-            raise DeployError(f"package.json: {exc}", hint="fix the JSON syntax") from exc
-        deps = data.get("dependencies") if isinstance(data, dict) else None
-        return {k: str(v) for k, v in deps.items()} if isinstance(deps, dict) else {}
+    if (project / "package.json").is_file():
+        return _package_json_deps(project)
     return None
+
+
+def _package_json_deps(project: Path) -> dict[str, str]:
+    try:
+        data = json.loads((project / "package.json").read_text())
+    except ValueError as exc:
+        raise DeployError(f"package.json: {exc}", hint="fix the JSON syntax") from exc
+    deps = data.get("dependencies") if isinstance(data, dict) else None
+    return {k: str(v) for k, v in deps.items()} if isinstance(deps, dict) else {}
 
 
 def install(spec: DepSpec, app: AppLayout, bun: str | None, run: Callable[[list[str], Path], int],
