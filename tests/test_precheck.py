@@ -53,7 +53,7 @@ def test_invalid_deploy_block_is_rejected_and_the_branch_does_not_move(site):
     # located relative to the project, not the server's temporary checkout
     assert "remote: src/app.tova:11:14:" in res.stderr, res.stderr
     remote = "\n".join(line for line in res.stderr.splitlines() if line.startswith("remote:"))
-    assert "/tmp" not in remote and "tova-precheck" not in remote
+    assert "/tmp" not in remote and "tova-precheck" not in remote and "../" not in remote
     assert "Received push" not in res.stderr  # post-receive never ran
     assert _server_head(site) == good
     assert site.current() == "v1"
