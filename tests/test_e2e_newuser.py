@@ -113,6 +113,10 @@ def test_1_readme_steps_literally_with_custom_ssh_config_and_plain_git_push(user
     assert res.returncode == 0, out
     # --plan said which check a deploy uses: no route answers /healthz here
     assert "fallback check every 30s" in out and "warning: no route answers GET /healthz" in out, out
+    # --setup-git's slow steps on this fresh server: what it installs as it goes, and their time
+    assert re.search(r"→ Installing toolkit \S+ +✓ \d", out), out
+    assert "installing nodejs npm..." in out and "setting up npm (" in out, out
+    assert re.search(r"→ done +✓ \d+(\.\d)?s|→ done +✓ \dm\d\ds", out), out
     # --setup-git gave the project the ssh config, so the plain git push resolved the host
     ssh_command = user.git("config", "core.sshCommand").stdout
     assert str(user.config) in ssh_command
