@@ -117,3 +117,32 @@ def test_one_handler_per_subcommand():
     parser = release_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "cmd")
     assert set(sub.choices) == set(release_cli.HANDLERS) | {"version"}
+
+
+def test_hints_are_worded_for_the_client_that_asked(site):
+    """Run by the client (which says the environment and how it reached the server), a
+    remedy that is a server command shows the ssh command that runs it, and `ENV` is the
+    environment's name; run on the server by hand, the same hint stays as it is. The
+    rewrite happens here because a rollback's output is streamed to the user unchanged."""
+    from tova import remedies
+
+    bare = site.release("rollback", "myapp")
+    assert bare.returncode != 0 and "hint: list them with: tova-release releases myapp" in bare.stderr
+    told = {remedies.CALLER_ENV: "staging", remedies.CALLER_SSH: "ssh -p 2222 deploy@10.0.0.5"}
+    asked = site.release("rollback", "myapp", extra_env=told)
+    assert "hint: list them with: ssh -p 2222 deploy@10.0.0.5 tova-release releases myapp" in asked.stderr
+    assert remedies.for_caller("set it up with: tova deploy ENV --setup-git", "staging", None) == \
+        "set it up with: tova deploy staging --setup-git"
+    # a path or another word ending in tova-release is not a command of its own
+    assert remedies.for_caller("see /usr/local/bin/tova-release --help", None, "ssh h") == \
+        "see /usr/local/bin/tova-release --help"
+
+
+def test_the_client_tells_tova_release_who_asks():
+    from tova import remedies
+    from tova.client.remote import Server
+    from tova.client.ssh import Target
+
+    server = Server(Target.parse("deploy@10.0.0.5:2222"), env_name="prod")
+    assert server.caller() == [f"{remedies.CALLER_SSH}=ssh -p 2222 deploy@10.0.0.5", f"{remedies.CALLER_ENV}=prod"]
+    assert Server(Target.parse("box"), env_name=None).caller() == [f"{remedies.CALLER_SSH}=ssh box"]

@@ -126,10 +126,11 @@ def internal_error_text(exc: BaseException) -> str:
     )
 
 
-def run_at_edge(body: Callable[[], int]) -> int:
+def run_at_edge(body: Callable[[], int], remedy: Callable[[str], str] | None = None) -> int:
     """The one place errors become text and an exit code (both `tova` and `tova-release`):
     a TovaError as `file:line:col: message` + hint, a bug of ours as one line (its
-    traceback only with TOVA_DEBUG=1), Ctrl-C as 130."""
+    traceback only with TOVA_DEBUG=1), Ctrl-C as 130. remedy rewrites a hint for whoever
+    reads it (tova-release run by the client)."""
     import os
     import sys
 
@@ -137,6 +138,8 @@ def run_at_edge(body: Callable[[], int]) -> int:
         return body()
     except TovaError as err:
         sys.stdout.flush()
+        if remedy is not None and err.hint:
+            err.hint = remedy(err.hint)
         if not err.already_shown:  # a remote command already printed it
             print(err.render(), file=sys.stderr)
         return err.exit_code

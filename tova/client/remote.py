@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tova import remedies
 from tova.client import failures
 from tova.client.scripts import server_script
 from tova.client.ssh import Connection, Result, Stream, Target
@@ -164,16 +165,24 @@ class Server:
             raise failures.from_remote_failure(self.display, what, res.exit_code, res.err)
         return res
 
+    def caller(self) -> list[str]:
+        """What tova-release needs to word its hints for this user (see tova.remedies)."""
+        told = {remedies.CALLER_SSH: self.target.ssh_command()}
+        if self.env_name:
+            told[remedies.CALLER_ENV] = self.env_name
+        return [f"{k}={v}" for k, v in told.items()]
+
     def release(self, args: list[str], *, stdin: bytes | None = None, stream: Stream = False) -> Result:
         """`tova-release ARGS`. A missing toolkit (exit 127) becomes the setup hint."""
-        res = self.run([self.renv.tova_release, *args], stdin=stdin, stream=stream)
+        res = self.run(["env", *self.caller(), self.renv.tova_release, *args], stdin=stdin, stream=stream)
         if res.exit_code in (126, 127):
             raise failures.toolkit_missing(self.display, self.env_name)
         return res
 
     def release_attached(self, args: list[str]) -> int:
         """`tova-release ARGS` with its output going straight to ours (logs)."""
-        code = self.conn.run_attached(self.privileged([*self.renv.prefix(), self.renv.tova_release, *args]))
+        code = self.conn.run_attached(self.privileged([*self.renv.prefix(), "env", *self.caller(),
+                                                       self.renv.tova_release, *args]))
         if code in (126, 127):
             raise failures.toolkit_missing(self.display, self.env_name)
         return code
@@ -214,8 +223,8 @@ def release_error(res: Result, *, stream: bool = False, env: str | None = None) 
             message = s[len("error:") :].strip()
         elif s and not message and not stream:
             message = s
-    if hint and env:
-        hint = hint.replace("tova deploy ENV ", f"tova deploy {env} ")
+    if hint:  # (the server words them itself when it is told who asks; older ones are not)
+        hint = remedies.for_caller(hint, env, None)
     err = TovaError(
         message or f"the server reported a failure (exit status {res.exit_code})",
         hint=hint,

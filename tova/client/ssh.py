@@ -74,6 +74,10 @@ class Target:
         base = f"{self.user}@{host}" if self.user else host
         return f"{base}:{self.port}" if self.port else base
 
+    def ssh_command(self) -> str:
+        """How a user reaches this server by hand: `ssh [-p PORT] DESTINATION`."""
+        return f"ssh -p {self.port} {self.destination}" if self.port else f"ssh {self.destination}"
+
     def git_url(self, path: str) -> str:
         """scp-like `user@host:/path`, or ssh://user@host:port/path when a port is given
         (the scp form cannot carry one)."""

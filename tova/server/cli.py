@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 # Only what every command needs is imported here: the hooks start this process on each
 # push, and the pre-receive check needs neither the pipeline nor the system adapters.
 import tova
+from tova import remedies
 from tova.errors import EXIT_OK, EXIT_USAGE, TovaError, run_at_edge
 from tova.layout import AppLayout, Layout, check_app_name
 from tova.progress import Out
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(given) == 1 and given[0] in HOOK_COMMANDS:
         hook_args = cast("argparse.Namespace", SimpleNamespace(cmd=given[0]))
         return run_at_edge(lambda: run(hook_args))
-    return run_at_edge(lambda: run(build_parser().parse_args(argv)))
+    return run_at_edge(lambda: run(build_parser().parse_args(argv)), remedy=remedies.from_environ(os.environ))
 
 
 def _emit(data: dict[str, Any]) -> None:
