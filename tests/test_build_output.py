@@ -126,12 +126,12 @@ def test_many_warnings_in_a_real_push_are_summarised(site, tmp_path):
     assert log.count("is not defined") == 6 and "--> src/app.tova:6:5" in log and str(site.root) not in log
 
 
-def test_a_browser_npm_import_fails_the_build_as_with_the_compiler(site):
-    """The compiler bundles a browser block's npm imports at build time; the server has
-    none installed then (see README, Limits): the build fails with its message and a hint."""
+def test_an_undeclared_browser_npm_import_fails_the_build_as_with_the_compiler(site):
+    """The compiler bundles a browser block's npm imports at build time; only the declared
+    dependencies are installed before it: the build fails with its message and a hint."""
     site.write_app("v1", extra='browser {\n  import ms from "ms"\n  component App {\n    <h1>"x"</h1>\n  }\n}\n')
-    (site.work / "tova.toml").write_text('[project]\nname = "myapp"\nentry = "src"\n\n[npm]\nms = "2.1.3"\n')
+    (site.work / "tova.toml").write_text('[project]\nname = "myapp"\nentry = "src"\n')
     site.commit()
     res = site.push()
-    assert 'Could not resolve: "ms"' in res.stderr and "a browser block's npm import" in res.stderr, res.stderr
+    assert 'Could not resolve: "ms"' in res.stderr and "must be declared in tova.toml's [npm]" in res.stderr, res.stderr
     assert site.current() is None

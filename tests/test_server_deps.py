@@ -38,7 +38,7 @@ def test_bundle_imports_of_the_real_driver_code():
 def test_postgres_driver_is_added_with_a_default_range(tmp_path):
     project = tmp_path / "p"
     out = build(project, '  db { driver: "postgres" }')
-    spec = deps.dependency_spec(project, out, "shop", "1.4.5")
+    spec = deps.dependency_spec(project, deps.server_imports(out), "shop", "1.4.5")
     assert spec and spec.packages == ("postgres",) and spec.lockfile is None
     assert json.loads(spec.package_json)["dependencies"] == {"postgres": deps.DRIVER_PACKAGES["postgres"]}
 
@@ -46,13 +46,13 @@ def test_postgres_driver_is_added_with_a_default_range(tmp_path):
 def test_npm_section_of_tova_toml_and_sqlite_needs_nothing(tmp_path):
     project = tmp_path / "p"
     out = build(project, '  db { path: "app.db" }')
-    assert deps.dependency_spec(project, out, "blog", "1.4.5") is None
+    assert deps.dependency_spec(project, deps.server_imports(out), "blog", "1.4.5") is None
     (project / "tova.toml").write_text('[project]\nname = "blog"\n\n[npm]\nzod = "^3.23.0"\n\n[npm.dev]\nx = "1"\n')
-    spec = deps.dependency_spec(project, out, "blog", "1.4.5")
+    spec = deps.dependency_spec(project, deps.server_imports(out), "blog", "1.4.5")
     assert spec and spec.packages == ("zod",)
     # The key follows the dependency set and Bun's version, nothing else.
-    assert spec.key == deps.dependency_spec(project, out, "blog", "1.4.5").key
-    assert spec.key != deps.dependency_spec(project, out, "blog", "1.4.6").key
+    assert spec.key == deps.dependency_spec(project, deps.server_imports(out), "blog", "1.4.5").key
+    assert spec.key != deps.dependency_spec(project, deps.server_imports(out), "blog", "1.4.6").key
 
 
 def test_a_lockfile_is_frozen_and_must_list_the_driver(tmp_path):
@@ -61,21 +61,21 @@ def test_a_lockfile_is_frozen_and_must_list_the_driver(tmp_path):
     (project / "package.json").write_text('{"name": "x", "dependencies": {"left-pad": "1.3.0"}}')
     (project / "bun.lock").write_text("{}")
     with pytest.raises(DeployError, match="'mysql2', which package.json does not list"):
-        deps.dependency_spec(project, out, "x", "1.4.5")
+        deps.dependency_spec(project, deps.server_imports(out), "x", "1.4.5")
     (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0"}}')
-    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    spec = deps.dependency_spec(project, deps.server_imports(out), "x", "1.4.5")
     assert spec and spec.lockfile == ("bun.lock", b"{}") and spec.package_json.startswith('{"name": "x"')
     # tova.toml's [npm] (what `tova install` writes package.json from) must agree with it.
     (project / "tova.toml").write_text('[project]\nname = "x"\n\n[npm]\nmysql2 = "3.11.0"\nzod = "^3.23.0"\n')
     with pytest.raises(DeployError, match="lists zod, which package.json"):
-        deps.dependency_spec(project, out, "x", "1.4.5")
+        deps.dependency_spec(project, deps.server_imports(out), "x", "1.4.5")
     (project / "tova.toml").write_text('[project]\nname = "x"\n\n[npm]\nmysql2 = "3.11.0"\n')
     (project / "package.json").write_text('{"name": "x", "dependencies": {"mysql2": "3.11.0", "ms": "2.1.3"}}')
-    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    spec = deps.dependency_spec(project, deps.server_imports(out), "x", "1.4.5")
     assert spec and spec.packages == ("ms", "mysql2")  # what the lockfile installs
     (project / "bun.lock").unlink()  # npm's lockfile is honoured too (bun install reads it)
     (project / "package-lock.json").write_text("{}")
-    spec = deps.dependency_spec(project, out, "x", "1.4.5")
+    spec = deps.dependency_spec(project, deps.server_imports(out), "x", "1.4.5")
     assert spec and spec.lockfile == ("package-lock.json", b"{}")
 
 
@@ -149,3 +149,34 @@ def test_a_lockfile_that_package_json_outgrew_fails_the_deploy_before_anything_s
     assert not site.app.deps.exists() or list(site.app.deps.iterdir()) == []
     last = json.loads(site.app.history.read_text().splitlines()[-1])
     assert (last["outcome"], last["step"]) == ("failed", "dependencies")
+
+
+@needs_bun
+def test_a_browser_block_bundles_a_declared_npm_package(site):
+    """tova.toml's [npm] is installed before the compiler runs, so a browser block's import
+    of it resolves and is bundled into the client script; the release still links the
+    installed set for the server, and a code-only redeploy reuses both."""
+    vendor = site.work.parent / "vendor" / "tinydep"
+    vendor.mkdir(parents=True)
+    (vendor / "package.json").write_text('{"name": "tinydep", "version": "1.0.7", "main": "index.js"}')
+    (vendor / "index.js").write_text('export const shout = (s) => "TINYDEP:" + s;\n')
+    browser = 'browser {\n  import { shout } from "tinydep"\n  component App {\n    <h1>"x"</h1>\n  }\n}\n'
+    (site.work / "tova.toml").write_text(
+        f'[project]\nname = "myapp"\nentry = "src"\n\n[npm]\ntinydep = "file:{vendor}"\n')
+    site.write_app("v1", extra=browser)
+    site.commit("one")
+    res = site.push()
+    assert res.returncode == 0 and site.current() == "v1", res.stderr
+    release = site.app.releases / "v1"
+    scripts = list((release / "static" / ".tova-out").glob("client.*.js"))
+    assert scripts and all("TINYDEP:" in p.read_text() for p in scripts)
+    assert json.loads((release / "node_modules" / "tinydep" / "package.json").read_text())["version"] == "1.0.7"
+    assert not (site.work / "node_modules").exists()
+    site.write_app("v2", extra=browser)
+    site.commit("two")
+    res = site.push()
+    assert res.returncode == 0 and site.current() == "v2", res.stderr
+    assert "Dependencies unchanged: tinydep 1.0.7" in res.stderr, res.stderr
+    # One set, and its copy for the build; nothing of the build's link is left behind.
+    names = sorted(p.name for p in site.app.deps.iterdir())
+    assert len(names) == 2 and names[1] == names[0] + deps.BUILD_SUFFIX, names

@@ -6,7 +6,12 @@ What the server needs: the packages the compiled server imports (the database dr
 to it (bun.lock, bun.lockb or package-lock.json) is honoured with a frozen install. Each
 dependency set is installed once into `deps/<key>/` (key: a hash of package.json, lockfile
 and Bun version) and releases link their `node_modules` there, so a code-only deploy
-reuses it."""
+reuses it.
+
+The set is installed BEFORE the compiler runs: a browser block's npm imports are bundled at
+build time and must resolve then. The build user cannot read the sealed install (the app's
+group), so each set also has a read-only copy for the build, `deps/<key>.build/`, root's and
+the build user's group, made once per set; the build sandbox binds only that copy."""
 
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ DRIVER_PACKAGES = {"postgres": "^3.4.5", "mysql2": "^3.11.0"}
 # Bun's own, and npm's (which `bun install` reads and, frozen, holds to just the same).
 LOCKFILES = ("bun.lock", "bun.lockb", "package-lock.json")
 COMPLETE = ".complete"  # written last: a folder without it is a half-made install
+BUILD_SUFFIX = ".build"  # deps/<key>.build: the set's copy the compiler may read
+# The driver package each database engine's generated server code imports.
+ENGINE_PACKAGES = {"postgres": "postgres", "mysql": "mysql2"}
 _IMPORT = re.compile(r"""^\s*import\s+(?:[\w*${}\s,]+\s+from\s+)?["']([^"'./][^"']*)["']""", re.M)
 _BUILTIN_PREFIXES = ("node:", "bun:", "bun")
 
@@ -54,12 +62,21 @@ def imported_packages(bundle: str) -> list[str]:
     return names
 
 
-def dependency_spec(project: Path, build_out: Path, app: str, bun_version: str) -> DepSpec | None:
-    """What to install for this build; None when the server imports nothing from npm and
-    the project declares no dependencies."""
+def server_imports(build_out: Path) -> list[str]:
+    """npm packages the built server bundle imports."""
     bundle = "".join(p.read_text(errors="replace") for p in sorted(build_out.glob("server.*.js"))
                      if not p.name.endswith(".min.js"))
-    imports = imported_packages(bundle)
+    return imported_packages(bundle)
+
+
+def engine_packages(engines: list[str]) -> list[str]:
+    """The driver packages the compiled server will import for these database engines."""
+    return [ENGINE_PACKAGES[e] for e in engines if e in ENGINE_PACKAGES]
+
+
+def dependency_spec(project: Path, imports: list[str], app: str, bun_version: str) -> DepSpec | None:
+    """What to install for a server importing `imports`; None when it imports nothing from
+    npm and the project declares no dependencies."""
     declared = _declared(project)
     lock = next(((n, (project / n).read_bytes()) for n in LOCKFILES if (project / n).is_file()), None)
     if declared is None or lock is None or not (project / "package.json").is_file():
@@ -172,6 +189,26 @@ def _versions(folder: Path, packages: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def build_copy(target: Path, seal: Callable[[Path], None]) -> Path:
+    """The node_modules of the installed set `target` that the build may read: a copy
+    (made once per set, `seal` giving it to root and the build user's group)."""
+    copy = target.with_name(target.name + BUILD_SUFFIX)
+    if (copy / COMPLETE).is_file():
+        return copy / "node_modules"
+    shutil.rmtree(copy, ignore_errors=True)
+    work = target.with_name(target.name + BUILD_SUFFIX + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    if (target / "node_modules").is_dir():  # `bun install` of nothing may make none
+        shutil.copytree(target / "node_modules", work / "node_modules", symlinks=True)
+    else:
+        (work / "node_modules").mkdir()
+    seal(work)
+    (work / COMPLETE).write_text("")
+    work.rename(copy)
+    return copy / "node_modules"
+
+
 def link(release: Path, target: Path) -> None:
     """release/node_modules → the shared install, relative so the app directory can move."""
     os.symlink(os.path.relpath(target / "node_modules", release), release / "node_modules")
@@ -182,7 +219,7 @@ def prune(app: AppLayout, keep_keys: set[str]) -> None:
     if not app.deps.is_dir():
         return
     for entry in app.deps.iterdir():
-        if entry.name not in keep_keys:
+        if entry.name.removesuffix(BUILD_SUFFIX) not in keep_keys:
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -3,9 +3,10 @@ and (through them) `tova deploy`. `_run` calls them in this order, top to bottom
 
     checkout   write the pushed commit's tree into a work directory
     manifest   read the project there: the manifest this deploy installs
+    dependencies  install the project's npm packages and its database driver (cached
+               per set) before the build: the compiler bundles browser npm imports
     build      compile it with the Tova compiler (production build; Bun and the compiler
-               are installed first when the server has none)
-    dependencies  install the npm packages the server bundle imports (cached per set)
+               are installed first when the server has none), node_modules readable
     plan       compare with the live release: ports, changed layers, the secrets gate
     provision  render the server files and run provision.sh for the changed layers
     release    move the build into releases/vN (complete before it gets its name)
@@ -70,7 +71,7 @@ from tova.server.system import System
 from tova.server.tooling import bun_binary
 from tova.settings import ServerSettings, compiler_argv, provisioned, settings_layers
 
-STEPS = ("checkout", "manifest", "build", "dependencies", "plan", "provision", "release", "switch",
+STEPS = ("checkout", "manifest", "dependencies", "build", "plan", "provision", "release", "switch",
          "restart", "verify", "prune")
 ZERO = "0" * 40
 
@@ -133,18 +134,23 @@ class Plan:
 
 @dataclass(frozen=True)
 class Build:
-    """The build step's answer: the compiler's output and the toolchain that made it."""
+    """The build step's answer: the compiler's output, the toolchain that made it and the
+    npm packages the release links (None: the server imports none)."""
 
     output: Path
     toolchain: toolchain.Toolchain
+    dependencies: Dependencies | None
 
 
 @dataclass(frozen=True)
 class Dependencies:
-    """The dependencies step's answer: the installed npm packages a release links."""
+    """The dependencies step's answer: the installed npm packages a release links, and
+    their copy the compiler reads (deps.build_copy)."""
 
     dir: Path
     versions: dict[str, str]
+    key: str
+    for_build: Path
 
 
 @dataclass(frozen=True)
@@ -238,10 +244,10 @@ def _run(ctx: Context, trail: Trail, workdir: Path) -> Outcome:
         ctx.out.info(f"Not deploying {trail.branch}: the {ctx.env} deploy block deploys branch {manifest.branch}")
         return Outcome("skipped")
     trail.branch = manifest.branch
-    trail.enter("build")
-    build = step_build(ctx, ws)
     trail.enter("dependencies")
-    dependencies = step_dependencies(ctx, ws, manifest, build.output)
+    dependencies = step_dependencies(ctx, ws, manifest)
+    trail.enter("build")
+    build = step_build(ctx, ws, manifest, dependencies)
     trail.enter("plan")
     plan = step_plan(ctx, manifest)
     trail.layers = plan.layers
@@ -249,7 +255,7 @@ def _run(ctx: Context, trail: Trail, workdir: Path) -> Outcome:
     step_provision(ctx, manifest, plan)
     trail.enter("release")
     trail.version = releases.next_version(ctx.app)
-    trail.release_dir = step_release(ctx, manifest, ws, build, dependencies, plan, trail.branch,
+    trail.release_dir = step_release(ctx, manifest, ws, build, plan, trail.branch,
                                      trail.version)
     try:
         trail.enter("switch")
@@ -283,12 +289,13 @@ def step_checkout(ctx: Context, workdir: Path) -> Workspace:
 
 def run_pushed_tool(ctx: Context, ws: Workspace, argv: list[str], cwd: Path, what: str,
                     env: dict[str, str] | None = None,
-                    passthrough: Callable[[str], None] | None = None) -> int:
+                    passthrough: Callable[[str], None] | None = None,
+                    read_only: tuple[Path, ...] = ()) -> int:
     """THE way to run tooling on pushed code (compiler, dependency installer): as the app's
     build user in the build sandbox, cwd the checkout, writing only in the deploy's work
     directory, its output passed on to the pusher. Its exit status."""
     run = sandbox.ToolRun(argv=argv, cwd=cwd, workdir=ws.dir, user=build_user(ctx.app.name),
-                          env=env or {}, unit=f"tova-build-{ctx.app.name}-{secrets.token_hex(4)}")
+                          env=env or {}, read_only=read_only, unit=f"tova-build-{ctx.app.name}-{secrets.token_hex(4)}")
     try:
         return ctx.system.run_tool(run, passthrough or ctx.out.passthrough)
     except OSError as exc:
@@ -341,9 +348,41 @@ def step_manifest(ctx: Context, source: Path) -> Manifest:
     return load_manifest(source, ctx.env, project_relative=True, recorded_app=ctx.app.name)
 
 
-def step_build(ctx: Context, ws: Workspace) -> Build:
-    """The compiler's production build of the project: its output directory, and the
-    versions of the compiler and Bun that made it."""
+def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest) -> Dependencies | None:
+    """The npm packages the project declares and its database engines' drivers, installed
+    before the build (cached per set); None when there are none. The build checks the
+    server bundle's imports against them (_server_dependencies)."""
+    engines = [d.engine for d in manifest.databases]
+    spec = deps.dependency_spec(ws.source, deps.engine_packages(engines), manifest.app, ctx.settings.bun_version)
+    if spec is None:
+        return None
+    toolchain.ensure(ctx.settings, ctx.out.passthrough, env=ctx.env)  # Bun, on a fresh server
+    return _install_dependencies(ctx, ws, spec)
+
+
+def _install_dependencies(ctx: Context, ws: Workspace, spec: deps.DepSpec) -> Dependencies:
+    ctx.out.begin("Installing npm dependencies...")
+    work = ws.dir / ("deps-" + spec.key)  # the build user's, like the checkout; root takes it once done
+    try:
+        deps_dir, versions, reused = deps.install(
+            spec, ctx.app, bun_binary(), lambda argv, cwd: run_pushed_tool(ctx, ws, argv, cwd, "the installer"),
+            work=work, prepare=lambda path: _give_to_build_user(ws, path),
+            seal=partial(_seal, gid=_deps_gid(ctx)))
+        build_gid = ws.build_owner[1] if ws.build_owner else os.getgid()
+        for_build = deps.build_copy(deps_dir, partial(_seal, gid=build_gid))
+    except DeployError:
+        ctx.out.end(False)
+        raise
+    ctx.out.end(True)
+    listed = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+    ctx.out.sub(("Dependencies unchanged: " if reused else "Dependencies: ") + listed)
+    return Dependencies(deps_dir, versions, spec.key, for_build)
+
+
+def step_build(ctx: Context, ws: Workspace, manifest: Manifest, dependencies: Dependencies | None) -> Build:
+    """The compiler's production build of the project (the dependencies in its
+    node_modules, read-only): its output directory, the versions of the compiler and Bun
+    that made it, and the npm packages its server needs."""
     output = ws.dir / "out"
     # Bun and the compiler before the first build (a fresh server has neither).
     found = toolchain.ensure(ctx.settings, ctx.out.passthrough, env=ctx.env)
@@ -352,50 +391,49 @@ def step_build(ctx: Context, ws: Workspace) -> Build:
     # Locations relative to the project, warnings summarised, the whole output kept.
     build = BuildOutput(ctx.out.passthrough, ctx.out.journal or (lambda line: None),
                         roots=(str(ws.source), str(ws.source.resolve())))
+    # The compiler resolves npm imports from a node_modules in or above the sources; a
+    # project that commits its own keeps it.
+    modules = ws.source / "node_modules"
+    linked = dependencies is not None and not os.path.lexists(modules)
+    if linked:
+        assert dependencies is not None
+        os.symlink(dependencies.for_build, modules)
     ctx.out.begin("Compiling .tova files...")
     try:
-        rc = run_pushed_tool(ctx, ws, argv, ws.source, "the compiler", passthrough=build.feed)
+        rc = run_pushed_tool(ctx, ws, argv, ws.source, "the compiler", passthrough=build.feed,
+                             read_only=(dependencies.for_build,) if dependencies else ())
     except DeployError:
         ctx.out.end(False)
         raise
     finally:
         write_atomic(ctx.app.build_log, build.text(), mode=0o600, durable=False)  # a log: no fsync
+        if linked:
+            modules.unlink(missing_ok=True)
     if rc != 0:
         ctx.out.end(False)
         hint = "fix the errors above and push again"
         if any(".tmp-bundle" in line for line in build.lines):
-            # The compiler bundles a browser block's npm imports at build time, from a
-            # node_modules beside the sources; the server's packages are installed after it.
-            hint = ("a browser block's npm import must resolve when the compiler bundles it, and the "
-                    "server installs npm packages after the build: see README, Limits and known gaps")
+            # The compiler bundles a browser block's npm imports: only declared ones are installed.
+            hint = ("a browser block's npm import must be declared in tova.toml's [npm] "
+                    "(or package.json) so that it is installed before the build")
         raise DeployError(f"the build failed (compiler exit status {rc}); nothing was deployed", hint=hint)
     _ensure_server_js(output)
     ctx.out.end(True)
     if summary := build.summary(ctx.env):
         ctx.out.sub(summary)
-    return Build(output, found)
+    return Build(output, found, _server_dependencies(ctx, ws, manifest, output, dependencies))
 
 
-def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest, output: Path) -> Dependencies | None:
-    """The npm packages the server imports, installed now (cached per dependency set);
-    None when it imports none."""
-    spec = deps.dependency_spec(ws.source, output, manifest.app, ctx.settings.bun_version)
-    if spec is None:
-        return None
-    ctx.out.begin("Installing npm dependencies...")
-    work = ws.dir / "deps"  # the build user's, like the checkout; root takes it once done
-    try:
-        deps_dir, versions, reused = deps.install(
-            spec, ctx.app, bun_binary(), lambda argv, cwd: run_pushed_tool(ctx, ws, argv, cwd, "the installer"),
-            work=work, prepare=lambda path: _give_to_build_user(ws, path),
-            seal=partial(_seal, gid=_deps_gid(ctx)))
-    except DeployError:
-        ctx.out.end(False)
-        raise
-    ctx.out.end(True)
-    listed = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-    ctx.out.sub(("Dependencies unchanged: " if reused else "Dependencies: ") + listed)
-    return Dependencies(deps_dir, versions)
+def _server_dependencies(ctx: Context, ws: Workspace, manifest: Manifest, output: Path,
+                         installed: Dependencies | None) -> Dependencies | None:
+    """What the built server imports must be installed: almost always the set installed
+    before the build; otherwise (an import no engine explained) the complete set now."""
+    engines = deps.engine_packages([d.engine for d in manifest.databases])
+    spec = deps.dependency_spec(ws.source, [*engines, *deps.server_imports(output)], manifest.app,
+                                ctx.settings.bun_version)
+    if spec is None or (installed is not None and installed.key == spec.key):
+        return installed
+    return _install_dependencies(ctx, ws, spec)
 
 
 def _ensure_server_js(out: Path) -> None:
@@ -513,9 +551,10 @@ def step_provision(ctx: Context, manifest: Manifest, plan: Plan) -> None:
 
 
 def step_release(ctx: Context, manifest: Manifest, ws: Workspace, build: Build,
-                 dependencies: Dependencies | None, plan: Plan, branch: str, version: str) -> Path:
+                 plan: Plan, branch: str, version: str) -> Path:
     """The build, the public files and the manifest file become releases/`version`, under
     that name only once complete."""
+    dependencies = build.dependencies
     ctx.out.begin(f"Deploying app ({version})...")
     staged = releases.staging_dir(ctx.app, version)
     build.output.rename(staged)

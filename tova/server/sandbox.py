@@ -32,6 +32,7 @@ class ToolRun:
     workdir: Path
     user: str
     env: dict[str, str] = field(default_factory=dict)
+    read_only: tuple[Path, ...] = ()  # shown read-only though under the hidden apps dir
     unit: str = "tova-build"
     timeout_s: int = 1800
     memory_max: str = "2G"
@@ -57,6 +58,8 @@ def systemd_run_argv(run: ToolRun, layout: Layout) -> list[str]:
         # Every app directory disappears; only this deploy's work directory comes back.
         f"TemporaryFileSystem={layout.apps_dir}:ro",
         f"BindPaths={run.workdir}", f"ReadWritePaths={run.workdir}",
+        # The app's npm dependencies for the compiler to bundle (deps.build_copy).
+        *(f"BindReadOnlyPaths={p}" for p in run.read_only),
         *(f"InaccessiblePaths=-{p}" for p in (
             layout.registry, layout.registry_lock, root / "config.toml", layout.archive_dir,
             layout.caddy_dir, layout.run_dir, *HIDDEN_SYSTEM_PATHS)),
