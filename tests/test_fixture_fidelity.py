@@ -129,6 +129,19 @@ def test_a_browser_blocks_npm_import_needs_node_modules_at_build_time(tmp_path):
     res = build(tmp_path, {"src/app.tova": app})
     for name, r in res.items():
         assert r.returncode != 0 and 'Could not resolve: "ms"' in r.stderr, (name, r.stderr)
+    # With the package in node_modules (even through a symlink, as a deploy links it) the
+    # build succeeds and the package's code is in the client script.
+    package = {"package.json": '{"name": "ms", "version": "2.1.3", "main": "./index"}',
+               "index.js": 'module.exports = (v) => { if (!v) throw new Error("MS-FIDELITY " + v); return v; };\n'}
+    for rel, text in package.items():
+        (tmp_path / "modules" / "ms" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "modules" / "ms" / rel).write_text(text)
+    for name in res:
+        (tmp_path / name / "node_modules").symlink_to(tmp_path / "modules")
+    for name, r in build(tmp_path, {"src/app.tova": app}).items():
+        assert r.returncode == 0, (name, r.stderr)
+        script = next(p for p in (tmp_path / name / "out").glob("client.*.js") if not p.name.endswith(".min.js"))
+        assert "MS-FIDELITY" in script.read_text(), name
 
 
 def _serve(out: Path, cwd: Path) -> tuple[subprocess.Popen, int]:
