@@ -5,7 +5,8 @@ with `--setup-git --compiler` (the fixture, or a real build: TOVA_E2E_COMPILER).
 - ledger: PostgreSQL through the compiler's `db` (the npm package `postgres`);
 - jot: SQLite at a relative `path:`, which must land in the app's data/;
 - tally: MySQL (MariaDB) through `db { driver: "mysql" }` (the npm package `mysql2`);
-- gallery: a browser block served by Caddy, public/, and an `[npm]` dependency.
+- gallery: a browser block served by Caddy, public/, and an `[npm]` dependency imported
+  by the server and the browser block.
 Each serves pages and API over HTTPS, keeps its data across a redeploy and a rollback, and
 runs with NODE_ENV=production."""
 
@@ -136,6 +137,8 @@ def test_browser_block_public_and_npm_dependency(tmp_path):
     script = "/.tova-out/" + page.split('src="/.tova-out/', 1)[1].split('"', 1)[0]  # the app's own script
     status, headers, body = web.request(app.domain, "GET", script)
     assert status == 200 and "Gallery" in body, (status, body)
+    # The browser block's npm import, installed before the build, is bundled into it.
+    assert "val is not a non-empty string or a valid number" in body, body
     assert "immutable" in headers.get("cache-control", "")
     assert app.get("/robots.txt").startswith("User-agent")
     # A page of the browser app's own (no route on the server): the build's 200.html; an
