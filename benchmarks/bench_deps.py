@@ -38,7 +38,8 @@ def push(site: Site, body: str) -> float:
 
 def cached_dependency_work(site: Site, runs: int = 50) -> float:
     """What a deploy with unchanged dependencies adds, timed without the machine's noise
-    around a whole push: find the set, see the cached install, link it (median)."""
+    around a whole push: find the set, see the cached install and its copy for the build,
+    link it (median)."""
     from tova.server import deps
     from tova.server.tooling import bun_binary
 
@@ -47,9 +48,10 @@ def cached_dependency_work(site: Site, runs: int = 50) -> float:
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        spec = deps.dependency_spec(site.work, release, "myapp", "1.4.5")
+        spec = deps.dependency_spec(site.work, deps.server_imports(release), "myapp", "1.4.5")
         assert spec is not None
         target, _, reused = deps.install(spec, site.app, bun_binary(), lambda argv, cwd: 1, work=out / "w")
+        assert (deps.build_copy(target, lambda path: None) / "ms" / "package.json").is_file()
         (out / "node_modules").unlink(missing_ok=True)
         deps.link(out, target)
         samples.append(time.perf_counter() - t0)
