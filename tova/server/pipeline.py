@@ -349,13 +349,14 @@ def step_manifest(ctx: Context, source: Path) -> Manifest:
 
 
 def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest) -> Dependencies | None:
-    """The npm packages the project declares and its database engines' drivers, installed
-    before the build (cached per set); None when there are none. The build checks the
-    server bundle's imports against them (_server_dependencies)."""
-    engines = [d.engine for d in manifest.databases]
-    spec = deps.dependency_spec(ws.source, deps.engine_packages(engines), manifest.app, ctx.settings.bun_version)
-    if spec is None:
+    """The npm packages the project declares (with its database engines' drivers),
+    installed before the build (cached per set); None when it declares none: then only the
+    server bundle's imports are installed, after the build (_server_dependencies)."""
+    if deps.dependency_spec(ws.source, [], manifest.app, ctx.settings.bun_version) is None:
         return None
+    drivers = deps.engine_packages([d.engine for d in manifest.databases])
+    spec = deps.dependency_spec(ws.source, drivers, manifest.app, ctx.settings.bun_version)
+    assert spec is not None
     toolchain.ensure(ctx.settings, ctx.out.passthrough, env=ctx.env)  # Bun, on a fresh server
     return _install_dependencies(ctx, ws, spec)
 
@@ -426,10 +427,10 @@ def step_build(ctx: Context, ws: Workspace, manifest: Manifest, dependencies: De
 
 def _server_dependencies(ctx: Context, ws: Workspace, manifest: Manifest, output: Path,
                          installed: Dependencies | None) -> Dependencies | None:
-    """What the built server imports must be installed: almost always the set installed
-    before the build; otherwise (an import no engine explained) the complete set now."""
-    engines = deps.engine_packages([d.engine for d in manifest.databases])
-    spec = deps.dependency_spec(ws.source, [*engines, *deps.server_imports(output)], manifest.app,
+    """What the built server imports must be installed: the set installed before the build
+    when it has them all (the usual case); else the complete set now."""
+    drivers = deps.engine_packages([d.engine for d in manifest.databases]) if installed else []
+    spec = deps.dependency_spec(ws.source, [*drivers, *deps.server_imports(output)], manifest.app,
                                 ctx.settings.bun_version)
     if spec is None or (installed is not None and installed.key == spec.key):
         return installed
