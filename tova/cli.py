@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tova import remedies
 from tova.client.on_path import find_compiler
 from tova.errors import EXIT_USAGE, TovaError, run_at_edge
 
@@ -126,22 +127,8 @@ def main(argv: list[str] | None = None, prog: str = "tova") -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-
-    def run() -> int:
-        try:
-            return run_deploy(args) if args.command == "deploy" else run_env(args)
-        except TovaError as err:
-            if prog == "tova-deploy" and err.hint:
-                err.hint = in_tova_deploy_words(err.hint)
-            raise
-
-    return run_at_edge(run)
-
-
-def in_tova_deploy_words(hint: str) -> str:
-    """A remedy as a `tova-deploy` user types it: where the compiler's `tova` comes first on
-    PATH, `tova deploy prod ...` would run the compiler's stub."""
-    return hint.replace("tova deploy ", "tova-deploy ").replace("tova env ", "tova-deploy env ")
+    return run_at_edge(lambda: run_deploy(args) if args.command == "deploy" else run_env(args),
+                       remedy=remedies.in_tova_deploy_words if prog == "tova-deploy" else None)
 
 
 # The action flags of `tova deploy` (none: deploy), and the actions each modifier goes with.

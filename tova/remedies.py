@@ -25,6 +25,13 @@ def for_caller(hint: str, env: str | None, ssh: str | None) -> str:
     return hint
 
 
+def in_tova_deploy_words(hint: str) -> str:
+    """A remedy as a `tova-deploy` user types it: where the compiler's `tova` comes first on
+    PATH, `tova deploy prod ...` would reach the compiler's own `deploy` subcommand, which
+    deploys nothing."""
+    return hint.replace("tova deploy ", "tova-deploy ").replace("tova env ", "tova-deploy env ")
+
+
 def from_environ(environ: Mapping[str, str]) -> Callable[[str], str]:
     """The rewrite for this process's caller; a user on the server (or a git hook) sets
     neither variable and reads the hints as they are."""
