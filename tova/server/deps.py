@@ -117,6 +117,11 @@ def dependency_spec(project: Path, imports: list[str], app: str, bun_version: st
     return DepSpec(package_json, lock, tuple(sorted(deps)), digest.hexdigest()[:16])
 
 
+def declares_any(project: Path) -> bool:
+    """Whether the project lists npm dependencies of its own (tova.toml [npm] or package.json)."""
+    return bool(_declared(project))
+
+
 def _declared(project: Path) -> dict[str, str] | None:
     """tova.toml [npm] (without [npm.dev]), else package.json dependencies; None: neither."""
     toml = project / "tova.toml"

@@ -352,11 +352,12 @@ def step_dependencies(ctx: Context, ws: Workspace, manifest: Manifest) -> Depend
     """The npm packages the project declares (with its database engines' drivers),
     installed before the build (cached per set); None when it declares none: then only the
     server bundle's imports are installed, after the build (_server_dependencies)."""
-    if deps.dependency_spec(ws.source, [], manifest.app, ctx.settings.bun_version) is None:
+    if not deps.declares_any(ws.source):
         return None
     drivers = deps.engine_packages([d.engine for d in manifest.databases])
     spec = deps.dependency_spec(ws.source, drivers, manifest.app, ctx.settings.bun_version)
-    assert spec is not None
+    if spec is None:  # (it declares some: never)
+        return None
     toolchain.ensure(ctx.settings, ctx.out.passthrough, env=ctx.env)  # Bun, on a fresh server
     return _install_dependencies(ctx, ws, spec)
 
