@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tova.frozen import quick_init
+
 # Exit codes a script can rely on.
 EXIT_OK = 0
 EXIT_FAILED = 1          # a deploy or command ran and failed (e.g. rolled back)
@@ -14,21 +16,14 @@ EXIT_LOCKED = 4          # another deploy of the same app holds the lock
 EXIT_REMOTE = 5          # SSH / server unreachable or not set up
 
 
-@dataclass(frozen=True, init=False)
+@quick_init
+@dataclass(frozen=True)
 class Location:
     """A place in a .tova file; line and col are 1-based."""
 
     file: str
     line: int
     col: int
-
-    def __init__(self, file: str, line: int, col: int) -> None:
-        # Frozen: set once, here. Writing the instance's dict takes half the time of the
-        # generated object.__setattr__ calls; the reader makes one per field it reads.
-        d = self.__dict__
-        d["file"] = file
-        d["line"] = line
-        d["col"] = col
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"

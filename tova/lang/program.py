@@ -3,32 +3,17 @@ imply infrastructure. Pure data; built by tova.lang.reader, read by config and i
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Literal
 
 from tova.errors import Location
+from tova.frozen import quick_init
 
 ValueKind = Literal["string", "int", "float", "bool", "nil", "array", "expr"]
-_T = TypeVar("_T")
 
 
-def quick_init(cls: type[_T]) -> type[_T]:
-    """Give a frozen dataclass an __init__ that fills the instance dict directly: the
-    generated one calls object.__setattr__ per field, which costs the reader about 1 us
-    per object, and it builds one per block, field and route (Value and Field spell
-    theirs out)."""
-    fs = fields(cls)  # type: ignore[arg-type]
-    params = ", ".join(f.name if f.default is MISSING else f"{f.name}=_d_{f.name}" for f in fs)
-    body = "".join(f"    d[{f.name!r}] = {f.name}\n" for f in fs)
-    scope: dict[str, Any] = {f"_d_{f.name}": f.default for f in fs}
-    exec(f"def __init__(self, {params}):\n    d = self.__dict__\n{body}", scope)  # the way dataclasses does it
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    setattr(cls, "__init__", init)  # noqa: B010 - (mypy refuses assigning a method)
-    return cls
-
-
-@dataclass(frozen=True, init=False)
+@quick_init
+@dataclass(frozen=True)
 class Value:
     """A field value as written in source.
 
@@ -45,25 +30,13 @@ class Value:
     text: str
     loc: Location
 
-    def __init__(self, kind: ValueKind, value: object, text: str, loc: Location) -> None:
-        d = self.__dict__  # (frozen: set once; see Location.__init__)
-        d["kind"] = kind
-        d["value"] = value
-        d["text"] = text
-        d["loc"] = loc
 
-
-@dataclass(frozen=True, init=False)
+@quick_init
+@dataclass(frozen=True)
 class Field:
     key: str
     value: Value
     loc: Location
-
-    def __init__(self, key: str, value: Value, loc: Location) -> None:
-        d = self.__dict__  # (frozen: set once; see Location.__init__)
-        d["key"] = key
-        d["value"] = value
-        d["loc"] = loc
 
 
 @quick_init

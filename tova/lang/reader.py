@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tova.errors import Location, TovaSyntaxError
+from tova.frozen import quick_init
 from tova.lang.lexer import NON_VALUE_WORDS, Scanned, scan, string_value, tokens
 from tova.lang.program import (
     AuthDecl,
@@ -34,7 +35,6 @@ from tova.lang.program import (
     SseDecl,
     SubBlock,
     Value,
-    quick_init,
 )
 
 # How the compiler's registry recognises a top-level block: the word, and what may follow.
