@@ -188,8 +188,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         from functools import partial
 
         from tova.client import preview
-        from tova.loader import shown_location
-        from tova.plan import health_view, served_view
+        from tova.loader import served_view, shown_location
+        from tova.plan import health_view
 
         health = health_view(program, config, manifest.health, partial(shown_location, project))
         return preview.run_plan(project, manifest, as_json=args.json, registry=args.registry,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tova.config import DeployConfig, build_config
 from tova.errors import ConfigError, Location, TovaError
@@ -85,3 +86,15 @@ def located_in(project_dir: Path, base: Path | None = None) -> Iterator[None]:
                     pass
             err.loc = Location(os.path.relpath(full, base), err.loc.line, err.loc.col)
         raise
+
+
+def served_view(program: Program) -> dict[str, Any]:
+    """What Caddy will serve of this project, for the plan (tova.served words it): the
+    browser build, the files of public/, and the URL base the build's page loads its
+    script below. Read here, at the edge, so that the plan stays a pure rendering."""
+    from tova.lang.sources import read_toml
+
+    root = Path(program.root)
+    public = root / "public"
+    files = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file()) if public.is_dir() else []
+    return {"browser": bool(program.browsers), "public": files, "base": read_toml(root).url_base}

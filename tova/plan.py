@@ -106,19 +106,6 @@ def tls_text(mode: str | None) -> str:
     return f'TLS from {TLS_NAMES.get(mode, mode)}: tls = "{mode}"'
 
 
-def served_view(program: Program) -> dict[str, Any]:
-    """What Caddy will serve of this project (see tova.served): the browser build, the
-    files of public/, and the URL base the build's page loads its script below."""
-    from pathlib import Path
-
-    from tova.lang.sources import read_toml
-
-    root = Path(program.root)
-    public = root / "public"
-    files = sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file()) if public.is_dir() else []
-    return {"browser": bool(program.browsers), "public": files, "base": read_toml(root).url_base}
-
-
 def _proxy_lines(m: Manifest, served: dict[str, Any] | None) -> list[str]:
     proxy_lines: list[str] = []
     if m.proxy.websocket:
