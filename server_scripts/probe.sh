@@ -22,4 +22,10 @@ command -v pg_ctlcluster >/dev/null 2>&1 && echo postgresql=1
 command -v redis-server >/dev/null 2>&1 && echo redis=1
 awk '$1 == "MemTotal:" { printf "mem=%.0f\n", $2 * 1024 }' /proc/meminfo 2>/dev/null
 [ -n "$2" ] && [ -d "$1/apps/$2/repo.git" ] && echo repo=1
+# The server settings file, verbatim after a marker line and last: the plan reads it with
+# the server's parser even before the toolkit is installed.
+if [ -f "$1/config.toml" ]; then
+  settings=$(cat -- "$1/config.toml" 2>/dev/null || sudo -n cat -- "$1/config.toml" 2>/dev/null) &&
+    printf -- '--- config.toml\n%s\n' "$settings"
+fi
 exit 0

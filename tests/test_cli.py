@@ -32,7 +32,7 @@ def test_minimal_plan_screen():
     assert "System:    Bun" in out and "Caddy 2" in out and "UFW" in out
     assert "Database:  none" in out
     assert "App:       minimal: 1 instance on port 3000" in out
-    assert "Domain:    minimal.example.com (auto-SSL)" in out
+    assert "Domain:    minimal.example.com (auto-SSL: tls = \"auto\", the default, unless" in out
     assert "Server not contacted" in out
 
 

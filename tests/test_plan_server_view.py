@@ -5,6 +5,7 @@ the layers a config.toml change provisions again. The server's answers are the J
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,99 @@ def test_the_plan_names_the_bun_the_servers_settings_install(monkeypatch, capsys
     view = plan(monkeypatch, None, {**CHECK, "bun_version": "1.5.0"}, {"tls": "auto"})
     assert view["toolchain"]["bun_version"] == "1.5.0"
     monkeypatch.setattr(preview, "_server_view", lambda project, m: view)
-    from dataclasses import replace
 
     preview.run_plan(Path("."), replace(MANIFEST, system=("bun", "caddy")), as_json=False, registry=None,
                      local_only=False)
     assert "System:    Bun 1.5.0, Caddy 2" in capsys.readouterr().out
+
+
+# ---- a server without the toolkit (before --setup-git): its config.toml, read by the probe
+
+def probe_of(root: Path) -> Probe:
+    """probe.sh as the client runs it (`sh -c SCRIPT sh ROOT APP`), here on this machine."""
+    import subprocess
+
+    from tova.client.scripts import server_script
+
+    res = subprocess.run(["sh", "-c", server_script("probe.sh"), "sh", str(root), "shop"],
+                         capture_output=True, text=True, check=True)
+    return Probe.parse(res.stdout)
+
+
+class FreshServer(FakeServer):
+    """A server without the toolkit: only the probe answers."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__({}, {})
+        self.root = root
+        self.renv = type("RemoteEnv", (), {"root": "/opt/tova"})()
+
+    def probe(self, app: str | None = None) -> Probe:
+        return probe_of(self.root)
+
+    def release_json(self, args: list[str], stdin: bytes | None = None) -> dict[str, Any]:
+        raise AssertionError(f"tova-release {args} asked of a server without the toolkit")
+
+
+def fresh_plan(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], root: Path,
+               local_only: bool = False) -> str:
+    from tova.client import preview
+
+    monkeypatch.setattr(commands, "_server", lambda m: FreshServer(root))
+    monkeypatch.setattr(bootstrap, "local_compiler_version", lambda: None)
+    monkeypatch.setattr(preview, "shadowing_tova", lambda: None)
+    manifest = replace(MANIFEST, system=("bun", "caddy"))
+    preview.run_plan(Path("."), manifest, as_json=False, registry=None, local_only=local_only)
+    return capsys.readouterr().out
+
+
+def test_the_probe_brings_the_settings_file_verbatim_after_the_facts(tmp_path):
+    assert probe_of(tmp_path).config_toml is None  # no settings file
+    text = '# test server\ntls = "internal"\nfirst_port = 4000\n\n[unknown_table]\nrepo=1\n'
+    (tmp_path / "config.toml").write_text(text)
+    probe = probe_of(tmp_path)
+    assert probe.config_toml == text.rstrip("\n") + "\n"
+    assert probe.uid >= 0 and not probe.repo  # the file's `key=value` lines are not facts
+    (tmp_path / "config.toml").write_text("")
+    assert probe_of(tmp_path).config_toml == "\n"
+
+
+def test_a_fresh_servers_plan_shows_the_tls_its_settings_file_sets(monkeypatch, capsys, tmp_path):
+    (tmp_path / "config.toml").write_text('tls = "internal"\nbun_version = "1.5.0"\n')
+    out = fresh_plan(monkeypatch, capsys, tmp_path)
+    assert 'Domain:    shop.example.com (TLS from Caddy\'s local CA: tls = "internal")' in out, out
+    assert "System:    Bun 1.5.0" in out and "Not deployed yet: every layer runs" in out, out
+    assert "Server: Tova compiler" not in out  # no toolkit, no toolchain to report yet
+    # The same parser as the server's: what it rejects, the plan reports.
+    (tmp_path / "config.toml").write_text('tls = "internal"\nbun_versoin = "1.5.0"\n')
+    assert "/opt/tova/config.toml: unknown setting 'bun_versoin'" in fresh_plan(monkeypatch, capsys, tmp_path)
+
+
+def test_a_plan_says_the_default_tls_applies_when_no_settings_were_read(monkeypatch, capsys, tmp_path):
+    out = fresh_plan(monkeypatch, capsys, tmp_path)
+    assert 'Domain:    shop.example.com (auto-SSL: tls = "auto", the default, as the server has no config.toml)' in out
+    (tmp_path / "config.toml").write_text('tls = "internal"\n')
+    out = fresh_plan(monkeypatch, capsys, tmp_path, local_only=True)  # not asked
+    assert ('Domain:    shop.example.com (auto-SSL: tls = "auto", the default, unless the server\'s '
+            "config.toml sets another)") in out, out
+
+
+def test_the_plans_parser_is_the_servers(tmp_path):
+    """parse_settings (the plan, from the probe's text) and load_settings (the server, from
+    its file) read a config.toml the same way; bad files fail the same way."""
+    from tova.errors import TovaError
+    from tova.settings import load_settings, parse_settings
+
+    text = 'tls = "internal"\nfirst_port = 4000\nbun_version = "1.5.0"\n'
+    (tmp_path / "config.toml").write_text(text)
+    assert parse_settings(text, str(tmp_path)) == load_settings({"TOVA_ROOT": str(tmp_path)})
+    assert parse_settings(text).tls == "internal"
+    for bad, message in (('tls = "internal', "config.toml: "), ("first_port = \"x\"\n", "is not a int")):
+        (tmp_path / "config.toml").write_text(bad)
+        with pytest.raises(TovaError, match=message):
+            parse_settings(bad, str(tmp_path))
+        with pytest.raises(TovaError, match=message):
+            load_settings({"TOVA_ROOT": str(tmp_path)})
+    (tmp_path / "config.toml").write_bytes(b'tls = "\xff"\n')
+    with pytest.raises(TovaError, match="config.toml"):
+        load_settings({"TOVA_ROOT": str(tmp_path)})

@@ -98,11 +98,16 @@ def external_databases(m: Manifest) -> list[str]:
 TLS_NAMES = {"auto": "automatic HTTPS", "internal": "Caddy's local CA"}
 
 
-def tls_text(mode: str | None) -> str:
-    """The Domain line's certificate: the server's tls setting in force (the default,
-    automatic HTTPS, when the plan did not ask the server)."""
-    if mode in (None, "auto"):
+def tls_text(mode: str | None, no_settings_file: bool = False) -> str:
+    """The Domain line's certificate: the server's tls setting in force. None: no setting
+    was read; the default (automatic HTTPS) applies, for sure when the server was asked
+    and has no settings file."""
+    if mode == "auto":
         return "auto-SSL"
+    if mode is None:
+        if no_settings_file:
+            return 'auto-SSL: tls = "auto", the default, as the server has no config.toml'
+        return 'auto-SSL: tls = "auto", the default, unless the server\'s config.toml sets another'
     return f'TLS from {TLS_NAMES.get(mode, mode)}: tls = "{mode}"'
 
 
@@ -124,7 +129,7 @@ def _proxy_lines(m: Manifest, served: dict[str, Any] | None) -> list[str]:
 
 def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: list[str],
                 health: dict[str, Any] | None = None, tls: str | None = None,
-                served: dict[str, Any] | None = None) -> str:
+                served: dict[str, Any] | None = None, no_settings_file: bool = False) -> str:
     names = {"bun": f"Bun {bun_version}", "caddy": "Caddy 2", "ufw": "UFW firewall (SSH, 80, 443)",
              "postgresql": "PostgreSQL", "mariadb": "MariaDB", "redis": "Redis"}
     dbs = []
@@ -151,7 +156,7 @@ def render_plan(m: Manifest, ports: list[int], bun_version: str, server_lines: l
         system_line=", ".join(names[s] for s in m.system),
         database_line=", ".join(dbs) or "none",
         ports_text=ports_text(ports),
-        tls_text=tls_text(tls),
+        tls_text=tls_text(tls, no_settings_file),
         memory_text=format_bytes(m.memory_bytes),
         upstreams=upstreams,
         proxy_lines=proxy_lines,

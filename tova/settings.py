@@ -66,9 +66,10 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
     values: dict[str, object] = {}
     if path.is_file():
         try:
-            values.update(tomllib.loads(path.read_text()))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            text = path.read_text()
+        except UnicodeDecodeError as exc:
             raise TovaError(f"{path}: {exc}", hint="fix the TOML syntax of the settings file") from exc
+        values = _toml_values(text, path)
     for f in fields(ServerSettings):
         key = "TOVA_" + f.name.upper()
         if key in env and f.name != "root":
@@ -76,6 +77,24 @@ def load_settings(environ: dict[str, str] | None = None) -> ServerSettings:
     recorded = Path(settings.root) / "compiler" / "version"
     if "compiler_version" not in values and recorded.is_file():
         values["compiler_version"] = recorded.read_text().strip()
+    return _coerced(settings, values, path)
+
+
+def parse_settings(text: str, root: str = DEFAULT_ROOT) -> ServerSettings:
+    """A server's config.toml as load_settings reads it, from its text (the client's plan
+    reads a server's file this way before the toolkit is there): no environment."""
+    settings = ServerSettings(root=root)
+    return _coerced(settings, _toml_values(text, settings.config_path), settings.config_path)
+
+
+def _toml_values(text: str, path: Path) -> dict[str, object]:
+    try:
+        return dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise TovaError(f"{path}: {exc}", hint="fix the TOML syntax of the settings file") from exc
+
+
+def _coerced(settings: ServerSettings, values: dict[str, object], path: Path) -> ServerSettings:
     known = {f.name: f for f in fields(ServerSettings)}
     coerced: dict[str, Any] = {}
     for name, raw in values.items():

@@ -163,7 +163,7 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
         probe = server.probe()
         # A fresh server has no toolkit yet: its plan is every layer, and what they install.
         apps = (server.release_json(["apps"]).get("apps") or []) if probe.toolkit else []
-        capacity = {**_capacity_view(manifest, apps, probe), **_toolchain_view(server, probe.toolkit, manifest.env)}
+        capacity = {**_capacity_view(manifest, apps, probe), **_toolchain_view(server, probe, manifest.env)}
         if manifest.app not in {a.get("app") for a in apps}:
             return {"contacted": True, "deployed_version": None, "deployed_commit": None,
                     "changed_layers": list(LAYERS), "unchanged_layers": [], "app_files_changed": None,
@@ -190,12 +190,20 @@ def cmd_plan_remote(project_dir: Path, manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _toolchain_view(server: Server, toolkit: bool, env: str) -> dict[str, Any]:
+def _toolchain_view(server: Server, probe: Probe, env: str) -> dict[str, Any]:
     """The server's Bun and compiler versions and TLS mode, and how they compare with the
-    local compiler (a server without the toolkit has none yet)."""
+    local compiler. A server without the toolkit has no toolchain yet; its settings are
+    read from the config.toml text the probe brought, by the server's own parser."""
     from tova.client.bootstrap import local_compiler_version
+    from tova.settings import parse_settings
 
-    found = server.release_json(["toolchain", "--check"]) if toolkit else {}
+    found: dict[str, Any] = {}
+    source = None  # where tls and bun_version come from: None, the server's defaults apply
+    if probe.toolkit:
+        found, source = server.release_json(["toolchain", "--check"]), "toolkit"
+    elif probe.config_toml is not None:
+        settings = parse_settings(probe.config_toml, server.renv.root)
+        found, source = {"tls": settings.tls, "bun_version": settings.bun_version}, "config.toml"
     local = local_compiler_version()
     warning = None
     if local and found.get("compiler") and found["compiler"] != local:
@@ -203,7 +211,8 @@ def _toolchain_view(server: Server, toolkit: bool, env: str) -> dict[str, Any]:
         warning = (f"⚠ the server's Tova compiler is {found['compiler']}, yours {local}: "
                    f"`tova deploy {env} --setup-git` makes the server's builds use yours")
     return {"toolchain": {"bun": found.get("bun"), "compiler": found.get("compiler"), "local_compiler": local,
-                          "tls": found.get("tls"), "bun_version": found.get("bun_version"), "warning": warning}}
+                          "tls": found.get("tls"), "bun_version": found.get("bun_version"), "warning": warning,
+                          "settings": source}}
 
 
 def _capacity_view(manifest: Manifest, apps: list[dict[str, Any]], probe: Probe) -> dict[str, Any]:
@@ -234,7 +243,8 @@ def format_plan_remote(d: dict[str, Any]) -> str:
     lines = []
     tc = d.get("toolchain") or {}
     server_side = None
-    if tc.get("compiler") or tc.get("tls"):
+    # (a server without the toolkit has no toolchain to report; its tls is on the Domain line)
+    if tc.get("settings") != "config.toml" and (tc.get("compiler") or tc.get("tls")):
         server_side = (f"Server: Tova compiler {tc.get('compiler') or 'not installed'}, "
                        f"Bun {tc.get('bun') or 'not installed'}, TLS {_tls_line(tc)}")
     extra = [line for line in ((d.get("first_provisioning") or {}).get("line"),

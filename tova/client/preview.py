@@ -50,7 +50,9 @@ def run_plan(project: Path, manifest: Manifest, *, as_json: bool, registry: str 
         return EXIT_OK
     lines = _server_lines(server_view) + _path_lines()
     sys.stdout.write(render_plan(manifest, ports, bun_version, lines, health,
-                                 tls=toolchain.get("tls_in_force") or toolchain.get("tls"), served=served))
+                                 tls=toolchain.get("tls_in_force") or toolchain.get("tls"), served=served,
+                                 # asked, the server had neither the toolkit nor a config.toml
+                                 no_settings_file=bool(server_view.get("contacted")) and not toolchain.get("settings")))
     return EXIT_OK
 
 

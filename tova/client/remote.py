@@ -23,6 +23,7 @@ from tova.layout import Layout
 from tova.settings import DEFAULT_ROOT
 
 DEFAULT_LINK_DIR = "/usr/local/bin"
+CONFIG_MARKER = "--- config.toml"  # probe.sh: the settings file's text follows this line
 
 
 
@@ -85,10 +86,12 @@ class Probe:
     libc: str = ""
     installed: frozenset[str] = frozenset()  # of caddy, bun, postgresql, redis: what provisioning skips
     mem_total: int | None = None  # the server's RAM in bytes
+    config_toml: str | None = None  # <root>/config.toml's text; None: no such file (or unreadable)
 
     @classmethod
     def parse(cls, text: str) -> Probe:
-        kv = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        facts, marker, config = ("\n" + text).partition(f"\n{CONFIG_MARKER}\n")
+        kv = dict(line.split("=", 1) for line in facts.splitlines() if "=" in line)
         return cls(
             uid=int(kv.get("uid", "-1") or -1),
             user=kv.get("user", "?"),
@@ -104,6 +107,7 @@ class Probe:
             libc=kv.get("libc", ""),
             installed=frozenset(n for n in ("caddy", "bun", "postgresql", "redis") if kv.get(n) == "1"),
             mem_total=int(kv["mem"]) if kv.get("mem", "").isdigit() else None,
+            config_toml=config if marker else None,
         )
 
 
