@@ -226,3 +226,47 @@ def test_testserver_up_prints_the_readme_steps_with_its_own_paths(tmp_path):
                     "testserver ssh cat /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"):
         assert command in text and command in block.group(1), command
     assert 'tls = "internal"' in (repo / "vagrant" / "tova-testserver.toml").read_text()
+
+
+def test_setup_git_shows_the_uploaded_compiler_in_line_with_the_servers_progress(monkeypatch, capsys, tmp_path):
+    """`tova-release toolchain --upload ... --json` (the real handler, its stderr) as the
+    client's --setup-git prints it: the upload's line sits with the toolchain's lines."""
+    import io
+    import sys
+    from pathlib import Path
+
+    from tova.client import bootstrap
+    from tova.layout import Layout
+    from tova.progress import Out, client_steps
+    from tova.server import cli, toolchain
+    from tova.settings import ServerSettings
+
+    def ensure(settings, passthrough, env="ENV"):
+        passthrough("Toolchain: Bun 1.4.5 is not installed\n")
+        passthrough("  installing nodejs npm...\n")
+        return toolchain.Toolchain("1.4.5", "0.11.26", ())
+
+    monkeypatch.setattr(toolchain, "install_upload", lambda settings, data, entry: None)
+    monkeypatch.setattr(toolchain, "ensure", ensure)
+    monkeypatch.setattr(toolchain, "record_version", lambda settings, version: None)
+    monkeypatch.setattr(cli, "load_settings", lambda: ServerSettings(root=str(tmp_path)))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    progress = io.StringIO()
+    session = cli.Session(ServerSettings(root=str(tmp_path)), Layout.of(str(tmp_path)), Out(progress, color=False))
+    args = cli.build_parser().parse_args(["toolchain", "--upload", "tova", "--json"])
+    assert cli.cmd_toolchain(args, session) == 0
+    capsys.readouterr()
+
+    class Server:
+        def release_json(self, args, stdin=None, progress=None):
+            for line in progress_lines:
+                progress(line)
+            return {"bun": "1.4.5", "compiler": "0.11.26"}
+
+    progress_lines = progress.getvalue().splitlines(keepends=True)
+    monkeypatch.setattr(bootstrap, "local_compiler_version", lambda: None)
+    monkeypatch.setattr(bootstrap, "compiler_archive", lambda path: ("tova", b""))
+    bootstrap.toolchain_lines(Server(), Path("tova"), client_steps())  # type: ignore[arg-type]
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:4] == [f"    Uploaded the Tova compiler to {tmp_path}/compiler/tova",
+                        "    Toolchain: Bun 1.4.5 is not installed", "      installing nodejs npm..."], out

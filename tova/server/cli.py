@@ -326,7 +326,8 @@ def cmd_toolchain(args: argparse.Namespace, s: Session) -> int:
         return EXIT_OK
     if args.upload:
         toolchain.install_upload(settings, sys.stdin.buffer.read(), args.upload)
-        s.out.sub(f"Uploaded the Tova compiler to {compiler_argv(settings)[0]}", True)
+        # A progress line like the toolchain's own below it (no `[tova]` step to hang under)
+        s.out.passthrough(f"Uploaded the Tova compiler to {compiler_argv(settings)[0]}")
     if args.expect_version:
         toolchain.record_version(settings, args.expect_version)
         settings = load_settings()
