@@ -198,3 +198,58 @@ def test_toolkit_missing_maps_to_setup_hint(config, sshd, tmp_path, monkeypatch)
         with pytest.raises(RemoteError) as e:
             server.release(["version"])
     assert "not installed" in e.value.message and "tova deploy prod --setup-git" in e.value.hint
+
+
+FAKE_SSH = """#!/bin/sh
+# ssh as run_attached's Connection drives it: the master (-N -f) and -O exit return at
+# once, and are logged; a remote command writes a line every 50 ms until it is killed.
+echo "$*" >> "$SSH_LOG"
+case " $* " in *" -O exit "*|*" -N -f "*) exit 0 ;; esac
+echo $$ > "$SSH_PID"
+while :; do echo tick; sleep 0.05; done
+"""
+
+DRIVER = """from tova.client.ssh import Connection, Target
+with Connection(Target("example.com"), config=None) as conn:
+    conn.run_attached(["tova-release", "logs", "myapp", "--follow"])
+"""
+
+
+def test_a_terminated_client_leaves_no_ssh_writing_to_the_terminal(tmp_path):
+    """`tova deploy ENV --logs` killed by SIGTERM (or a hang-up) alone, not its process
+    group: its attached ssh must go with it and the master be told to exit, or they keep
+    writing into the terminal after the shell is back at its prompt."""
+    import os
+    import signal
+    import sys
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SSH_LOG": str(tmp_path / "log"),
+           "SSH_PID": str(tmp_path / "pid")}
+    out = tmp_path / "terminal"
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        (tmp_path / "pid").unlink(missing_ok=True)
+        with out.open("w") as terminal:
+            client = subprocess.Popen([sys.executable, "-c", DRIVER], env=env, stdout=terminal, stderr=terminal)
+            for _ in range(200):
+                if out.read_text().count("tick") >= 2:
+                    break
+                time.sleep(0.05)
+            ssh_pid = int((tmp_path / "pid").read_text())
+            try:
+                client.send_signal(signum)
+                code = client.wait(timeout=10)
+                gone = out.stat().st_size
+                time.sleep(0.3)
+                assert out.stat().st_size == gone, "the ssh session outlived the client"
+                assert " -O exit " in (tmp_path / "log").read_text().splitlines()[-1] + " "
+                assert code == 128 + signum
+            finally:
+                try:
+                    os.kill(ssh_pid, signal.SIGKILL)  # (only when an assertion above failed)
+                except ProcessLookupError:
+                    pass

@@ -16,7 +16,8 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -190,7 +191,8 @@ class Connection:
 
         self.open()
         sys.stdout.flush()
-        proc = subprocess.run(["ssh", *self.ssh_argv(remote_argv)], stdin=subprocess.DEVNULL, check=False)
+        with _exit_on(signal.SIGTERM, signal.SIGHUP):
+            proc = subprocess.run(["ssh", *self.ssh_argv(remote_argv)], stdin=subprocess.DEVNULL, check=False)
         if proc.returncode == -signal.SIGPIPE:
             return 0
         return proc.returncode
@@ -220,6 +222,31 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def _exit_on(*signums: int) -> Iterator[None]:
+    """While an attached ssh runs, these signals end us by an exception, not on the spot:
+    subprocess.run then kills that ssh and close() stops the master. Killed outright, we
+    left both behind, writing the remote output (and its errors) into the terminal after
+    the shell had its prompt back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # (one that is ignored, as under nohup, stays ignored)
+    old = {n: signal.signal(n, leave) for n in signums if signal.getsignal(n) is signal.SIG_DFL}
+    try:
+        yield
+    finally:
+        for n, handler in old.items():
+            signal.signal(n, handler)
 
 
 def _run(args: list[str], stdin: bytes | None, stream: Stream = False) -> Result:
