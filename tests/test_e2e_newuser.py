@@ -113,6 +113,10 @@ def test_1_readme_steps_literally_with_custom_ssh_config_and_plain_git_push(user
     assert res.returncode == 0, out
     # --plan said which check a deploy uses: no route answers /healthz here
     assert "fallback check every 30s" in out and "warning: no route answers GET /healthz" in out, out
+    # ...and, before --setup-git, the TLS mode the server's config.toml sets (the test server's)
+    assert 'Domain:    myapp.tova.test (TLS from Caddy\'s local CA: tls = "internal")' in out, out
+    # the uploaded compiler's line sits with the server's progress lines under the step
+    assert "\n    Uploaded the Tova compiler to /opt/tova/compiler/tova\n    Toolchain: " in out, out
     # --setup-git's slow steps on this fresh server: what it installs as it goes, and their time
     assert re.search(r"→ Installing toolkit \S+ +✓ \d", out), out
     assert "installing nodejs npm..." in out and "setting up npm (" in out, out
