@@ -7,10 +7,12 @@ import importlib.util
 import keyword
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tova.errors import TovaSyntaxError
+from tova.lang import reader
 from tova.lang.lexer import NON_VALUE_WORDS
 from tova.lang.reader import parse_source
 
@@ -141,3 +143,42 @@ def test_generated_deploy_block_reads_back(block, prefix: str) -> None:
     assert body.blocks == ()
     assert {f.key: f.value.value for f in body.fields} == expected
     assert [f.key for f in body.fields] == list(expected)
+
+
+# -- the top-level prefilter never hides a block --------------------------------------
+
+def read_both_ways(text: str, monkeypatch) -> tuple[str, str]:
+    """The reader's result (or error) with its block-word prefilter, and without it."""
+    def outcome() -> str:
+        try:
+            return repr(parse_source(text, "p.tova"))
+        except TovaSyntaxError as e:
+            return f"error {e.loc}: {e.message}"
+    fast = outcome()
+    with monkeypatch.context() as m:
+        m.setattr(reader, "_may_open_block", lambda text, start: True)
+        slow = outcome()
+    return fast, slow
+
+
+NEAR_WORDS = st.sampled_from(["1", "1_", "0x", "0xF", "1e", "1.5", "x", "_", "$", "é", ".", " ", "\n", '"',
+                              "//", "/*", "*/", "=", "(", ")", "{", "}", "<p>", "</p>"])
+BLOCK_WORDS = st.sampled_from(sorted(reader._BLOCK_WORDS) + ['deploy "p" { server: "s" domain: "d" }'])
+
+
+@SETTINGS
+@given(st.lists(st.one_of(NEAR_WORDS, BLOCK_WORDS, TOVA_WORDS), max_size=30).map("".join))
+def test_the_block_word_prefilter_changes_no_result(text: str) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, slow = read_both_ways(text, monkeypatch)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("text", [
+    "x = 1_server {}\n", "x = 0xFserver {}\n", "x = 1e+5deploy\n", "y = 1.5data { }\n",
+    "metadata = 1\nobserver = 2\n", "s = \"server\"\n", "// deploy \"p\" {\n", "x = a.data\n",
+    "éserver = 1\n", "server1 = 1\n", "x = 1 server {}\n",
+])
+def test_the_block_word_prefilter_on_tricky_sources(text: str, monkeypatch) -> None:
+    fast, slow = read_both_ways(text, monkeypatch)
+    assert fast == slow

@@ -48,8 +48,8 @@ EVERY_CHAR = "".join(map(chr, range(0x110000)))
 SPELLED = {  # the classes as first written, with BMP-wide ranges that compile slowly
     "tag stop": (r"[^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff]", lexer._TAG_STOP.pattern),
     "plain": (r"[A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff]", f"[{lexer._PLAIN}]"),
-    "name start": (r"[A-Za-z_$\u0080-\uffff]", "[^" + lexer._outside_bmp("A-Za-z_$") + "]"),
-    "name rest": (r"[A-Za-z0-9_$\u0080-\uffff]", "[^" + lexer._outside_bmp("A-Za-z0-9_$") + "]"),
+    "name start": (r"[A-Za-z_$\u0080-\uffff]", "[^" + lexer.outside_bmp("A-Za-z_$") + "]"),
+    "name rest": (r"[A-Za-z0-9_$\u0080-\uffff]", "[^" + lexer.outside_bmp("A-Za-z0-9_$") + "]"),
     "in a plain string": (r'[^"\\{\x80-\U0010ffff]', r"[\x00-!#-\[\]-z|-\x7f]"),
     "in a plain 'string'": (r"[^'\\\x80-\U0010ffff]", r"[\x00-&(-\[\]-\x7f]"),
 }
@@ -63,7 +63,7 @@ def test_the_quickly_compiled_classes_hold_the_same_characters(name):
 
 
 def test_the_quick_spellings_are_the_ones_in_use():
-    assert "[^" + lexer._outside_bmp("A-Za-z_$") + "][^" + lexer._outside_bmp("A-Za-z0-9_$") + "]*" \
+    assert "[^" + lexer.outside_bmp("A-Za-z_$") + "][^" + lexer.outside_bmp("A-Za-z0-9_$") + "]*" \
         in lexer._GAP_TOKEN.pattern
     assert r"[\x00-!#-\[\]-z|-\x7f]" in lexer._CODE_SKIP.pattern
     assert r"[\x00-&(-\[\]-\x7f]" in lexer._CODE_SKIP.pattern

@@ -53,7 +53,7 @@ MAX_NESTING = 1000
 # What the previous token was, for the regex and markup decisions.
 _NONE, _VALUE, _OTHER, _ASSIGN, _FOR = 0, 1, 2, 3, 4
 
-def _outside_bmp(ascii_body: str) -> str:
+def outside_bmp(ascii_body: str) -> str:
     """The body of a character class holding every character NOT in `[ascii_body]` nor in
     U+0080..U+FFFF (the other ASCII ones, and U+10000 up). re compiles a range across the
     BMP by visiting each of its code points (about 4 ms per class, 0.1 s of every hook's
@@ -67,9 +67,9 @@ def _outside_bmp(ascii_body: str) -> str:
 # operators other than `/` and `<` (and `>` inside a tag). Non-ASCII characters up to
 # U+FFFF pass here and are checked once at the end (letters are identifiers).
 # _TAG_STOP is [^A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;\u0080-\uffff].
-_TAG_STOP = re.compile("[" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;") + "]")
-_TAG_PLAIN = "^" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;")
-_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+_TAG_STOP = re.compile("[" + outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;") + "]")
+_TAG_PLAIN = "^" + outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~,;")
+IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _OP_CHARS = frozenset("+-*%=!&|.:?@^~>,;<")
 _STYLE_BEFORE = frozenset("e \t\r\n")  # `style{`, `style (`: the only ways to open CSS
 _GAP_VALUE_END = frozenset("\"')]")
@@ -81,7 +81,7 @@ _SIMPLE_DQ = re.compile(r'"[^"\\{]*"')
 # a group holds only plain code and such strings. They make no span: pass 2 reads them
 # with _GAP_TOKEN. A group right after `style` or whitespace stays a stop (`style (`).
 # [_PLAIN] is [A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;\u0080-\uffff], spelled as its complement.
-_PLAIN = "^" + _outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;")
+_PLAIN = "^" + outside_bmp(r"A-Za-z0-9_$ \t\r\n+\-*%=!&|.:?@^~>,;")
 
 
 def _skip_patterns(possessive: bool) -> tuple[re.Pattern[str], ...]:
@@ -133,7 +133,7 @@ _OP_PATTERN = (r"\.(?:\.[.=]?)?|<(?:<=?|=)?|=[>=]?|-[>=]?|!=?|>=?|&[&=]?|\|[|>=]
                r"|\+=?|/=?|\^=?|[%~@]")
 _GAP_TOKEN = re.compile(
     r"""[ \t\r\n]*(?:
-    (?P<name>[^""" + _outside_bmp("A-Za-z_$") + "]" + "[^" + _outside_bmp("A-Za-z0-9_$") + r"""]*)
+    (?P<name>[^""" + outside_bmp("A-Za-z_$") + "]" + "[^" + outside_bmp("A-Za-z0-9_$") + r"""]*)
    |(?P<num>0[xX][0-9a-fA-F_]*|0[bB][01_]*|0[oO][0-7_]*
             |\d[\d_]*(?:\.(?=[\d_])[\d_]*)?(?:[eE][+-]?\d+)?)
    |(?P<str>"[^"]*"|'[^']*')  # only the plain strings that pass 1 left without a span
@@ -261,7 +261,7 @@ def _check_non_ascii(sc: Scanned, lo: int = 0, hi: int | None = None) -> None:
             if cat[0] == "L":
                 continue
             before = text[p - 1] if p else " "
-            if cat[0] in "NM" and (before in _IDENT_CHARS or (before > "\x7f" and before.isalnum())):
+            if cat[0] in "NM" and (before in IDENT_CHARS or (before > "\x7f" and before.isalnum())):
                 continue
             raise unexpected(sc, p)
 
@@ -401,7 +401,7 @@ class _Pass:
                     break
             c = text[q]
             if c == '"':
-                if q > gap and text[q - 1] in "rf" and (q - 1 == 0 or text[q - 2] not in _IDENT_CHARS
+                if q > gap and text[q - 1] in "rf" and (q - 1 == 0 or text[q - 2] not in IDENT_CHARS
                                                        and not (text[q - 2] > "\x7f" and text[q - 2].isalnum())):
                     begin = q - 1
                     if text[begin] == "r":
@@ -655,9 +655,9 @@ class _Pass:
         c = s[-1]
         if c in _GAP_VALUE_END:  # a string or bracket group that _CODE_SKIP jumped over
             return _VALUE, nl
-        if c in _IDENT_CHARS or (c > "\x7f" and c.isalnum()):
+        if c in IDENT_CHARS or (c > "\x7f" and c.isalnum()):
             j = len(s) - 1
-            while j >= 0 and (s[j] in _IDENT_CHARS or (s[j] > "\x7f" and s[j].isalnum())):
+            while j >= 0 and (s[j] in IDENT_CHARS or (s[j] > "\x7f" and s[j].isalnum())):
                 j -= 1
             word = s[j + 1:]
             if word[0].isdigit() or word not in KEYWORDS or word in VALUE_WORDS:
@@ -688,7 +688,7 @@ class _Pass:
         w = k - 5
         if w < gap or not text.startswith("style", w):
             return 0
-        if w > 0 and (text[w - 1] in _IDENT_CHARS or (text[w - 1] > "\x7f" and text[w - 1].isalnum())):
+        if w > 0 and (text[w - 1] in IDENT_CHARS or (text[w - 1] > "\x7f" and text[w - 1].isalnum())):
             return 0
         p = q
         if text[q] == "(":

@@ -19,7 +19,7 @@ from typing import Any
 
 from tova.errors import Location, TovaSyntaxError
 from tova.frozen import quick_init
-from tova.lang.lexer import NON_VALUE_WORDS, Scanned, scan, string_value, tokens
+from tova.lang.lexer import IDENT_CHARS, NON_VALUE_WORDS, Scanned, outside_bmp, scan, string_value, tokens
 from tova.lang.program import (
     AuthDecl,
     Body,
@@ -43,6 +43,37 @@ _BRACE_BLOCKS = {"security", "data", "cli", "theme", "auth"}  # word then `{`
 _NAMED_BLOCKS = {"test", "bench", "edge"}  # word then `{` or a string
 _CONCURRENT_MODES = {"cancel_on_error", "first", "timeout"}
 _BLOCK_WORDS = frozenset({*_KEYWORD_BLOCKS, *_BRACE_BLOCKS, *_NAMED_BLOCKS, "deploy", "concurrent"})
+# A block word that no identifier character follows (the search starts with the words
+# themselves, so that the regex engine skips ahead by their first letters).
+_BLOCK_WORD = re.compile(rf"(?:{'|'.join(sorted(_BLOCK_WORDS))})(?![^{outside_bmp('A-Za-z0-9_$')}])")
+_NUMBER_START = frozenset("0123456789")
+
+
+def _may_open_block(text: str, start: int) -> bool:
+    """Might a name token in text[start:] open a top-level block? A file where none can
+    (most library modules and snippets) need not have its top level tokenized. Strings
+    and comments are not told apart here: this may say yes too often, never too seldom."""
+    for m in _BLOCK_WORD.finditer(text, start):
+        p = m.start()
+        if p == start or not _is_ident_char(text[p - 1]):
+            return True
+        # Inside an identifier, unless that identifier run is a number's (`1_data` is
+        # `1_` then `data`). Long runs are not walked: yes, then.
+        j = p - 1
+        while j > start and _is_ident_char(text[j - 1]):
+            j -= 1
+            if p - j > 64:
+                return True
+        if text[j] in _NUMBER_START:
+            return True
+    return False
+
+
+def _is_ident_char(ch: str) -> bool:
+    # (outside strings and comments, a character beyond ASCII can only be part of a name)
+    return ch in IDENT_CHARS or ch > "\x7f"
+
+
 _SERVER_WORDS = frozenset({"db", "ws", "sse", "routes", "route"})
 _SECURITY_WORDS = frozenset({"auth", "cors"})
 _DATA_WORDS = frozenset({"source"})
@@ -187,6 +218,8 @@ class _FileReader:
 
     def read(self) -> ParsedFile:
         sc = self.sc
+        if not _may_open_block(sc.text, sc.start):
+            return ParsedFile(path=sc.path, line_count=count_lines(sc.text))
         top = _Region(sc, sc.start, len(sc.text))
         out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
         blocks: list[TopBlock] = []
