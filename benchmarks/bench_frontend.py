@@ -8,13 +8,17 @@
    in time linear in the size. Goal: each < 1 s;
 4. reading + inference of a generated ~50,000-line project, and the start-up time of
    `tova deploy <env> --plan` (whole process) beside a bare `python -c pass`.
-   Goals: the large project's plan < 1 s; a small project's plan < 0.3 s.
+   Goals: the large project's plan < 1 s; a small project's plan < 0.3 s;
+5. when that checkout is at hand: the reader and the compiler's parser on every Tova source
+   of the language's own documentation and examples (issue 9's measurement basis; read from
+   the checkout into a temporary folder, never part of this repository).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -146,6 +150,50 @@ def bench_pathological(tmp: Path) -> None:
     print(f"  {'a 1 MB file that is not UTF-8':52}{time.perf_counter() - t0:8.3f}  < 1.0  {outcome}")
 
 
+def reference_sources(tmp: Path) -> list[Path]:
+    """The .tova files and ```tova blocks of the checkout's docs/ and examples/, one file
+    each in tmp (none when there is no checkout)."""
+    if not (REAL_SRC / "docs").is_dir():
+        return []
+    out = tmp / "reference"
+    out.mkdir()
+    texts = [p.read_text(encoding="utf-8") for p in sorted(REAL_SRC.glob("examples/**/*.tova"))]
+    texts += [p.read_text(encoding="utf-8") for p in sorted(REAL_SRC.glob("docs/**/*.tova"))]
+    for md in sorted(REAL_SRC.glob("docs/**/*.md")):
+        texts += re.findall(r"```tova\n(.*?)```", md.read_text(encoding="utf-8"), re.S)
+    paths = []
+    for i, text in enumerate(texts):
+        path = out / f"{i:05d}.tova"
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def bench_reference(tmp: Path) -> None:
+    paths = reference_sources(tmp)
+    if not paths:
+        print("the language's own docs and examples: no checkout here (set TOVA_REAL_SRC)")
+        return
+    files = [(p, p.read_text(encoding="utf-8")) for p in paths]
+    lines = sum(count_lines(t) for _, t in files)
+
+    def one_pass() -> None:
+        for path, text in files:
+            try:
+                parse_source(text, str(path))
+            except TovaError:
+                pass  # (timed all the same, as the compiler's parser is)
+
+    one_pass()  # warm
+    ours = best_of(one_pass, 5)
+    real = real_parser(paths, 5)
+    print(f"the language's own docs and examples: {len(files)} sources, {lines:,} lines "
+          "(issue 9's measurement basis)")
+    print(f"  tova-deploy reader   {lines / ours:>12,.0f} lines/s")
+    if real is not None:
+        print(f"  Tova compiler parser {lines / real:>12,.0f} lines/s   (reference, same sources, warm)")
+
+
 def median_seconds(cmd: list[str], runs: int, cwd: Path) -> float:
     times = []
     for _ in range(runs):
@@ -184,6 +232,7 @@ def main() -> None:
         bench_corpus(files)
         bench_big_file(files, tmp)
         bench_pathological(tmp)
+        bench_reference(tmp)
         if "--reader-only" not in sys.argv:
             bench_project(tmp)
 
