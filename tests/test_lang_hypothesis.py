@@ -156,7 +156,7 @@ def read_both_ways(text: str, monkeypatch) -> tuple[str, str]:
             return f"error {e.loc}: {e.message}"
     fast = outcome()
     with monkeypatch.context() as m:
-        m.setattr(reader, "_may_open_block", lambda text, start: True)
+        m.setattr(reader, "_first_block_word", lambda sc: sc.start)
         slow = outcome()
     return fast, slow
 
@@ -174,10 +174,24 @@ def test_the_block_word_prefilter_changes_no_result(text: str) -> None:
     assert fast == slow
 
 
+@SETTINGS
+@given(mutated_program())
+def test_the_block_word_prefilter_changes_no_result_on_mutated_programs(text: str) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fast, slow = read_both_ways(text, monkeypatch)
+    assert fast == slow
+
+
 @pytest.mark.parametrize("text", [
     "x = 1_server {}\n", "x = 0xFserver {}\n", "x = 1e+5deploy\n", "y = 1.5data { }\n",
     "metadata = 1\nobserver = 2\n", "s = \"server\"\n", "// deploy \"p\" {\n", "x = a.data\n",
     "éserver = 1\n", "server1 = 1\n", "x = 1 server {}\n",
+    # the reading starts after the last top-level group before the first block word
+    "fn f() { 1 }\nx = re.test(s)\ndata = 2\ndeploy = 3\nfn g() { server }\nserver { }\n",
+    "fn f() { 1 } server { }\n", "x = f() { data } data { }\n", "a = b\n.test \"t\" { }\n",
+    "data /* c */ { }\n", "test // c\n\"t\" { }\n", "deploy\n= 1\n", "concurrent = 1\n",
+    "deploy prod { }\n", "deploy { }\n", "fn f() {}\nserver = 1\n", "x = { y: 1 }\ntest\n\"t\" { }\n",
+    "f({ a: 1 }) data { }\n", "if x { } else { } security { }\n",
 ])
 def test_the_block_word_prefilter_on_tricky_sources(text: str, monkeypatch) -> None:
     fast, slow = read_both_ways(text, monkeypatch)

@@ -152,7 +152,8 @@ _CLOSERS = {"{": "}", "(": ")", "[": "]"}
 class Scanned:
     """One file after pass 1: opaque spans (sorted, disjoint) and `{` → `}` positions."""
 
-    __slots__ = ("text", "path", "start", "starts", "ends", "kinds", "closes", "_nl", "_at", "_line", "_bol")
+    __slots__ = ("text", "path", "start", "starts", "ends", "kinds", "closes", "top_opens", "_nl", "_at", "_line",
+                 "_bol")
 
     def __init__(self, text: str, path: str) -> None:
         self.text = text
@@ -162,6 +163,7 @@ class Scanned:
         self.ends: list[int] = []
         self.kinds: list[str] = []
         self.closes: dict[int, int] = {}
+        self.top_opens: list[int] = []  # the `{` of the top level's groups, in order
         self._nl: list[int] | None = None
         self._at, self._line, self._bol = 0, 1, 0  # the furthest place asked for so far
 
@@ -286,6 +288,7 @@ class _Pass:
         text, n, sc = self.text, self.n, self.sc
         closes = sc.closes
         starts, ends, kinds = sc.starts, sc.ends, sc.kinds
+        top_opens = sc.top_opens
         pos = 0
         if text.startswith("#!"):
             nl = text.find("\n")
@@ -451,6 +454,8 @@ class _Pass:
                         expr_depth += 1
                     elif match_depth:
                         match_depth += 1
+                    elif not brackets and not jstack and not tag_mode:
+                        top_opens.append(q)
                     brackets.append(("{", q))
                     if len(brackets) > MAX_NESTING:
                         raise self.too_deep(q)

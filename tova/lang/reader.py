@@ -47,26 +47,59 @@ _BLOCK_WORDS = frozenset({*_KEYWORD_BLOCKS, *_BRACE_BLOCKS, *_NAMED_BLOCKS, "dep
 # themselves, so that the regex engine skips ahead by their first letters).
 _BLOCK_WORD = re.compile(rf"(?:{'|'.join(sorted(_BLOCK_WORDS))})(?![^{outside_bmp('A-Za-z0-9_$')}])")
 _NUMBER_START = frozenset("0123456789")
+# What may come right after these words when they open a block (a `{`, a name's string,
+# or a comment before either); after anything else they are plain names (block_at).
+_FOLLOWS = {**{w: frozenset("{/") for w in _BRACE_BLOCKS}, **{w: frozenset("{/\"'rf") for w in _NAMED_BLOCKS}}
+# ... and what never comes after `deploy` and `concurrent` when they open a block (or
+# make block_at report a misspelt one).
+_OPEN_UNLESS = dict.fromkeys(("deploy", "concurrent"), frozenset("=.,;:)]}([+-*%<>!&|?^~@"))
+_WS = re.compile(r"[ \t\r\n]*")
 
 
-def _may_open_block(text: str, start: int) -> bool:
-    """Might a name token in text[start:] open a top-level block? A file where none can
-    (most library modules and snippets) need not have its top level tokenized. Strings
-    and comments are not told apart here: this may say yes too often, never too seldom."""
+def _first_block_word(sc: Scanned) -> int:
+    """Where the first name token that might open a top-level block is, or -1. A file
+    where none can (most library modules and snippets) need not have its top level
+    tokenized, nor the part of it before that place. Block words inside groups are not
+    told apart here: this may answer too early, never too late."""
+    text, start = sc.text, sc.start
     for m in _BLOCK_WORD.finditer(text, start):
         p = m.start()
+        if sc.span_at(p) != -1:
+            continue  # in a string, a comment...
         if p == start or not _is_ident_char(text[p - 1]):
-            return True
+            if p > start and text[p - 1] == ".":
+                continue  # a member (`re.test(s)`): no statement starts after an operator
+            word = m.group()
+            if word in _FOLLOWS or word in _OPEN_UNLESS:
+                after = _WS.match(text, m.end()).end()  # type: ignore[union-attr]
+                if after < len(text) and (text[after] not in _FOLLOWS[word] if word in _FOLLOWS
+                                          else text[after] in _OPEN_UNLESS[word]):
+                    continue  # `data = ...`: not the token (or comment) such a block needs next
+            return p
         # Inside an identifier, unless that identifier run is a number's (`1_data` is
-        # `1_` then `data`). Long runs are not walked: yes, then.
+        # `1_` then `data`). Long runs are not walked: here, then.
         j = p - 1
         while j > start and _is_ident_char(text[j - 1]):
             j -= 1
             if p - j > 64:
-                return True
+                return p
         if text[j] in _NUMBER_START:
-            return True
-    return False
+            return p
+    return -1
+
+
+def _top_level_from(sc: Scanned, first: int) -> int:
+    """Where to start tokenizing the top level, when no block word comes before `first`:
+    right after the last top-level `{ }` group that closes before it (a `}` ends an item,
+    so a statement may start there, as after anything else), else at the file's start."""
+    opens = sc.top_opens
+    i = bisect_left(opens, first) - 1
+    while i >= 0:
+        close = sc.closes[opens[i]]
+        if close < first:
+            return close + 1
+        i -= 1  # (`first` is inside this group: the one before it closes earlier)
+    return sc.start
 
 
 def _is_ident_char(ch: str) -> bool:
@@ -218,9 +251,10 @@ class _FileReader:
 
     def read(self) -> ParsedFile:
         sc = self.sc
-        if not _may_open_block(sc.text, sc.start):
+        first = _first_block_word(sc)
+        if first < 0:
             return ParsedFile(path=sc.path, line_count=count_lines(sc.text))
-        top = _Region(sc, sc.start, len(sc.text))
+        top = _Region(sc, _top_level_from(sc, first), len(sc.text))
         out: dict[str, list[Any]] = {"deploy": [], "server": [], "browser": [], "security": [], "data": []}
         blocks: list[TopBlock] = []
         n = len(top.toks)
