@@ -187,6 +187,15 @@ class Scanned:
         return idx + 1, pos - line_start + 1
 
     def loc(self, pos: int) -> Location:
+        at = self._at
+        if pos >= at:  # line_col's usual case, inline: the reader asks for many
+            text = self.text
+            k = text.count("\n", at, pos)
+            if k:
+                self._line += k
+                self._bol = text.rfind("\n", at, pos) + 1
+            self._at = pos
+            return Location(self.path, self._line, pos - self._bol + 1)
         line, col = self.line_col(pos)
         return Location(self.path, line, col)
 

@@ -513,9 +513,8 @@ def _build_body(sc: Scanned, items: list[_Item]) -> Body:
             blocks.append(SubBlock(name=key, loc=loc, body=_build_body(sc, sub)))
             continue
         vloc = loc_at(pos)
-        if kind == "str":
-            decoded = string_value(src)
-            value = Value("expr", None, src, vloc) if decoded is None else Value("string", decoded, src, vloc)
+        if kind == "str":  # (_FIELD_PARTS takes only strings without escapes or `{`)
+            value = Value("string", src[1:-1], src, vloc)
         elif kind == "num":
             value = _number(src, vloc)
         elif src == "nil":
