@@ -237,7 +237,7 @@ def _exit_on(*signums: int) -> Iterator[None]:
         yield
         return
 
-    def leave(signum: int, frame: object) -> None:
+    def leave(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     # (one that is ignored, as under nohup, stays ignored)
