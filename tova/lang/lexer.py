@@ -169,6 +169,10 @@ class Scanned:
 
     # -- locations ----------------------------------------------------------------------
     def line_col(self, pos: int) -> tuple[int, int]:
+        loc = self.loc(pos)
+        return loc.line, loc.col
+
+    def loc(self, pos: int) -> Location:
         at = self._at
         if pos >= at:
             # the reader asks in source order: count only the newlines since last time
@@ -179,25 +183,12 @@ class Scanned:
                 self._line += k
                 self._bol = text.rfind("\n", at, pos) + 1
             self._at = pos
-            return self._line, pos - self._bol + 1
+            return Location(self.path, self._line, pos - self._bol + 1)
         if self._nl is None:
             self._nl = [m.start() for m in _NL.finditer(self.text)]
         idx = bisect_left(self._nl, pos)
         line_start = self._nl[idx - 1] + 1 if idx else 0
-        return idx + 1, pos - line_start + 1
-
-    def loc(self, pos: int) -> Location:
-        at = self._at
-        if pos >= at:  # line_col's usual case, inline: the reader asks for many
-            text = self.text
-            k = text.count("\n", at, pos)
-            if k:
-                self._line += k
-                self._bol = text.rfind("\n", at, pos) + 1
-            self._at = pos
-            return Location(self.path, self._line, pos - self._bol + 1)
-        line, col = self.line_col(pos)
-        return Location(self.path, line, col)
+        return Location(self.path, idx + 1, pos - line_start + 1)
 
     def line_text(self, pos: int) -> str:
         start = self.text.rfind("\n", 0, pos) + 1
