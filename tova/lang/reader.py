@@ -47,13 +47,20 @@ _BLOCK_WORDS = frozenset({*_KEYWORD_BLOCKS, *_BRACE_BLOCKS, *_NAMED_BLOCKS, "dep
 # themselves, so that the regex engine skips ahead by their first letters).
 _BLOCK_WORD = re.compile(rf"(?:{'|'.join(sorted(_BLOCK_WORDS))})(?![^{outside_bmp('A-Za-z0-9_$')}])")
 _NUMBER_START = frozenset("0123456789")
-# What may come right after these words when they open a block (a `{`, a name's string,
-# or a comment before either); after anything else they are plain names (block_at).
-_FOLLOWS = {**{w: frozenset("{/") for w in _BRACE_BLOCKS}, **{w: frozenset("{/\"'rf") for w in _NAMED_BLOCKS}}
-# ... and what never comes after `deploy` and `concurrent` when they open a block (or
-# make block_at report a misspelt one).
-_OPEN_UNLESS = dict.fromkeys(("deploy", "concurrent"), frozenset("=.,;:)]}([+-*%<>!&|?^~@"))
+_OPERATOR_CHARS = frozenset("=.,;:)]}([+-*%<>!&|?^~@")
 _WS = re.compile(r"[ \t\r\n]*")
+
+
+def _may_come_next(word: str, ch: str) -> bool:
+    """Can `ch` be the next character (after spaces) when `word` opens a block, or makes
+    block_at report a misspelt one? After anything else the word is a plain name."""
+    if word in _BRACE_BLOCKS:
+        return ch in "{/"  # the body, or a comment before it
+    if word in _NAMED_BLOCKS:
+        return ch in "{/\"'rf"  # ... or the name's string
+    if word in _KEYWORD_BLOCKS:
+        return True  # keywords: any other use is an error block_at reports
+    return ch not in _OPERATOR_CHARS  # deploy, concurrent: a name, a string or a `{`
 
 
 def _first_block_word(sc: Scanned) -> int:
@@ -69,12 +76,9 @@ def _first_block_word(sc: Scanned) -> int:
         if p == start or not _is_ident_char(text[p - 1]):
             if p > start and text[p - 1] == ".":
                 continue  # a member (`re.test(s)`): no statement starts after an operator
-            word = m.group()
-            if word in _FOLLOWS or word in _OPEN_UNLESS:
-                after = _WS.match(text, m.end()).end()  # type: ignore[union-attr]
-                if after < len(text) and (text[after] not in _FOLLOWS[word] if word in _FOLLOWS
-                                          else text[after] in _OPEN_UNLESS[word]):
-                    continue  # `data = ...`: not the token (or comment) such a block needs next
+            after = _WS.match(text, m.end()).end()  # type: ignore[union-attr]
+            if after < len(text) and not _may_come_next(m.group(), text[after]):
+                continue  # `data = ...`: a plain name
             return p
         # Inside an identifier, unless that identifier run is a number's (`1_data` is
         # `1_` then `data`). Long runs are not walked: here, then.
@@ -94,12 +98,9 @@ def _top_level_from(sc: Scanned, first: int) -> int:
     so a statement may start there, as after anything else), else at the file's start."""
     opens = sc.top_opens
     i = bisect_left(opens, first) - 1
-    while i >= 0:
-        close = sc.closes[opens[i]]
-        if close < first:
-            return close + 1
-        i -= 1  # (`first` is inside this group: the one before it closes earlier)
-    return sc.start
+    if i >= 0 and sc.closes[opens[i]] > first:
+        i -= 1  # `first` is inside this group: the one before it closes earlier
+    return sc.closes[opens[i]] + 1 if i >= 0 else sc.start
 
 
 def _is_ident_char(ch: str) -> bool:
