@@ -22,7 +22,7 @@ import pytest
 FIXTURE = Path(__file__).parent / "fixtures" / "tova-fixture-compiler"
 REAL = os.environ.get("TOVA_REAL_COMPILER")
 
-pytestmark = pytest.mark.skipif(not REAL or shutil.which("bun") is None,
+needs_real = pytest.mark.skipif(not REAL or shutil.which("bun") is None,
                                 reason="set TOVA_REAL_COMPILER to a real Tova compiler (and have Bun)")
 
 HEALTH = 'fn healthz() { text("ok") }\n  route GET "/healthz" => healthz\n'
@@ -53,6 +53,7 @@ def bundle(out: Path) -> str:
     return next(p for p in out.glob("server.*.js") if re.fullmatch(r"server\.[0-9a-f]{12}\.js", p.name)).read_text()
 
 
+@needs_real
 def test_output_layout_browser_files_and_base(tmp_path):
     files = {"src/app.tova": "server {\n  " + HEALTH + "}\nbrowser {\n  component App {\n    <h1>\"Hi\"</h1>\n  }\n}\n",
              "tova.toml": '[project]\nname = "p"\n\n[deploy]\nbase = "/shop"\n'}
@@ -69,11 +70,13 @@ def test_output_layout_browser_files_and_base(tmp_path):
         assert (out / "index.html").read_text() == (out / "200.html").read_text() == (out / "404.html").read_text()
 
 
+@needs_real
 @pytest.mark.parametrize(("db", "line"), [
     ('db { driver: "postgres" }', 'import postgres from "postgres"'),
     ('db { driver: "mysql" }', 'import mysql from "mysql2/promise"'),
     ('db { path: "notes.db" }', 'new Database("notes.db")'),
 ])
+@needs_real
 def test_database_code_imports_the_driver_unbundled_or_opens_sqlite_relative(tmp_path, db, line):
     res = build(tmp_path, {"src/app.tova": f"server {{\n  {db}\n  {HEALTH}}}\n"})
     for name, r in res.items():
@@ -81,6 +84,7 @@ def test_database_code_imports_the_driver_unbundled_or_opens_sqlite_relative(tmp
         assert line in bundle(tmp_path / name / "out"), name
 
 
+@needs_real
 def test_without_bun_on_path_neither_runs(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
@@ -91,6 +95,7 @@ def test_without_bun_on_path_neither_runs(tmp_path):
         assert r.returncode == 127 and "bun" in r.stderr, (name, r.stderr)
 
 
+@needs_real
 def test_warnings_go_to_stderr_as_blocks_with_a_location(tmp_path):
     res = build(tmp_path, {"src/app.tova": "server {\n  " + HEALTH + "}\n"})
     for name, r in res.items():
@@ -99,6 +104,7 @@ def test_warnings_go_to_stderr_as_blocks_with_a_location(tmp_path):
         assert re.match(r"warning: [^\n]+\n    --> /\S+/src/app\.tova:1:1\n    \|\n  1 \| server \{\n", warning), name
 
 
+@needs_real
 def test_errors_have_the_same_format(tmp_path):
     res = build(tmp_path, {"src/app.tova": "server {\n  " + HEALTH + '  route GET "/x" =>\n}\n'})
     for name, r in res.items():
@@ -108,6 +114,7 @@ def test_errors_have_the_same_format(tmp_path):
                                                r.stderr), (name, r.stderr)
 
 
+@needs_real
 @pytest.mark.parametrize(("deploys", "messages"), [
     ('deploy "prod" {\n  server: "h"\n  domain: "a.test"\n  name: "x"\n}\n',
      ['app.tova:8:3 — Unknown deploy config field "name"']),
@@ -123,6 +130,7 @@ def test_deploy_fields_are_checked_alike(tmp_path, deploys, messages):
         assert found == messages, (name, r.stderr)
 
 
+@needs_real
 def test_a_browser_blocks_npm_import_needs_node_modules_at_build_time(tmp_path):
     app = ("server {\n  " + HEALTH + '}\nbrowser {\n  import ms from "ms"\n  component App {\n'
            '    <h1>"{ms(1000)}"</h1>\n  }\n}\n')
@@ -168,6 +176,7 @@ def _status(port: int, path: str) -> tuple[int, str]:
         return e.code, ""
 
 
+@needs_real
 def test_routes_call_handlers_and_a_string_target_fails_at_run_time(tmp_path):
     app = ('server {\n  db { path: "t.db" }\n  fn home() { text("home") }\n  ' + HEALTH +
            '  route GET "/" => home\n  route GET "/x" => "text"\n}\n')
@@ -185,3 +194,41 @@ def test_routes_call_handlers_and_a_string_target_fails_at_run_time(tmp_path):
             proc.terminate()
             proc.wait(10)
         assert (data / "t.db").is_file(), name  # SQLite beside the working directory
+
+
+# (no top-level constant: tova-lang 0.11.26 declares those twice in the server bundle,
+# which then fails to load)
+SHARED_APP = """fn greeting(who) {
+  "hello {who}, shared"
+}
+
+shared {
+  fn shout(s) { s.toUpperCase() }
+}
+
+server {
+  route GET "/" => fn() { text(shout(greeting("you"))) }
+  """ + HEALTH + """}
+"""
+
+
+@pytest.mark.skipif(shutil.which("bun") is None, reason="needs Bun")
+@pytest.mark.parametrize("name", ["fixture", "real"])
+def test_top_level_and_shared_functions_reach_the_server(tmp_path, name):
+    """The compiler puts the top level's functions, and shared { } blocks', in the server
+    too: a route may call them (the fixture alone in CI)."""
+    if name == "real" and not REAL:
+        pytest.skip("set TOVA_REAL_COMPILER to a real Tova compiler")
+    argv = compilers()[name]
+    project = tmp_path / name
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.tova").write_text(SHARED_APP)
+    r = subprocess.run([*argv, "build", "src", "--production", "--output", "out"], cwd=project,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    proc, port = _serve(project / "out", project)
+    try:
+        assert _status(port, "/") == (200, "HELLO YOU, SHARED")
+    finally:
+        proc.terminate()
+        proc.wait(10)
